@@ -1,0 +1,1 @@
+"""colorgrid cloud controller: aggregation, estimation, control law, goal schedules."""

@@ -1,0 +1,5 @@
+import sys
+
+from colorgrid.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Device physics and simulated fleets (vectorized, and real edge_agent gateways over a broker)."""

@@ -1,0 +1,1 @@
+"""Three-phase unbalanced distribution power flow (implicit Zbus) and sensitivities."""

@@ -1,0 +1,1 @@
+"""Transactive P2P market and settlement ledger."""

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The README's test command: installs whatever is missing (system packages too), then runs the
+# whole suite. Safe to run repeatedly; CI runs it through .ci/run on a clean checkout.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-python3}"
+
+need_apt=()
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto mosquitto-clients)
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "installing system packages: ${need_apt[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${need_apt[@]}"
+fi
+
+"$PY" -m pip install -q -e '.[test]'
+
+# MicroPython (WebAssembly build) used to execute the edge_agent core's tests under real MicroPython.
+if [ -f tools/mpy_wasm/package.json ]; then
+  (cd tools/mpy_wasm && { npm ci --no-audit --no-fund --silent || npm install --no-audit --no-fund --silent; })
+fi
+
+exec "$PY" -m pytest -q -p no:cacheprovider "$@"
