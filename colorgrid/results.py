@@ -138,7 +138,7 @@ class RunOutput:
     def write_columns(self, name: str, columns: Mapping[str, Sequence[Any]]) -> Path | None:
         """Write a table given column-name -> equal-length sequence (numpy arrays welcome)."""
         names = list(columns)
-        data = [clean_value(columns[c], f"{name}.{c}") for c in names]
+        data = [list(columns[c].tolist() if hasattr(columns[c], "tolist") else columns[c]) for c in names]
         lengths = {len(col) for col in data}
         if len(lengths) > 1:
             raise ResultsError(f"{name}: columns of unequal length {sorted(lengths)}")
