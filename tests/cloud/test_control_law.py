@@ -1,0 +1,119 @@
+"""Table tests of the control law against hand-computed cases (ARCHITECTURE §2 steps 1-5)."""
+import numpy as np
+import pytest
+
+from cloud.control_law import (ControlInputError, ControlParams, compute_control,
+                               expected_after_switch)
+
+# tiers green, yellow, black; columns EF, ER, DF, DR
+BASE = np.array([[10.0, 0.0, 10.0, 0.0],
+                 [20.0, 0.0, 0.0, 0.0],
+                 [30.0, 0.0, 0.0, 0.0]])
+H400 = ControlParams(alpha=1.0, round_s=2.0, fairness_horizon_s=400.0, max_switches_per_device_hour=10.0)
+
+
+def test_partial_shed_of_green_no_swap_when_cap_used_by_tracking():
+    # E_min = 30 (black), E_max = 70; goal 55 -> yellow 20, green 5 -> green off 5 of EF 10.
+    d = compute_control(BASE, 55.0, H400)
+    np.testing.assert_allclose(d.target_kw, [5.0, 20.0, 30.0])
+    np.testing.assert_allclose(d.p_off, [0.5, 0.0, 0.0])
+    np.testing.assert_allclose(d.p_on, [0.0, 0.0, 1.0])
+    assert d.goal_clipped_kw == 55.0 and not d.saturated
+    # cap: 10 sw/h * 20 kW * 2 s / 3600 = 0.111 kW < 5 kW already switched: swap 0
+    np.testing.assert_allclose(d.swap_kw, [0.0, 0.0, 0.0])
+    assert d.expected_enabled_kw == pytest.approx(55.0)
+
+
+def test_fairness_swap_in_half_served_tier():
+    # goal 60 = current enabled: no tracking; green half served -> swap (20-10)*2/400 = 0.05 kW
+    d = compute_control(BASE, 60.0, H400)
+    np.testing.assert_allclose(d.swap_kw, [0.05, 0.0, 0.0])
+    np.testing.assert_allclose(d.p_on, [0.005, 0.0, 1.0])
+    np.testing.assert_allclose(d.p_off, [0.005, 0.0, 0.0])
+    assert d.expected_enabled_kw == pytest.approx(60.0)
+
+
+def test_fairness_swap_capped_by_switch_rate():
+    # cap 2 switches/h: 2*20*2/3600 = 0.02222 kW of on+off -> swap 0.01111 kW
+    p = ControlParams(fairness_horizon_s=400.0, max_switches_per_device_hour=2.0)
+    d = compute_control(BASE, 60.0, p)
+    assert d.swap_kw[0] == pytest.approx(2 * 20 * 2 / 3600 / 2)
+
+
+def test_saturation_high_and_low():
+    hi = compute_control(BASE, 100.0, H400)
+    assert hi.saturated and hi.goal_clipped_kw == 70.0
+    np.testing.assert_allclose(hi.p_on, [1.0, 0.0, 1.0])
+    np.testing.assert_allclose(hi.p_off, [0.0, 0.0, 0.0])
+    lo = compute_control(BASE, 0.0, H400)
+    assert lo.saturated and lo.goal_clipped_kw == 30.0   # black is never disabled
+    np.testing.assert_allclose(lo.p_off, [1.0, 1.0, 0.0])
+    np.testing.assert_allclose(lo.target_kw, [0.0, 0.0, 30.0])
+
+
+def test_refractory_demand_is_fixed():
+    x = np.array([[5.0, 5.0, 10.0, 0.0], [20.0, 0.0, 0.0, 0.0], [30.0, 0.0, 0.0, 0.0]])
+    d = compute_control(x, 0.0, H400)
+    assert d.goal_clipped_kw == 35.0          # ER of green stays on
+    np.testing.assert_allclose(d.target_kw, [5.0, 0.0, 30.0])
+    np.testing.assert_allclose(d.p_off, [1.0, 1.0, 0.0])
+
+
+def test_alpha_scales_the_gap():
+    d = compute_control(BASE, 55.0, ControlParams(alpha=0.5, fairness_horizon_s=400.0))
+    np.testing.assert_allclose(d.p_off[0], 0.25)       # 0.5 * 5 kW / 10 kW
+    assert d.expected_enabled_kw == pytest.approx(57.5)
+
+
+def test_tier_priority_yellow_served_before_green():
+    # green fully on (EF 10), yellow fully off (DF 20); same total wanted -> swap the tiers
+    x = np.array([[10.0, 0.0, 0.0, 0.0], [0.0, 0.0, 20.0, 0.0], [30.0, 0.0, 0.0, 0.0]])
+    d = compute_control(x, 40.0, H400)
+    np.testing.assert_allclose(d.target_kw, [0.0, 10.0, 30.0])
+    np.testing.assert_allclose(d.p_off, [1.0, 0.0, 0.0])
+    assert d.p_on[1] == pytest.approx(0.5 + d.swap_kw[1] / 20.0)
+
+
+def test_zero_flexible_demand_no_nan():
+    x = np.zeros((3, 4))
+    d = compute_control(x, 5.0)
+    assert d.saturated and d.goal_clipped_kw == 0.0
+    for arr in (d.p_on, d.p_off, d.target_kw, d.on_kw, d.off_kw):
+        assert np.all(np.isfinite(arr))
+    np.testing.assert_allclose(d.p_off, 0.0)
+    np.testing.assert_allclose(d.p_on, [0.0, 0.0, 1.0])
+    # all refractory: nothing can move, no division by zero
+    y = np.array([[0.0, 4.0, 0.0, 6.0], [0.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]])
+    d2 = compute_control(y, 3.0)
+    assert d2.goal_clipped_kw == 5.0 and np.all(np.isfinite(d2.p_on))
+
+
+def test_black_tier_never_disabled_and_re_enabled():
+    x = np.array([[10.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [20.0, 0.0, 5.0, 0.0]])
+    d = compute_control(x, 0.0)
+    assert d.p_off[2] == 0.0 and d.p_on[2] == 1.0
+    assert d.goal_clipped_kw == 25.0
+
+
+@pytest.mark.parametrize("bad,msg", [
+    (np.zeros((3, 3)), "shape"),
+    (np.array([[np.nan, 0, 0, 0]]), "non-finite"),
+    (np.array([[-1.0, 0, 0, 0]]), "negative"),
+])
+def test_bad_state_named(bad, msg):
+    with pytest.raises(ControlInputError, match=msg):
+        compute_control(bad, 1.0)
+
+
+def test_bad_goal_and_params():
+    with pytest.raises(ControlInputError, match="goal_kw"):
+        compute_control(BASE, float("nan"))
+    with pytest.raises(ControlInputError, match="alpha"):
+        ControlParams(alpha=0.0)
+
+
+def test_expected_after_switch():
+    y = expected_after_switch(BASE, [0.5, 0.0, 1.0], [0.2, 0.1, 0.0])
+    np.testing.assert_allclose(y[0], [8.0, 5.0, 5.0, 2.0])
+    np.testing.assert_allclose(y[1], [18.0, 0.0, 0.0, 2.0])
+    assert y.sum() == pytest.approx(BASE.sum())
