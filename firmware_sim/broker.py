@@ -1,0 +1,212 @@
+"""A private MQTT broker for demos, benches and tests: a `mosquitto` child on a free loopback port,
+or (when the binary is missing) an embedded pure-Python broker (amqtt, MQTT 3.1.1 only) in a
+child Python process.
+
+    broker = start_broker()            # mosquitto if found, else amqtt
+    broker.url                         # "mqtt://127.0.0.1:PORT"
+    broker.stop()                      # SIGTERM (mosquitto saves its persistence file), then wait
+
+`MosquittoBroker(persistence=True)` keeps sessions and queued QoS-1 messages in a folder so that a
+`stop()` + `start()` on the same port behaves like a broker restart (persistent sessions survive).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+class BrokerError(RuntimeError):
+    """The broker could not be started (binary missing, port never opened, child died)."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout_s: float, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise BrokerError(f"broker exited with code {proc.returncode} before opening port {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise BrokerError(f"broker did not open port {port} within {timeout_s} s")
+
+
+def mosquitto_binary() -> str | None:
+    found = shutil.which("mosquitto")
+    if found:
+        return found
+    for cand in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto", "/opt/homebrew/sbin/mosquitto"):
+        if os.access(cand, os.X_OK):
+            return cand
+    return None
+
+
+class MosquittoBroker:
+    """A mosquitto child process bound to 127.0.0.1:`port` (free port when None)."""
+
+    kind = "mosquitto"
+
+    def __init__(self, port: int | None = None, persistence: bool = False, workdir: str | None = None,
+                 extra_conf: str = "") -> None:
+        binary = mosquitto_binary()
+        if binary is None:
+            raise BrokerError("mosquitto binary not found (apt-get install mosquitto)")
+        self.binary = binary
+        self.port = port or free_port()
+        self._own_dir = workdir is None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="colorgrid-mosq-"))
+        self.persistence = persistence
+        self.extra_conf = extra_conf
+        self.proc: subprocess.Popen | None = None
+        self.conf_path = self.workdir / "mosquitto.conf"
+        self.log_path = self.workdir / "mosquitto.log"
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def _write_conf(self) -> None:
+        lines = [
+            f"listener {self.port} 127.0.0.1",
+            "allow_anonymous true",
+            "max_queued_messages 10000",
+            "max_inflight_messages 100",
+            "set_tcp_nodelay true",
+        ]
+        if self.persistence:
+            lines += ["persistence true", f"persistence_location {self.workdir}/", "autosave_interval 1"]
+        self.conf_path.write_text("\n".join(lines) + "\n" + self.extra_conf)
+
+    def start(self, timeout_s: float = 10.0) -> "MosquittoBroker":
+        if self.proc is not None and self.proc.poll() is None:
+            return self
+        self._write_conf()
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([self.binary, "-c", str(self.conf_path)], stdout=log, stderr=log,
+                                     stdin=subprocess.DEVNULL)
+        log.close()
+        wait_port(self.port, timeout_s, self.proc)
+        return self
+
+    def stop(self, hard: bool = False) -> None:
+        """SIGTERM (graceful: persistence saved) or SIGKILL when `hard`; waits for the exit."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL if hard else signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def close(self) -> None:
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> "MosquittoBroker":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+_AMQTT_CHILD = """
+import asyncio, sys
+from amqtt.broker import Broker
+async def main(port):
+    cfg = {"listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
+           "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}}}
+    broker = Broker(cfg)
+    await broker.start()
+    await asyncio.Event().wait()
+asyncio.run(main(int(sys.argv[1])))
+"""
+
+
+class EmbeddedBroker:
+    """amqtt (pure Python, MQTT 3.1.1 only) in a child Python process; the fallback broker."""
+
+    kind = "amqtt"
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 20.0) -> "EmbeddedBroker":
+        try:
+            import amqtt  # noqa: F401
+        except ImportError as exc:
+            raise BrokerError("no mosquitto binary and the embedded broker needs `pip install amqtt`") from exc
+        self.proc = subprocess.Popen([sys.executable, "-c", _AMQTT_CHILD, str(self.port)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     stdin=subprocess.DEVNULL)
+        wait_port(self.port, timeout_s, self.proc)
+        return self
+
+    def stop(self, hard: bool = False) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill() if hard else self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def close(self) -> None:
+        self.stop()
+
+    def __enter__(self) -> "EmbeddedBroker":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def start_broker(prefer: str = "auto") -> MosquittoBroker | EmbeddedBroker:
+    """Start a private broker: mosquitto when available (or `prefer='mosquitto'`), else amqtt."""
+    if prefer not in ("auto", "mosquitto", "amqtt"):
+        raise BrokerError(f"prefer: expected auto|mosquitto|amqtt, got {prefer!r}")
+    if prefer != "amqtt" and mosquitto_binary() is not None:
+        return MosquittoBroker().start()
+    if prefer == "mosquitto":
+        raise BrokerError("mosquitto binary not found (apt-get install mosquitto)")
+    return EmbeddedBroker().start()
+
+
+def parse_broker_url(url: str) -> tuple[str, int]:
+    """'mqtt://host:port' (port default 1883) → (host, port); anything else raises BrokerError."""
+    if not isinstance(url, str) or not url.startswith("mqtt://"):
+        raise BrokerError(f"broker: expected mqtt://host[:port], got {url!r}")
+    rest = url[len("mqtt://"):].rstrip("/")
+    host, _, port_text = rest.partition(":")
+    if not host:
+        raise BrokerError(f"broker: missing host in {url!r}")
+    try:
+        port = int(port_text) if port_text else 1883
+    except ValueError as exc:
+        raise BrokerError(f"broker: bad port in {url!r}") from exc
+    if not 0 < port < 65536:
+        raise BrokerError(f"broker: port out of range in {url!r}")
+    return host, port
