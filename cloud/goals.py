@@ -1,0 +1,202 @@
+"""Goal schedules: where the controller's goal g(t) (total enabled kW wanted per group) comes from.
+
+The contract is one method, `goal_kw(group, t_ms) -> float` (t_ms in UTC epoch ms). A constant, a
+CSV file, a regulation signal, a step or ramp, and later the market/VPP dispatch and OpenADR events
+all implement it. `FakeGoal` records the calls for tests.
+
+Times inside a schedule are seconds from `start_ms` (the schedule's t = 0, UTC epoch ms).
+"""
+from __future__ import annotations
+
+import bisect
+import csv
+import math
+from importlib import resources
+from pathlib import Path
+from typing import Mapping, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+SIGNAL_ROUND_S = 2.0   # spacing of the packaged regulation signal, s
+
+
+class GoalError(ValueError):
+    """A goal schedule that cannot be built or evaluated (message names the field)."""
+
+
+@runtime_checkable
+class GoalSchedule(Protocol):
+    def goal_kw(self, group: str, t_ms: int) -> float:
+        """Total enabled kW wanted for `group` at UTC epoch ms `t_ms`."""
+        ...
+
+
+def _finite(value: float, name: str) -> float:
+    v = float(value)
+    if not math.isfinite(v):
+        raise GoalError(f"{name} must be finite, got {value!r}")
+    return v
+
+
+def _elapsed_s(t_ms: int, start_ms: int) -> float:
+    return (int(t_ms) - int(start_ms)) / 1000.0
+
+
+class ConstantGoal:
+    """The same kW at all times; one value for every group or a mapping group -> kW."""
+
+    def __init__(self, kw: float | Mapping[str, float]):
+        if isinstance(kw, Mapping):
+            self._per_group = {str(g): _finite(v, f"kw[{g}]") for g, v in kw.items()}
+            self._all = None
+        else:
+            self._per_group = {}
+            self._all = _finite(kw, "kw")
+
+    def goal_kw(self, group: str, t_ms: int) -> float:
+        if self._all is not None:
+            return self._all
+        if group not in self._per_group:
+            raise GoalError(f"group {group!r} has no goal (known: {sorted(self._per_group)})")
+        return self._per_group[group]
+
+
+class StepGoal:
+    """`before_kw` until `step_s` after `start_ms`, `after_kw` from then on."""
+
+    def __init__(self, before_kw: float, after_kw: float, step_s: float, start_ms: int = 0):
+        self.before_kw = _finite(before_kw, "before_kw")
+        self.after_kw = _finite(after_kw, "after_kw")
+        self.step_s = _finite(step_s, "step_s")
+        self.start_ms = int(start_ms)
+
+    def goal_kw(self, group: str, t_ms: int) -> float:
+        return self.after_kw if _elapsed_s(t_ms, self.start_ms) >= self.step_s else self.before_kw
+
+
+class RampGoal:
+    """`from_kw` until `ramp_start_s`, linear to `to_kw` at `ramp_end_s`, then held."""
+
+    def __init__(self, from_kw: float, to_kw: float, ramp_start_s: float, ramp_end_s: float,
+                 start_ms: int = 0):
+        self.from_kw = _finite(from_kw, "from_kw")
+        self.to_kw = _finite(to_kw, "to_kw")
+        self.ramp_start_s = _finite(ramp_start_s, "ramp_start_s")
+        self.ramp_end_s = _finite(ramp_end_s, "ramp_end_s")
+        if self.ramp_end_s <= self.ramp_start_s:
+            raise GoalError("ramp_end_s must be after ramp_start_s")
+        self.start_ms = int(start_ms)
+
+    def goal_kw(self, group: str, t_ms: int) -> float:
+        s = _elapsed_s(t_ms, self.start_ms)
+        frac = min(max((s - self.ramp_start_s) / (self.ramp_end_s - self.ramp_start_s), 0.0), 1.0)
+        return self.from_kw + frac * (self.to_kw - self.from_kw)
+
+
+class FileGoal:
+    """Piecewise-constant goal from a CSV with columns `t_s, goal_kw` (optional `group`).
+
+    The value at time s is the row with the largest t_s <= s (before the first row: the first row).
+    """
+
+    def __init__(self, path: str | Path, start_ms: int = 0):
+        self.start_ms = int(start_ms)
+        self._series: dict[str | None, tuple[list[float], list[float]]] = {}
+        rows: dict[str | None, list[tuple[float, float]]] = {}
+        with Path(path).open(newline="") as fh:
+            reader = csv.DictReader(row for row in fh if not row.lstrip().startswith("#"))
+            fields = set(reader.fieldnames or [])
+            if not {"t_s", "goal_kw"} <= fields:
+                raise GoalError(f"{path}: needs columns t_s and goal_kw, found {sorted(fields)}")
+            for n, row in enumerate(reader, start=2):
+                try:
+                    t_s, kw = float(row["t_s"]), float(row["goal_kw"])
+                except (TypeError, ValueError):
+                    raise GoalError(f"{path} line {n}: t_s/goal_kw not numbers: {row}") from None
+                _finite(t_s, f"{path} line {n} t_s")
+                _finite(kw, f"{path} line {n} goal_kw")
+                rows.setdefault(row.get("group") or None, []).append((t_s, kw))
+        if not rows:
+            raise GoalError(f"{path}: no rows")
+        for group, pts in rows.items():
+            pts.sort()
+            self._series[group] = ([p[0] for p in pts], [p[1] for p in pts])
+
+    def goal_kw(self, group: str, t_ms: int) -> float:
+        key = group if group in self._series else None
+        if key not in self._series:
+            raise GoalError(f"group {group!r} not in goal file (known: {sorted(map(str, self._series))})")
+        times, values = self._series[key]
+        i = bisect.bisect_right(times, _elapsed_s(t_ms, self.start_ms)) - 1
+        return values[max(i, 0)]
+
+
+def load_signal(path: str | Path | None = None) -> np.ndarray:
+    """Read a regulation signal: one value per line (or the last column of a CSV), `#` comments
+    and a non-numeric header line allowed. Default: the packaged PJM RegD-type day (2-s spacing)."""
+    if path is None:
+        text = resources.files("cloud").joinpath("data/regulation_signal_2s.csv").read_text()
+        where = "packaged regulation_signal_2s.csv"
+    else:
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise GoalError(f"signal file {path}: {exc.strerror or exc}") from None
+        where = str(path)
+    values: list[float] = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        field = line.split(",")[-1].strip()
+        try:
+            v = float(field)
+        except ValueError:
+            if not values:   # a header line
+                continue
+            raise GoalError(f"{where} line {n}: not a number: {field!r}") from None
+        if not math.isfinite(v):
+            raise GoalError(f"{where} line {n}: non-finite value")
+        values.append(v)
+    if not values:
+        raise GoalError(f"{where}: no values")
+    return np.asarray(values, dtype=float)
+
+
+class RegulationGoal:
+    """goal = base_kw + amplitude_kw · signal(t), the signal sampled every `signal_step_s`
+    (held in between), starting at sample `start_s / signal_step_s`; the day wraps around."""
+
+    def __init__(self, base_kw: float, amplitude_kw: float, signal: Sequence[float] | None = None,
+                 start_ms: int = 0, start_s: float = 0.0, signal_step_s: float = SIGNAL_ROUND_S):
+        self.base_kw = _finite(base_kw, "base_kw")
+        self.amplitude_kw = _finite(amplitude_kw, "amplitude_kw")
+        self.signal = load_signal() if signal is None else np.asarray(signal, dtype=float)
+        if self.signal.ndim != 1 or self.signal.size == 0 or not np.all(np.isfinite(self.signal)):
+            raise GoalError("signal must be a non-empty 1-D array of finite values")
+        self.start_ms = int(start_ms)
+        self.start_s = _finite(start_s, "start_s")
+        self.signal_step_s = _finite(signal_step_s, "signal_step_s")
+        if self.signal_step_s <= 0:
+            raise GoalError("signal_step_s must be > 0")
+
+    def signal_at(self, t_ms: int) -> float:
+        s = self.start_s + _elapsed_s(t_ms, self.start_ms)
+        idx = int(math.floor(s / self.signal_step_s + 1e-9)) % self.signal.size
+        return float(self.signal[idx])
+
+    def goal_kw(self, group: str, t_ms: int) -> float:
+        return self.base_kw + self.amplitude_kw * self.signal_at(t_ms)
+
+
+class FakeGoal:
+    """Test double: returns `values[group]` (or `default`) and records every (group, t_ms) asked."""
+
+    def __init__(self, default: float = 0.0, values: Mapping[str, float] | None = None):
+        self.default = float(default)
+        self.values = dict(values or {})
+        self.calls: list[tuple[str, int]] = []
+
+    def goal_kw(self, group: str, t_ms: int) -> float:
+        self.calls.append((group, int(t_ms)))
+        return float(self.values.get(group, self.default))

@@ -1,0 +1,81 @@
+"""Goal schedules: the Protocol, each implementation against hand-computed values."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cloud.goals import (ConstantGoal, FakeGoal, FileGoal, GoalError, GoalSchedule, RampGoal,
+                         RegulationGoal, StepGoal, load_signal)
+
+SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "regulation_signal_2s.csv"
+
+
+def test_all_satisfy_protocol():
+    for g in (ConstantGoal(1.0), StepGoal(1, 2, 10), RampGoal(0, 1, 0, 10), FakeGoal(),
+              RegulationGoal(10, 2, signal=[0.0, 1.0])):
+        assert isinstance(g, GoalSchedule)
+
+
+def test_constant_and_per_group():
+    assert ConstantGoal(5.0).goal_kw("any", 123) == 5.0
+    g = ConstantGoal({"bus1.a": 3.0})
+    assert g.goal_kw("bus1.a", 0) == 3.0
+    with pytest.raises(GoalError, match="bus2"):
+        g.goal_kw("bus2", 0)
+    with pytest.raises(GoalError, match="kw"):
+        ConstantGoal(float("nan"))
+
+
+def test_step_and_ramp():
+    s = StepGoal(10.0, 20.0, step_s=60.0, start_ms=1_000_000)
+    assert s.goal_kw("g", 1_000_000 + 59_999) == 10.0
+    assert s.goal_kw("g", 1_060_000) == 20.0
+    r = RampGoal(0.0, 100.0, ramp_start_s=10.0, ramp_end_s=20.0)
+    assert r.goal_kw("g", 5_000) == 0.0
+    assert r.goal_kw("g", 15_000) == pytest.approx(50.0)
+    assert r.goal_kw("g", 25_000) == 100.0
+    with pytest.raises(GoalError, match="ramp_end_s"):
+        RampGoal(0, 1, 10, 10)
+
+
+def test_file_goal(tmp_path):
+    f = tmp_path / "g.csv"
+    f.write_text("# comment\nt_s,goal_kw\n0,5\n10,7.5\n30,1\n")
+    g = FileGoal(f, start_ms=0)
+    assert [g.goal_kw("x", t) for t in (0, 9_999, 10_000, 29_000, 99_000)] == [5, 5, 7.5, 7.5, 1]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("t_s,goal_kw\n0,abc\n")
+    with pytest.raises(GoalError, match="line 2"):
+        FileGoal(bad)
+    cols = tmp_path / "cols.csv"
+    cols.write_text("time,kw\n0,1\n")
+    with pytest.raises(GoalError, match="t_s and goal_kw"):
+        FileGoal(cols)
+
+
+def test_regulation_goal_packaged_signal_matches_shared():
+    packaged = load_signal()
+    assert packaged.size == 43201
+    assert packaged.min() >= -1.01 and packaged.max() <= 1.01   # normalized signal
+    np.testing.assert_array_equal(packaged, load_signal(SHARED))
+    g = RegulationGoal(base_kw=100.0, amplitude_kw=20.0, start_ms=0, start_s=4.0)
+    assert g.goal_kw("g", 0) == pytest.approx(100.0 + 20.0 * packaged[2])
+    assert g.goal_kw("g", 2_000) == pytest.approx(100.0 + 20.0 * packaged[3])
+    assert g.goal_kw("g", 3_999) == pytest.approx(100.0 + 20.0 * packaged[3])
+
+
+def test_regulation_wraps_and_bad_signal(tmp_path):
+    g = RegulationGoal(0.0, 1.0, signal=[0.1, 0.2, 0.3])
+    assert g.goal_kw("g", 6_000) == pytest.approx(0.1)
+    f = tmp_path / "s.csv"
+    f.write_text("signal\n0.5\nfoo\n")
+    with pytest.raises(GoalError, match="line 3"):
+        load_signal(f)
+    with pytest.raises(GoalError, match="missing.csv"):
+        load_signal(tmp_path / "missing.csv")
+
+
+def test_fake_goal_records():
+    f = FakeGoal(default=1.0, values={"a": 2.0})
+    assert f.goal_kw("a", 5) == 2.0 and f.goal_kw("b", 6) == 1.0
+    assert f.calls == [("a", 5), ("b", 6)]
