@@ -159,6 +159,15 @@ class Aggregator:
         self._rebirth_due.pop(gateway_id, None)
         return ses
 
+    def resume(self, gateway_id: str, group: str, bd_seq: int, k: int | None, capacity_kw: float) -> Session:
+        """Re-create a live session from the registry after a controller restart: the next report
+        of session `bd_seq` is accepted whatever its `seq` (the sequence re-synchronises on it)."""
+        ses = self._session(gateway_id)
+        ses.group, ses.bd_seq, ses.seq, ses.k = group, bd_seq, None, k
+        ses.capacity_kw = float(capacity_kw)
+        ses.online = True
+        return ses
+
     def on_death(self, gateway_id: str, bd_seq: int, now_ms: int) -> bool:
         """End the session if `bd_seq` matches it; returns False for a stale or unknown death."""
         _int_field(bd_seq, "bd_seq", 0, 255)
@@ -179,8 +188,8 @@ class Aggregator:
         ses = self._session(gateway_id)
         kw = _tier_array(tier_kw, "tier_kw", ses.k)
         counts = _tier_array(tier_counts, "tier_counts", kw.shape[0]) if tier_counts is not None else None
-        in_order = (ses.online and ses.bd_seq == bd_seq and ses.seq is not None
-                    and seq == (ses.seq + 1) % 256)
+        in_order = (ses.online and ses.bd_seq == bd_seq
+                    and (ses.seq is None or seq == (ses.seq + 1) % 256))
         prev_seq, ses.seq = ses.seq, seq
         self.counters["states"] += 1
         if ses.group is None:  # never saw a birth: data unusable (no group), ask for one

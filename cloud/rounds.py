@@ -1,0 +1,212 @@
+"""The controller's logic without I/O: incoming messages → sessions, each round → signed vectors.
+
+`ControllerCore` is what `cloud.service.ControllerService` drives over MQTT and what tests drive
+directly (no broker, no clock):
+
+    core.handle(topic, payload, now_ms)   -> list[(topic, payload, qos, retain)] to publish
+    core.control_round(now_ms)            -> list[(topic, payload, qos, retain)] to publish
+
+`handle` never raises on bad input: the reason is logged, counted in `rejected` (by reason) and
+the message dropped. Each round, per control group (groups of live gateways plus `groups`):
+
+    snapshot = aggregator.snapshot(group, now)       (kW, EF ER DF DR; stale/missing handled)
+    X        = estimator(group, snapshot, now)       (default: snapshot.state_kw · scale)
+    g        = goal.goal_kw(group, now)              (or fraction · Σ X for a FractionOfDemand goal)
+    decision = compute_control(X, g, params)
+    vector   = sign(group, round_id, p_on, p_off, issued=now, expires=now + ttl_ms)
+
+Round ids continue above `registry.last_round_id()` so a restarted controller's vectors are
+never taken for replays; every vector is logged in the registry before it is published.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+import numpy as np
+
+from cloud.aggregator import Aggregator, AggregatorError, GroupSnapshot
+from cloud.control_law import ControlParams, compute_control
+from cloud.registry import FakeRegistry, Registry
+from edge_agent import codec, security, topics
+
+log = logging.getLogger("colorgrid.cloud.controller")
+
+Publish = tuple[str, bytes, int, bool]
+
+
+class FractionOfDemand:
+    """Goal given as a fraction of the group's current total demand (Σ of all four states):
+    g = fraction(t) · Σ X. Wraps any GoalSchedule whose value is a fraction (e.g. a
+    RegulationGoal(base=0.5, amplitude=0.15))."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def goal_fraction(self, group: str, t_ms: int) -> float:
+        return float(self.inner.goal_kw(group, t_ms))
+
+
+class RoundRecord:
+    """One group's round as the controller saw it (the demo/bench time series)."""
+
+    __slots__ = ("round_id", "t_ms", "group", "goal_kw", "measured_kw", "tier_enabled_kw",
+                 "state_kw", "p_on", "p_off", "saturated", "n_live", "n_fresh", "n_missing",
+                 "n_fail_safe")
+
+    def __init__(self, **kw: Any) -> None:
+        for key in self.__slots__:
+            setattr(self, key, kw[key])
+
+
+class ControllerCore:
+    def __init__(self, controller_id: str, goal: Any, key_id: str, key: bytes,
+                 registry: Registry | None = None, aggregator: Aggregator | None = None,
+                 params: ControlParams | None = None, round_ms: int = 2_000, ttl_ms: int | None = None,
+                 groups: list[str] | None = None,
+                 estimator: Callable[[str, GroupSnapshot, int], np.ndarray] | None = None,
+                 keep_records: bool = True) -> None:
+        codec.check_id(controller_id, "controller_id")
+        self.controller_id = controller_id
+        self.goal = goal
+        self.key_id, self.key = key_id, key
+        self.registry = registry if registry is not None else FakeRegistry()
+        self.aggregator = aggregator or Aggregator(stale_after_ms=int(1.5 * round_ms),
+                                                   max_carry_ms=5 * round_ms)
+        self.params = params or ControlParams(round_s=round_ms / 1000.0)
+        self.round_ms = round_ms
+        self.ttl_ms = ttl_ms if ttl_ms is not None else 3 * round_ms
+        self.groups = list(groups or [])
+        self.estimator = estimator
+        self.keep_records = keep_records
+        self.round_id = self.registry.last_round_id()
+        self.records: list[RoundRecord] = []
+        self.rejected: dict[str, int] = {}
+        self.received = 0
+        self.published = 0
+        self._fail_safe: dict[str, bool] = {}
+        self._dead_bd: dict[str, int] = {}
+        self._txn = 0
+        self._resume_from_registry()
+
+    # ------------------------------------------------------------------ start-up
+    def _resume_from_registry(self) -> None:
+        """Sessions of gateways the registry knows online: control continues at once after a
+        restart; their next report re-synchronises `seq` (no rebirth storm)."""
+        for rec in self.registry.gateways():
+            if rec.online:
+                inv = rec.inventory
+                self.aggregator.resume(rec.gateway_id, rec.group, rec.bd_seq, int(inv.get("k", 0)) or None,
+                                       float(inv.get("capacity_w", 0)) / 1000.0)
+
+    # ------------------------------------------------------------------ messages
+    def _reject(self, topic: Any, reason: str) -> list[Publish]:
+        key = ":".join(reason.split(":")[:2])[:80]   # "kind: field" — the reason class
+        self.rejected[key] = self.rejected.get(key, 0) + 1
+        log.warning("rejected message on %r: %s", topic, reason)
+        return []
+
+    def handle(self, topic: Any, payload: Any, now_ms: int) -> list[Publish]:
+        """Process one incoming message; never raises (bad input is logged and counted)."""
+        self.received += 1
+        try:
+            where, name, kind = topics.parse(topic)
+        except topics.TopicError as exc:
+            return self._reject(topic, f"topic: {exc}")
+        if where != "gw":
+            return []  # our own status / vectors echoed back: nothing to do
+        if kind == "state" and not self.aggregator.accepts_state(name):
+            return []
+        try:
+            _, gid, msg = codec.decode(topic, payload)
+            if kind == "birth":
+                self._birth(gid, msg, now_ms)
+            elif kind == "death":
+                self._death(gid, msg, now_ms)
+            elif kind == "state":
+                self._state(gid, msg, now_ms)
+            else:
+                log.info("gateway %s answered txn %s ok=%s %s", gid, msg["txn"], msg["ok"], msg["error"])
+        except (codec.CodecError, AggregatorError, ValueError) as exc:
+            return self._reject(topic, f"{kind}: {exc}")
+        return self._rebirth_commands(now_ms)
+
+    def _birth(self, gid: str, msg: dict, now_ms: int) -> None:
+        capacity_w = sum(sum(dev["tier_w"]) for dev in msg["devices"])
+        k = len(msg["tiers"])
+        self.aggregator.on_birth(gid, msg["group"], msg["bd_seq"], msg["seq"], k, capacity_w / 1000.0, now_ms)
+        if self._dead_bd.get(gid) == msg["bd_seq"]:  # its retained Will already seen: not live
+            self.aggregator.on_death(gid, msg["bd_seq"], now_ms)
+        inventory = {"devices": len(msg["devices"]), "k": k, "tiers": msg["tiers"],
+                     "capacity_w": capacity_w, "params": msg["params"]}
+        self.registry.record_birth(gid, msg["group"], msg["bd_seq"], inventory, msg["ts_ms"])
+
+    def _death(self, gid: str, msg: dict, now_ms: int) -> None:
+        self._dead_bd[gid] = msg["bd_seq"]
+        self._fail_safe.pop(gid, None)
+        if self.aggregator.on_death(gid, msg["bd_seq"], now_ms):
+            self.registry.record_death(gid, msg["bd_seq"], msg["ts_ms"])
+
+    def _state(self, gid: str, msg: dict, now_ms: int) -> None:
+        kw = np.asarray(msg["p_w"], dtype=float) / 1000.0
+        self.aggregator.on_state(gid, msg["bd_seq"], msg["seq"], kw, msg["count"], msg["ts_ms"], now_ms)
+        self._fail_safe[gid] = msg["fail_safe"]
+
+    def _rebirth_commands(self, now_ms: int) -> list[Publish]:
+        out = []
+        for gid, _why in self.aggregator.drain_rebirths():
+            self._txn += 1
+            txn = f"{self.controller_id}-{now_ms}-{self._txn}"[:64]
+            payload = security.make_cmd(txn, "rebirth", now_ms, 30_000, self.key_id, self.key)
+            out.append((topics.cmd(gid), payload, 1, False))
+        return out
+
+    # ------------------------------------------------------------------ rounds
+    def group_list(self) -> list[str]:
+        return sorted(set(self.groups) | set(self.aggregator.groups()))
+
+    def estimate(self, group: str, snap: GroupSnapshot, now_ms: int) -> np.ndarray:
+        if self.estimator is not None:
+            return self.estimator(group, snap, now_ms)
+        return snap.scaled_state_kw
+
+    def goal_for(self, group: str, state_kw: np.ndarray, now_ms: int) -> float:
+        if isinstance(self.goal, FractionOfDemand):
+            return self.goal.goal_fraction(group, now_ms) * float(state_kw.sum())
+        return float(self.goal.goal_kw(group, now_ms))
+
+    def control_round(self, now_ms: int) -> list[Publish]:
+        """One control round for every group; returns the signed vectors to publish (QoS 1)."""
+        out = self._rebirth_commands(now_ms)
+        self.round_id += 1
+        for group in self.group_list():
+            snap = self.aggregator.snapshot(group, now_ms)
+            if snap.n_fresh + snap.n_carried == 0:
+                log.info("round %d group %s: no reports, no vector", self.round_id, group)
+                continue
+            state = self.estimate(group, snap, now_ms)
+            goal = self.goal_for(group, state, now_ms)
+            decision = compute_control(state, goal, self.params)
+            payload = security.make_vector(group, self.round_id, decision.p_on.tolist(),
+                                           decision.p_off.tolist(), now_ms, self.ttl_ms,
+                                           self.key_id, self.key)
+            self.registry.log_command(self.round_id, group, now_ms, now_ms + self.ttl_ms, payload.decode())
+            out.append((topics.vector(group), payload, 1, False))
+            if self.keep_records:
+                self.records.append(self._record(group, snap, state, goal, decision, now_ms))
+        self.published += len(out)
+        return out
+
+    def _record(self, group, snap, state, goal, decision, now_ms) -> RoundRecord:
+        fail_safe = sum(1 for gid, fs in self._fail_safe.items()
+                        if fs and self.aggregator.sessions[gid].group == group)
+        enabled = snap.state_kw[:, 0] + snap.state_kw[:, 1]
+        return RoundRecord(round_id=self.round_id, t_ms=now_ms, group=group, goal_kw=goal,
+                           measured_kw=float(enabled.sum()), tier_enabled_kw=enabled.tolist(),
+                           state_kw=np.asarray(state).tolist(), p_on=decision.p_on.tolist(),
+                           p_off=decision.p_off.tolist(), saturated=bool(decision.saturated),
+                           n_live=snap.n_live, n_fresh=snap.n_fresh, n_missing=snap.n_missing,
+                           n_fail_safe=fail_safe)
+
+    def status_payload(self, online: bool, now_ms: int) -> bytes:
+        return codec.encode_status(self.controller_id, online, now_ms)

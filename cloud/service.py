@@ -1,0 +1,153 @@
+"""The cloud controller service: asyncio + aiomqtt around `cloud.rounds.ControllerCore`.
+
+    service = ControllerService(core, "127.0.0.1", 1883, clock=SimClock())
+    await service.run(stop_event)
+
+Behaviour:
+- connects with a persistent session (client id `ctl-{controller_id}`, clean_session False) and a
+  Last Will that sets the retained controller status to offline; on every (re)connect it publishes
+  the retained status online and subscribes to every gateway topic (QoS 1);
+- reconnects with capped exponential backoff and jitter (0.5 s · 2^n, cap 10 s) when the broker
+  goes away; rounds are not run while disconnected (gateways fall back to fail-safe on their own);
+- every round boundary (origin + n · round_ms of the clock) runs `core.control_round` and
+  publishes the signed vectors at QoS 1; a boundary passed while busy is counted in
+  `missed_rounds` and skipped (no burst of stale vectors);
+- every message goes through `core.handle`, which logs and skips bad input: the service never
+  crashes on a payload;
+- on stop it publishes the retained status offline itself and disconnects cleanly.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from typing import Callable
+
+import aiomqtt
+
+from cloud.clock import SimClock
+from cloud.rounds import ControllerCore, Publish
+from edge_agent import topics
+
+log = logging.getLogger("colorgrid.cloud.service")
+
+
+class ServiceError(RuntimeError):
+    """A configuration the service cannot run with (message names the field)."""
+
+
+def parse_broker_url(url: str) -> tuple[str, int]:
+    """'mqtt://host[:port]' → (host, port)."""
+    if not isinstance(url, str) or not url.startswith("mqtt://"):
+        raise ServiceError(f"broker: expected mqtt://host[:port], got {url!r}")
+    host, _, port_text = url[len("mqtt://"):].rstrip("/").partition(":")
+    if not host:
+        raise ServiceError(f"broker: missing host in {url!r}")
+    if port_text and not port_text.isdigit():
+        raise ServiceError(f"broker: bad port in {url!r}")
+    port = int(port_text or 1883)
+    if not 0 < port < 65536:
+        raise ServiceError(f"broker: port out of range in {url!r}")
+    return host, port
+
+
+class ControllerService:
+    def __init__(self, core: ControllerCore, host: str, port: int, clock: SimClock | None = None,
+                 username: str | None = None, password: str | None = None,
+                 on_round: Callable[[int, float], None] | None = None) -> None:
+        self.core = core
+        self.host, self.port = host, port
+        self.clock = clock or SimClock()
+        self.username, self.password = username, password
+        self.on_round = on_round
+        self.connected = asyncio.Event()
+        self.connects = 0
+        self.rounds = 0
+        self.missed_rounds = 0
+        self.round_compute_ms: list[float] = []
+        self.publish_errors = 0
+
+    def _client(self) -> aiomqtt.Client:
+        will = aiomqtt.Will(topics.controller_status(), self.core.status_payload(False, self.clock.now_ms()),
+                            qos=1, retain=True)
+        return aiomqtt.Client(self.host, self.port, identifier=f"ctl-{self.core.controller_id}",
+                              clean_session=False, will=will, keepalive=10, timeout=10,
+                              username=self.username, password=self.password,
+                              max_queued_incoming_messages=100_000)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until `stop` is set; survives broker restarts."""
+        attempt = 0
+        while not stop.is_set():
+            try:
+                async with self._client() as client:
+                    attempt = 0
+                    await self._session(client, stop)
+            except aiomqtt.MqttError as exc:
+                self.connected.clear()
+                delay = min(10.0, 0.5 * 2 ** attempt) * (0.5 + random.random() / 2)
+                attempt += 1
+                log.warning("broker connection lost (%s); reconnect in %.1f s", exc, delay)
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=delay)
+                except asyncio.TimeoutError:
+                    pass
+        self.connected.clear()
+
+    async def _session(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
+        self.connects += 1
+        await client.subscribe(topics.ALL_GATEWAYS, qos=1)
+        await client.publish(topics.controller_status(), self.core.status_payload(True, self.clock.now_ms()),
+                             qos=1, retain=True)
+        self.connected.set()
+        log.info("controller %s connected to %s:%d", self.core.controller_id, self.host, self.port)
+        reader = asyncio.create_task(self._reader(client))
+        ticker = asyncio.create_task(self._ticker(client))
+        stopper = asyncio.create_task(stop.wait())
+        done, pending = await asyncio.wait({reader, ticker, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for task in done:
+            if task is not stopper and task.exception() is not None:
+                raise task.exception()  # MqttError → reconnect in run()
+        if stop.is_set():
+            await client.publish(topics.controller_status(),
+                                 self.core.status_payload(False, self.clock.now_ms()), qos=1, retain=True)
+
+    async def _reader(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            try:
+                out = self.core.handle(str(message.topic), message.payload, self.clock.now_ms())
+            except Exception:  # a defect in our own code must not stop the service either
+                log.exception("unexpected error handling %s", message.topic)
+                continue
+            if out:
+                await self._publish(client, out)
+
+    async def _publish(self, client: aiomqtt.Client, items: list[Publish]) -> None:
+        for topic, payload, qos, retain in items:
+            await client.publish(topic, payload, qos=qos, retain=retain)
+
+    async def _ticker(self, client: aiomqtt.Client) -> None:
+        round_ms = self.core.round_ms
+        origin = self.clock.origin_ms
+        n = (self.clock.now_ms() - origin) // round_ms + 1
+        while True:
+            boundary = origin + n * round_ms
+            await self.clock.asleep_until(boundary)
+            now = self.clock.now_ms()
+            late = (now - boundary) // round_ms
+            if late > 0:  # we were busy past whole rounds: skip them, count them
+                self.missed_rounds += int(late)
+                n += int(late)
+                boundary = origin + n * round_ms
+            t0 = time.perf_counter()
+            out = self.core.control_round(boundary)
+            self.round_compute_ms.append((time.perf_counter() - t0) * 1000.0)
+            await self._publish(client, out)
+            self.rounds += 1
+            if self.on_round is not None:
+                self.on_round(self.rounds, (time.perf_counter() - t0) * 1000.0)
+            n += 1

@@ -1,0 +1,133 @@
+"""ControllerCore (the service's logic without I/O): births/states/deaths in, signed vectors out;
+bad messages rejected with a reason and never raised; round ids survive a restart via the registry."""
+import numpy as np
+import pytest
+
+from cloud.control_law import compute_control
+from cloud.goals import ConstantGoal
+from cloud.registry import SqliteRegistry
+from cloud.rounds import ControllerCore, FractionOfDemand
+from edge_agent import codec, security, topics
+
+KEY = b"k" * 32
+TIERS = ["green", "yellow", "black"]
+
+
+def birth(gid, group="g1", bd=0, tier_w=(1000, 1000, 500), n=2, ts=0):
+    devices = [{"device_id": f"d{i}", "tier_w": list(tier_w)} for i in range(n)]
+    return topics.birth(gid), codec.encode_birth(gid, group, bd, ts, TIERS, devices, {"round_ms": 2000})
+
+
+def state(gid, seq, p_w, group="g1", bd=0, ts=0, fail_safe=False):
+    count = [[1, 0, 0, 0]] * len(p_w)
+    return topics.state(gid), codec.encode_state(gid, group, bd, seq, ts, seq, p_w, count, -1, fail_safe, 0)
+
+
+def core(registry=None, goal=None, **kw):
+    return ControllerCore("ctl1", goal or ConstantGoal(3.0), "k1", KEY, registry=registry, **kw)
+
+
+P_W = [[2000, 0, 0, 0], [1000, 1000, 0, 0], [1000, 0, 0, 0]]   # 5 kW enabled, 2 kW flexible green
+
+
+def test_round_publishes_verified_vector_equal_to_control_law():
+    c = core()
+    for t, p in (birth("a"), state("a", 1, P_W)):
+        assert c.handle(t, p, 100) == []
+    out = c.control_round(2000)
+    assert len(out) == 1
+    topic, payload, qos, retain = out[0]
+    assert (topic, qos, retain) == (topics.vector("g1"), 1, False)
+    msg = codec.decode_vector(payload)
+    guard = security.VectorGuard({"k1": KEY}, "g1")
+    assert guard.check(msg, 2500) == ""
+    want = compute_control(np.array(P_W) / 1000.0, 3.0, c.params)
+    np.testing.assert_allclose(msg["p_off"], want.p_off, atol=1e-6)
+    np.testing.assert_allclose(msg["p_on"], want.p_on, atol=1e-6)
+    assert msg["p_off"][0] > 0 and msg["expires_ts_ms"] == 2000 + c.ttl_ms
+    rec = c.records[-1]
+    assert (rec.goal_kw, rec.measured_kw, rec.n_fresh) == (3.0, 5.0, 1)
+
+
+def test_bad_messages_are_rejected_with_reason_not_raised():
+    c = core()
+    c.handle(*birth("a"), 0)
+    bad = [
+        ("colorgrid/v1/gw/a/state", b"{not json"),
+        ("colorgrid/v1/gw/a/state", b'{"v":1}'),
+        ("colorgrid/v1/gw/b/birth", birth("a")[1]),           # id does not match topic
+        ("elsewhere/topic", b"{}"),
+        ("colorgrid/v1/gw/a/state", b"\xff\xfe"),
+        (topics.state("a"), codec.dumps({"v": 1})),
+    ]
+    for topic, payload in bad:
+        assert c.handle(topic, payload, 10) == []
+    assert sum(c.rejected.values()) == len(bad)
+    assert any(k.startswith("topic") for k in c.rejected)
+    assert any("gateway_id" in k for k in c.rejected)
+    # session unaffected: a good report still counts
+    c.handle(*state("a", 1, P_W), 20)
+    assert c.aggregator.snapshot("g1", 20).n_fresh == 1
+
+
+def test_seq_gap_sends_signed_rebirth_command():
+    c = core()
+    c.handle(*birth("a"), 0)
+    assert c.handle(*state("a", 1, P_W), 10) == []
+    out = c.handle(*state("a", 5, P_W), 20)
+    assert [o[0] for o in out] == [topics.cmd("a")]
+    cmd = codec.decode_cmd(out[0][1])
+    assert cmd["cmd"] == "rebirth"
+    assert security.CmdGuard({"k1": KEY}).check(cmd, 30) == ""
+
+
+def test_death_removes_gateway_and_registry_records_it(tmp_path):
+    reg = SqliteRegistry(tmp_path / "r.db")
+    c = core(registry=reg)
+    c.handle(*birth("a", bd=3), 0)
+    c.handle(*birth("b"), 0)
+    c.handle(*state("a", 1, P_W, bd=3), 10)
+    c.handle(*state("b", 1, P_W), 10)
+    c.handle(topics.death("a"), codec.encode_death("a", 3, 50), 50)
+    assert c.control_round(2000) and c.records[-1].n_live == 1
+    assert [(g.gateway_id, g.online) for g in reg.gateways()] == [("a", False), ("b", True)]
+    reg.close()
+
+
+def test_restart_continues_round_ids_and_sessions_from_registry(tmp_path):
+    path = tmp_path / "r.db"
+    reg = SqliteRegistry(path)
+    c = core(registry=reg)
+    c.handle(*birth("a"), 0)
+    c.handle(*state("a", 1, P_W), 10)
+    for t in (2000, 4000, 6000):
+        c.handle(*state("a", t // 2000 + 1, P_W), t - 5)
+        c.control_round(t)
+    last = c.round_id
+    reg.close()
+    reg2 = SqliteRegistry(path)
+    c2 = core(registry=reg2)
+    assert c2.aggregator.groups() == ["g1"]              # known before any new birth
+    assert c2.handle(*state("a", 77, P_W), 8000) == []   # any seq resynchronises, no rebirth
+    out = c2.control_round(8000)
+    assert codec.decode_vector(out[0][1])["round_id"] == last + 1
+    guard = security.VectorGuard({"k1": KEY}, "g1")
+    guard.last_round_id = last                            # a gateway that saw the old controller
+    assert guard.check(codec.decode_vector(out[0][1]), 8100) == ""
+    reg2.close()
+
+
+def test_fraction_of_demand_goal_scales_with_fleet():
+    class Half:
+        def goal_kw(self, group, t_ms):
+            return 0.5
+    c = core(goal=FractionOfDemand(Half()))
+    c.handle(*birth("a"), 0)
+    c.handle(*state("a", 1, P_W), 0)
+    c.control_round(2000)
+    assert c.records[-1].goal_kw == pytest.approx(0.5 * 5.0)
+
+
+def test_no_reports_no_vector():
+    c = core(groups=["g9"])
+    assert c.control_round(2000) == []
