@@ -1,0 +1,56 @@
+"""Canonical encoding of hashed/signed data: one byte string per value, no floats.
+
+Allowed: int (not bool-as-int confusion: bools are allowed and encode as true/false), str,
+None, bytes (encoded as {"$b": hex}), lists/tuples and dicts with str keys.  The encoding is
+JSON with sorted keys, no whitespace, ASCII only — so any JSON tool can read it, and the same
+value always gives the same bytes.  Floats (and NaN/inf) are refused: amounts are integers in
+the units of `market.te.units`.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from market.te.errors import CanonicalEncodingError
+
+_encoder = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                            allow_nan=False, check_circular=False)
+
+
+def _check(value: Any, where: str) -> Any:
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return int(value)  # numpy ints are not int subclasses; plain ints pass through
+    if isinstance(value, (bytes, bytearray)):
+        return {"$b": bytes(value).hex()}
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise CanonicalEncodingError(f"{where}: dict key {key!r} is not a str")
+            out[key] = _check(item, f"{where}.{key}")
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_check(item, f"{where}[{i}]") for i, item in enumerate(value)]
+    if isinstance(value, float):
+        raise CanonicalEncodingError(f"{where}: float {value!r} refused (use integer units)")
+    if hasattr(value, "dtype") and getattr(value.dtype, "kind", "") in "iu" and value.ndim == 0:
+        return int(value)
+    raise CanonicalEncodingError(f"{where}: type {type(value).__name__} cannot be encoded")
+
+
+def encode(value: Any, where: str = "value") -> bytes:
+    """Canonical bytes of `value` (raises CanonicalEncodingError naming the offending field)."""
+    return _encoder.encode(_check(value, where)).encode("ascii")
+
+
+def decode(data: bytes) -> Any:
+    """Inverse of `encode` (bytes come back as {"$b": hex}; use `unbytes` to restore)."""
+    return json.loads(data)
+
+
+def unbytes(value: Any) -> bytes:
+    if isinstance(value, dict) and set(value) == {"$b"}:
+        return bytes.fromhex(value["$b"])
+    raise CanonicalEncodingError(f"not an encoded bytes value: {value!r}")

@@ -1,0 +1,113 @@
+"""Identities bound to Ed25519 keys (via `cryptography`).
+
+A key id is a short name (`p017`, `meter:p017`, `validator:dso`); the public key is 32 bytes,
+written as 64 hex characters.  Simulations derive private keys from the seed
+(SHA-256(b"colorgrid.te|" + seed + "|" + label)) so reruns are byte-identical — Ed25519
+signatures are deterministic (RFC 8032).
+"""
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from market.te.errors import KeyError_, SignatureError
+
+ROLES = ("operator", "participant", "meter", "validator")
+
+
+class KeyPair:
+    """A named Ed25519 signing key."""
+
+    __slots__ = ("key_id", "_private", "public_bytes")
+
+    def __init__(self, key_id: str, private: Ed25519PrivateKey) -> None:
+        if not key_id or not isinstance(key_id, str):
+            raise KeyError_(f"key_id must be a non-empty str, got {key_id!r}")
+        self.key_id = key_id
+        self._private = private
+        self.public_bytes = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+    @property
+    def public_hex(self) -> str:
+        return self.public_bytes.hex()
+
+    def sign(self, message: bytes) -> bytes:
+        return self._private.sign(message)
+
+    @classmethod
+    def derive(cls, seed: int | str, label: str) -> "KeyPair":
+        """Deterministic key for simulations and tests (never for production identities)."""
+        material = hashlib.sha256(f"colorgrid.te|{seed}|{label}".encode()).digest()
+        return cls(label, Ed25519PrivateKey.from_private_bytes(material))
+
+    @classmethod
+    def generate(cls, key_id: str) -> "KeyPair":
+        return cls(key_id, Ed25519PrivateKey.generate())
+
+
+@lru_cache(maxsize=65536)
+def _public_key(public_hex: str) -> Ed25519PublicKey:
+    try:
+        raw = bytes.fromhex(public_hex)
+    except ValueError as exc:
+        raise KeyError_(f"public key is not hex: {public_hex[:16]!r}…") from exc
+    if len(raw) != 32:
+        raise KeyError_(f"public key must be 32 bytes, got {len(raw)}")
+    return Ed25519PublicKey.from_public_bytes(raw)
+
+
+def verify(public_hex: str, signature: bytes, message: bytes, what: str = "signature") -> None:
+    """Raise SignatureError unless `signature` is a valid Ed25519 signature of `message`."""
+    try:
+        _public_key(public_hex).verify(signature, message)
+    except InvalidSignature as exc:
+        raise SignatureError(f"{what}: Ed25519 signature does not verify") from exc
+    except ValueError as exc:  # wrong signature length etc.
+        raise SignatureError(f"{what}: malformed signature ({exc})") from exc
+
+
+def is_valid(public_hex: str, signature: bytes, message: bytes) -> bool:
+    try:
+        verify(public_hex, signature, message)
+    except (SignatureError, KeyError_):
+        return False
+    return True
+
+
+class KeyRegistry:
+    """key_id -> (role, public_hex, owner).  A meter key's owner is the participant it meters."""
+
+    def __init__(self) -> None:
+        self._keys: dict[str, tuple[str, str, str]] = {}
+
+    def register(self, key_id: str, role: str, public_hex: str, owner: str = "") -> None:
+        if role not in ROLES:
+            raise KeyError_(f"key {key_id!r}: role {role!r} not in {ROLES}")
+        _public_key(public_hex)  # validates length/hex
+        if key_id in self._keys and self._keys[key_id][1] != public_hex:
+            raise KeyError_(f"key {key_id!r} already registered with a different public key")
+        self._keys[key_id] = (role, public_hex, owner)
+
+    def public_hex(self, key_id: str, role: str | None = None) -> str:
+        entry = self._keys.get(key_id)
+        if entry is None:
+            raise KeyError_(f"key {key_id!r} is not registered")
+        if role is not None and entry[0] != role:
+            raise KeyError_(f"key {key_id!r} has role {entry[0]!r}, expected {role!r}")
+        return entry[1]
+
+    def owner(self, key_id: str) -> str:
+        return self._keys[key_id][2]
+
+    def role(self, key_id: str) -> str:
+        return self._keys[key_id][0]
+
+    def __contains__(self, key_id: object) -> bool:
+        return key_id in self._keys
+
+    def ids(self, role: str | None = None) -> list[str]:
+        return sorted(k for k, v in self._keys.items() if role is None or v[0] == role)
