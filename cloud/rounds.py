@@ -27,6 +27,7 @@ import numpy as np
 
 from cloud.aggregator import Aggregator, AggregatorError, GroupSnapshot
 from cloud.control_law import ControlParams, compute_control
+from cloud.estimator import EstimatorError, FleetEstimator, RefractoryParams
 from cloud.registry import FakeRegistry, Registry
 from edge_agent import codec, security, topics
 
@@ -65,6 +66,7 @@ class ControllerCore:
                  params: ControlParams | None = None, round_ms: int = 2_000, ttl_ms: int | None = None,
                  groups: list[str] | None = None,
                  estimator: Callable[[str, GroupSnapshot, int], np.ndarray] | None = None,
+                 refractory: RefractoryParams | None = None, predict: bool = True,
                  keep_records: bool = True) -> None:
         codec.check_id(controller_id, "controller_id")
         self.controller_id = controller_id
@@ -78,6 +80,9 @@ class ControllerCore:
         self.ttl_ms = ttl_ms if ttl_ms is not None else 3 * round_ms
         self.groups = list(groups or [])
         self.estimator = estimator
+        self.refractory = refractory or RefractoryParams()
+        self.predict = predict
+        self.estimators: dict[str, FleetEstimator] = {}
         self.keep_records = keep_records
         self.round_id = self.registry.last_round_id()
         self.records: list[RoundRecord] = []
@@ -144,6 +149,8 @@ class ControllerCore:
     def _death(self, gid: str, msg: dict, now_ms: int) -> None:
         self._dead_bd[gid] = msg["bd_seq"]
         self._fail_safe.pop(gid, None)
+        for est in self.estimators.values():
+            est.forget(gid)
         if self.aggregator.on_death(gid, msg["bd_seq"], now_ms):
             self.registry.record_death(gid, msg["bd_seq"], msg["ts_ms"])
 
@@ -151,6 +158,17 @@ class ControllerCore:
         kw = np.asarray(msg["p_w"], dtype=float) / 1000.0
         self.aggregator.on_state(gid, msg["bd_seq"], msg["seq"], kw, msg["count"], msg["ts_ms"], now_ms)
         self._fail_safe[gid] = msg["fail_safe"]
+        group = self.aggregator.sessions[gid].group
+        if group is not None and self.aggregator.sessions[gid].online:
+            est = self.estimators.get(group)
+            if est is None or est.k != kw.shape[0]:
+                est = self.estimators[group] = FleetEstimator(
+                    kw.shape[0], round_s=self.round_ms / 1000.0,
+                    max_age_s=self.aggregator.max_carry_ms / 1000.0, refractory=self.refractory)
+            # stamp = the round boundary before the gateway's step: the vector issued at that
+            # boundary is the one this report's switching used (see estimate())
+            stamp = (min(msg["ts_ms"], now_ms) // self.round_ms) * self.round_ms
+            est.update_one(gid, kw, stamp)
 
     def _rebirth_commands(self, now_ms: int) -> list[Publish]:
         out = []
@@ -166,9 +184,25 @@ class ControllerCore:
         return sorted(set(self.groups) | set(self.aggregator.groups()))
 
     def estimate(self, group: str, snap: GroupSnapshot, now_ms: int) -> np.ndarray:
+        """State at the switching instant of this round (the gateways' next step): the
+        estimator's one-round-ahead prediction from each gateway's last report (carried forward,
+        scaled for missing gateways) times the sampling factor; the scaled snapshot when the
+        prediction is off or impossible."""
         if self.estimator is not None:
             return self.estimator(group, snap, now_ms)
-        return snap.scaled_state_kw
+        est = self.estimators.get(group)
+        if not self.predict or est is None:
+            return snap.scaled_state_kw
+        try:
+            state = est.predict(now_ms, now_ms)
+        except EstimatorError as exc:
+            log.info("group %s: %s; using the snapshot", group, exc)
+            return snap.scaled_state_kw
+        if snap.n_sampled_out:
+            sampled_cap = sum(s.capacity_kw for s in self.aggregator.sessions.values()
+                              if s.group == group and s.online and self.aggregator.accepts_state(s.gateway_id))
+            state = state * (snap.capacity_kw / sampled_cap if sampled_cap > 0 else 1.0)
+        return state
 
     def goal_for(self, group: str, state_kw: np.ndarray, now_ms: int) -> float:
         if isinstance(self.goal, FractionOfDemand):
@@ -187,6 +221,8 @@ class ControllerCore:
             state = self.estimate(group, snap, now_ms)
             goal = self.goal_for(group, state, now_ms)
             decision = compute_control(state, goal, self.params)
+            if group in self.estimators:
+                self.estimators[group].record_decision(now_ms, decision)
             payload = security.make_vector(group, self.round_id, decision.p_on.tolist(),
                                            decision.p_off.tolist(), now_ms, self.ttl_ms,
                                            self.key_id, self.key)
