@@ -1,0 +1,97 @@
+"""ControllerService over a real mosquitto: retained online status, signed vectors each round for
+a gateway's group, garbage on every gateway topic logged and skipped, offline status on stop."""
+import asyncio
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from cloud.clock import SimClock
+from cloud.goals import ConstantGoal
+from cloud.rounds import ControllerCore
+from cloud.service import ControllerService, ServiceError, parse_broker_url
+from edge_agent import codec, security, topics
+from firmware_sim.broker import MosquittoBroker
+
+pytestmark = pytest.mark.broker
+KEY = b"s" * 32
+P_W = [[2000, 0, 0, 0], [1000, 1000, 0, 0], [1000, 0, 0, 0]]
+
+
+@pytest.fixture
+def broker():
+    b = MosquittoBroker().start()
+    yield b
+    b.close()
+
+
+class Listener:
+    """A paho client (own thread) collecting messages by topic."""
+
+    def __init__(self, port, subs):
+        self.msgs, self.lock = [], threading.Lock()
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"listen-{time.time_ns()}")
+        self.c.on_message = lambda c, u, m: self._add(m)
+        self.c.connect("127.0.0.1", port)
+        for s in subs:
+            self.c.subscribe(s, qos=1)
+        self.c.loop_start()
+
+    def _add(self, m):
+        with self.lock:
+            self.msgs.append((m.topic, bytes(m.payload), m.retain))
+
+    def of(self, topic):
+        with self.lock:
+            return [(p, r) for t, p, r in self.msgs if t == topic]
+
+    def close(self):
+        self.c.loop_stop()
+        self.c.disconnect()
+
+
+def test_parse_broker_url():
+    assert parse_broker_url("mqtt://127.0.0.1:1884") == ("127.0.0.1", 1884)
+    assert parse_broker_url("mqtt://host") == ("host", 1883)
+    for bad in ("tcp://x", "mqtt://:1", "mqtt://h:x", "mqtt://h:70000"):
+        with pytest.raises(ServiceError, match="broker"):
+            parse_broker_url(bad)
+
+
+async def test_service_round_trip_and_garbage(broker):
+    core = ControllerCore("ctl9", ConstantGoal(3.0), "k1", KEY, round_ms=200)
+    service = ControllerService(core, "127.0.0.1", broker.port, SimClock(1.0))
+    listen = Listener(broker.port, [topics.controller_status(), topics.ALL_VECTORS])
+    gw = Listener(broker.port, [])
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.run(stop))
+    await asyncio.wait_for(service.connected.wait(), 5)
+    devices = [{"device_id": "d0", "tier_w": [2000, 2000, 1000]}]
+    gw.c.publish(topics.birth("gw1"), codec.encode_birth("gw1", "g1", 0, 1, ["a", "b", "c"], devices, {}),
+                 qos=1, retain=True)
+    garbage = [b"", b"{", b"\x00\xff", b'{"v":1}', b"[1,2]", codec.dumps({"v": 2, "gateway_id": "gw1"})]
+    for seq in range(1, 16):
+        ts = int(time.time() * 1000)
+        gw.c.publish(topics.state("gw1"), codec.encode_state("gw1", "g1", 0, seq, ts, seq, P_W,
+                                                             [[1, 1, 1, 1]] * 3, -1, False, 0))
+        for kind in ("birth", "death", "state", "resp"):
+            gw.c.publish(topics.gateway_topic("gw1", kind), garbage[seq % len(garbage)])
+        await asyncio.sleep(0.1)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    await asyncio.sleep(0.3)
+    status = [codec.decode_status(p) for p, _ in listen.of(topics.controller_status())]
+    assert status[0]["online"] is True and status[-1]["online"] is False
+    vectors = [codec.decode_vector(p) for p, _ in listen.of(topics.vector("g1"))]
+    assert len(vectors) >= 4
+    guard = security.VectorGuard({"k1": KEY}, "g1")
+    for v in vectors:
+        assert guard.check(v, v["issued_ts_ms"] + 10) == ""
+        assert v["p_off"][0] > 0           # 5 kW enabled, goal 3 kW: green must shed
+        assert v["p_off"][2] == 0          # black never
+    assert service.rounds >= 4 and service.connects == 1
+    assert sum(core.rejected.values()) >= 4 * 15 - 15   # the b"" retained-clear births are rejected too
+    assert core.aggregator.snapshot("g1", int(time.time() * 1000)).n_live == 1
+    listen.close()
+    gw.close()
