@@ -40,7 +40,7 @@ class CodecError(ValueError):
     """A payload that does not match its schema; ``field`` names the offending field."""
 
     def __init__(self, field: str, reason: str) -> None:
-        ValueError.__init__(self, field + ": " + reason)
+        super().__init__(field + ": " + reason)
         self.field = field
         self.reason = reason
 
