@@ -1,0 +1,237 @@
+"""Load and DER currents as functions of voltage (vectorized), with their Wirtinger derivatives.
+
+Every load phase (wye: phase→neutral, delta: phase→next phase) becomes one or more *atoms*:
+a current I(V) through the branch a→b with V = V_a − V_b (volts), per OpenDSS load models:
+
+    PQ   (model 1):  I = conj(S)/conj(V)                       |V| in (Vmin, Vmax]·Vbase
+    Z    (model 2):  I = Yeq·V,  Yeq = conj(S)/Vbase²
+    I    (model 5):  I = conj(S)·|V| / (conj(V)·Vbase)
+    CVR  (model 4):  I = P(|V|/Vb)^cw/conj(V) + (Q part: j·Im(Yeq)·V if cv = 2 else
+                         −jQ(|V|/Vb)^cv/conj(V))
+    MOTOR (model 3): I = P/conj(V) + j·Im(Yeq)·V
+    GEN  (model 1 generator, S < 0):  I = conj(S)/conj(V)
+ZIPV (model 8) is split into Z, I and PQ atoms. Outside the band, OpenDSS's fallbacks are kept:
+below Vlow·Vb → Yeq·V; between Vlow and Vmin → linear interpolation of the current magnitude
+(I = (I_low + M·(|V| − V_low))·V/|V|); above Vmax → Yeq/vmax²·V (Yeq/vmax for I atoms);
+generators use Yeq/vmin² below Vmin and Yeq/vmax² above Vmax.
+
+Each current is a sum of terms c·|V|^p·V^a·conj(V)^b, so dI = α dV + β conj(dV) with
+α = Σ T·(a + p/2)/V, β = Σ T·(b + p/2)/conj(V); `derivatives` returns (α, β) per atom.
+Injection into the network: −I at node a, +I at node b.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from market.network.errors import UnsupportedElementError
+from market.network.model import Feeder, Generator, Load
+
+PQ, Z, I, CVR, MOTOR, GEN = range(6)
+SQRT3 = math.sqrt(3.0)
+
+
+@dataclass
+class Atoms:
+    a: np.ndarray  # node index (−1 ground = appended zero)
+    b: np.ndarray
+    s_va: np.ndarray  # nominal complex power drawn (W + j var); generators negative
+    vb: np.ndarray
+    vlow: np.ndarray
+    vmin: np.ndarray
+    vmax: np.ndarray
+    kind: np.ndarray
+    cw: np.ndarray
+    cv: np.ndarray
+    owner: np.ndarray  # index into `owners`
+    owners: list[str]
+    incidence: sp.csr_matrix  # n × atoms: +1 at a, −1 at b
+
+    def injection(self, v_ext: np.ndarray) -> np.ndarray:
+        """Node current injections (A) for node voltages `v_ext` (ground appended last)."""
+        return -(self.incidence @ currents(self, v_ext[self.a] - v_ext[self.b]))
+
+
+def _vbase(phases: int, conn: str, kv: float) -> float:
+    if conn == "wye" and phases in (2, 3):
+        return kv * 1000.0 / SQRT3
+    return kv * 1000.0
+
+
+def _branches(phases: int, conn: str, nodes: tuple[int, ...]) -> list[tuple[int, int]]:
+    if conn == "wye":
+        return [(nodes[i], nodes[-1]) for i in range(phases)]
+    nc = len(nodes)
+    return [(nodes[i], nodes[(i + 1) % nc]) for i in range(phases)]
+
+
+def _split(el: Load) -> list[tuple[int, complex, float, float]]:
+    """(kind, S total in VA, cw, cv) atoms for one load."""
+    s = complex(el.kw, el.kvar) * 1000.0
+    if el.model == 1:
+        return [(PQ, s, 1.0, 2.0)]
+    if el.model == 2:
+        return [(Z, s, 1.0, 2.0)]
+    if el.model == 3:
+        return [(MOTOR, s, 1.0, 2.0)]
+    if el.model == 4:
+        return [(CVR, s, el.cvr_watts, el.cvr_vars)]
+    if el.model == 5:
+        return [(I, s, 1.0, 2.0)]
+    if el.model == 8 and el.zipv is not None and len(el.zipv) >= 6 and (len(el.zipv) < 7 or el.zipv[6] <= 0):
+        zp = el.zipv
+        return [(Z, complex(el.kw * zp[0], el.kvar * zp[3]) * 1000.0, 1.0, 2.0),
+                (I, complex(el.kw * zp[1], el.kvar * zp[4]) * 1000.0, 1.0, 2.0),
+                (PQ, complex(el.kw * zp[2], el.kvar * zp[5]) * 1000.0, 1.0, 2.0)]
+    raise UnsupportedElementError(f"load {el.name!r}: model {el.model} (or ZIPV cut-off) not supported",
+                                  [f"load.{el.name}"])
+
+
+def compile_atoms(feeder: Feeder, index: dict[tuple[str, int], int], n: int) -> Atoms:
+    cols: dict[str, list] = {k: [] for k in ("a", "b", "s", "vb", "vlow", "vmin", "vmax", "kind", "cw", "cv", "own")}
+    owners: list[str] = []
+
+    def add(el: Load | Generator, parts, vlow: float) -> None:
+        owners.append(("load." if isinstance(el, Load) else "generator.") + el.name)
+        vb = _vbase(el.phases, el.conn, el.kv)
+        for kind, s, cw, cv in parts:
+            for na, nb in _branches(el.phases, el.conn, el.nodes):
+                cols["a"].append(index[(el.bus, na)] if na else -1)
+                cols["b"].append(index[(el.bus, nb)] if nb else -1)
+                cols["s"].append(s / el.phases)
+                for key, val in (("vb", vb), ("vlow", vlow), ("vmin", el.vmin_pu), ("vmax", el.vmax_pu),
+                                 ("kind", kind), ("cw", cw), ("cv", cv), ("own", len(owners) - 1)):
+                    cols[key].append(val)
+
+    for ld in feeder.loads:
+        add(ld, _split(ld), ld.vlow_pu)
+    for g in feeder.generators:
+        add(g, [(GEN, -complex(g.kw, g.kvar) * 1000.0, 1.0, 2.0)], 0.0)
+    a = np.array(cols["a"], dtype=np.int64)
+    b = np.array(cols["b"], dtype=np.int64)
+    m = len(a)
+    r = np.concatenate([a, b])
+    c = np.concatenate([np.arange(m), np.arange(m)])
+    v = np.concatenate([np.ones(m), -np.ones(m)])
+    keep = r >= 0
+    inc = sp.coo_matrix((v[keep], (r[keep], c[keep])), shape=(n, m)).tocsr()
+    f = lambda k: np.array(cols[k], dtype=float)  # noqa: E731
+    return Atoms(a, b, np.array(cols["s"], dtype=complex), f("vb"), f("vlow"), f("vmin"), f("vmax"),
+                 np.array(cols["kind"], dtype=np.int64), f("cw"), f("cv"), np.array(cols["own"], dtype=np.int64),
+                 owners, inc)
+
+
+def _regions(at: Atoms, m: np.ndarray):
+    vl = at.vlow * at.vb
+    v95 = at.vmin * at.vb
+    v105 = at.vmax * at.vb
+    gen = at.kind == GEN
+    zk = at.kind == Z
+    low = (m <= vl) & ~gen & ~zk
+    mid = (m > vl) & (m <= v95) & ~gen & ~zk
+    high = (m > v105) & ~zk
+    gen_low = gen & (m <= v95)
+    normal = ~(low | mid | high | gen_low)
+    return vl, v95, low, mid, high, gen_low, normal
+
+
+def _interp_coeffs(at: Atoms, yeq: np.ndarray, vl, v95):
+    """I_low and slope M of the magnitude interpolation between Vlow and Vmin (per atom)."""
+    i_low = yeq * vl
+    with np.errstate(divide="ignore", invalid="ignore"):
+        i95 = np.where(at.kind == I, yeq * at.vb, yeq / at.vmin ** 2 * v95)
+        slope = (i95 - i_low) / (v95 - vl)
+    return i_low, np.nan_to_num(slope)
+
+
+def _z_fallback(at: Atoms, yeq: np.ndarray) -> np.ndarray:
+    """Admittance used above Vmax (and below Vmin for generators)."""
+    return np.where(at.kind == I, yeq / at.vmax, yeq / at.vmax ** 2)
+
+
+def currents(at: Atoms, v: np.ndarray) -> np.ndarray:
+    """Branch current (A, a→b) of every atom for branch voltages `v` (V)."""
+    m = np.abs(v)
+    yeq = np.conj(at.s_va) / at.vb ** 2
+    vl, v95, low, mid, high, gen_low, normal = _regions(at, m)
+    out = np.zeros_like(v)
+    out[low] = yeq[low] * v[low]
+    if mid.any():
+        i_low, slope = _interp_coeffs(at, yeq, vl, v95)
+        out[mid] = (i_low[mid] + slope[mid] * (m[mid] - vl[mid])) * v[mid] / m[mid]
+    out[high] = _z_fallback(at, yeq)[high] * v[high]
+    out[gen_low] = yeq[gen_low] / at.vmin[gen_low] ** 2 * v[gen_low]
+    k = at.kind
+    vn, mn, s = v[normal], m[normal], at.s_va[normal]
+    kn, vb = k[normal], at.vb[normal]
+    res = np.zeros_like(vn)
+    pq = (kn == PQ) | (kn == GEN)
+    res[pq] = np.conj(s[pq]) / np.conj(vn[pq])
+    zz = kn == Z
+    res[zz] = yeq[normal][zz] * vn[zz]
+    ii = kn == I
+    res[ii] = np.conj(s[ii]) * mn[ii] / (np.conj(vn[ii]) * vb[ii])
+    mo = kn == MOTOR
+    res[mo] = s[mo].real / np.conj(vn[mo]) + 1j * yeq[normal][mo].imag * vn[mo]
+    cv = kn == CVR
+    if cv.any():
+        res[cv] = _cvr(at, normal, cv, vn, mn, s, vb, yeq)
+    out[normal] = res
+    return out
+
+
+def _cvr(at, normal, cv, vn, mn, s, vb, yeq):
+    ratio = mn[cv] / vb[cv]
+    cw, cvv = at.cw[normal][cv], at.cv[normal][cv]
+    p = s[cv].real * np.where(cw == 1.0, ratio, ratio ** cw) / np.conj(vn[cv])
+    q_z = 1j * yeq[normal][cv].imag * vn[cv]
+    q_p = -1j * s[cv].imag * ratio ** cvv / np.conj(vn[cv])
+    return p + np.where(cvv == 2.0, q_z, q_p)
+
+
+def derivatives(at: Atoms, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(α, β) per atom: dI = α·dV + β·conj(dV) at branch voltages `v`."""
+    m = np.abs(v)
+    yeq = np.conj(at.s_va) / at.vb ** 2
+    vl, v95, low, mid, high, gen_low, normal = _regions(at, m)
+    alpha = np.zeros_like(v)
+    beta = np.zeros_like(v)
+    alpha[low] = yeq[low]
+    if mid.any():
+        i_low, slope = _interp_coeffs(at, yeq, vl, v95)
+        t = (i_low[mid] - slope[mid] * vl[mid]) * v[mid] / m[mid]  # c·|V|^-1·V
+        alpha[mid] = slope[mid] + 0.5 * t / v[mid]
+        beta[mid] = -0.5 * t / np.conj(v[mid])
+    alpha[high] = _z_fallback(at, yeq)[high]
+    alpha[gen_low] = yeq[gen_low] / at.vmin[gen_low] ** 2
+    k = at.kind[normal]
+    vn, mn, s, vb = v[normal], m[normal], at.s_va[normal], at.vb[normal]
+    al = np.zeros_like(vn)
+    be = np.zeros_like(vn)
+    pq = (k == PQ) | (k == GEN)
+    be[pq] = -np.conj(s[pq]) / np.conj(vn[pq]) ** 2
+    zz = k == Z
+    al[zz] = yeq[normal][zz]
+    ii = k == I
+    t = np.conj(s[ii]) * mn[ii] / (np.conj(vn[ii]) * vb[ii])
+    al[ii] = 0.5 * t / vn[ii]
+    be[ii] = -0.5 * t / np.conj(vn[ii])
+    mo = k == MOTOR
+    be[mo] = -s[mo].real / np.conj(vn[mo]) ** 2
+    al[mo] = 1j * yeq[normal][mo].imag
+    cv = k == CVR
+    if cv.any():
+        ratio = mn[cv] / vb[cv]
+        cw, cvv = at.cw[normal][cv], at.cv[normal][cv]
+        tp = s[cv].real * ratio ** cw / np.conj(vn[cv])
+        a_c = tp * (cw / 2) / vn[cv]
+        b_c = tp * (cw / 2 - 1) / np.conj(vn[cv])
+        tq = -1j * s[cv].imag * ratio ** cvv / np.conj(vn[cv])
+        a_c = a_c + np.where(cvv == 2.0, 1j * yeq[normal][cv].imag, tq * (cvv / 2) / vn[cv])
+        b_c = b_c + np.where(cvv == 2.0, 0.0, tq * (cvv / 2 - 1) / np.conj(vn[cv]))
+        al[cv], be[cv] = a_c, b_c
+    alpha[normal], beta[normal] = al, be
+    return alpha, beta

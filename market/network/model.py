@@ -1,0 +1,306 @@
+"""Engineering data model of a multi-phase distribution feeder, with validation.
+
+Conventions (the OpenDSS ones, so imported feeders and hand-built ones read the same):
+- A bus has numbered nodes (1, 2, 3 = phases a, b, c; 4+ = neutrals/secondary conductors).
+  Node 0 is ground (the reference); it is never a solved unknown.
+- An element terminal is a bus plus an ordered tuple of conductor nodes, e.g. ("671", (1, 2, 3)).
+- Impedances are in ohms and siemens (total for the element, not per length), powers in kW/kvar,
+  voltages in kV (line-to-line for 2-/3-phase elements, actual across the element for 1-phase),
+  angles in degrees.
+
+`Feeder.validate()` raises a named error (UnknownBusError, PhaseMismatchError,
+NonPositiveImpedanceError); islanded sections are detected when the Ybus is built
+(`ybus.build_ybus`, IslandedSectionError).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from market.network.errors import (NetworkError, NonPositiveImpedanceError, PhaseMismatchError,
+                                   UnknownBusError)
+
+Terminal = tuple[str, tuple[int, ...]]
+
+
+@dataclass
+class Bus:
+    name: str
+    nodes: tuple[int, ...] = (1, 2, 3)
+    kv_base_ln: float = 0.0  # line-to-neutral base voltage for per-unit results; 0 = unknown
+
+
+@dataclass
+class Source:
+    """Thevenin source: EMF `pu`·`kv_ll` (balanced, phase a at `angle_deg`) behind `z_ohm` (3×3)."""
+    name: str
+    bus: str
+    kv_ll: float
+    z_ohm: np.ndarray
+    pu: float = 1.0
+    angle_deg: float = 0.0
+    nodes: tuple[int, ...] = (1, 2, 3)
+
+
+@dataclass
+class Line:
+    """Series impedance `z_ohm` (n×n) between two terminals, shunt `y_shunt_s` (n×n) split half/half.
+
+    Switches are lines with `switch=True` (a small impedance, as OpenDSS models them)."""
+    name: str
+    bus1: str
+    nodes1: tuple[int, ...]
+    bus2: str
+    nodes2: tuple[int, ...]
+    z_ohm: np.ndarray
+    y_shunt_s: np.ndarray | None = None
+    switch: bool = False
+
+
+@dataclass
+class Winding:
+    bus: str
+    nodes: tuple[int, ...]  # phases then neutral: n_phases + 1 conductors
+    conn: str = "wye"  # "wye" | "delta"
+    kv: float = 12.47  # kV LL for 2-/3-phase, actual winding kV for 1-phase
+    kva: float = 1000.0
+    r_pct: float = 0.2
+    tap_pu: float = 1.0
+    rneut_ohm: float = -1.0  # < 0: open neutral (OpenDSS default)
+    xneut_ohm: float = 0.0
+    min_tap_pu: float = 0.9
+    max_tap_pu: float = 1.1
+    num_taps: int = 32
+
+
+@dataclass
+class Transformer:
+    """n-winding transformer; `xsc_pct` = [X12, X13, X23] (% on winding-1 kVA), as OpenDSS."""
+    name: str
+    phases: int
+    windings: list[Winding]
+    xsc_pct: list[float]
+    pct_noload_loss: float = 0.0
+    pct_imag: float = 0.0
+    ppm_antifloat: float = 1.0
+
+
+@dataclass
+class Regulator:
+    """Tap controller of `transformer` winding `winding` (1-based), in 120-V base volts (OpenDSS)."""
+    name: str
+    transformer: str
+    winding: int = 2
+    vreg_v: float = 120.0
+    band_v: float = 3.0
+    pt_ratio: float = 60.0
+    ct_primary_a: float = 300.0
+    r_ldc_v: float = 0.0
+    x_ldc_v: float = 0.0
+    pt_phase: int = 1
+    max_tap_change: int = 16
+    enabled: bool = True
+
+
+@dataclass
+class Capacitor:
+    """Shunt capacitor bank (wye to `nodes2`, ground by default, or delta), `kvar_steps` per step."""
+    name: str
+    bus: str
+    nodes: tuple[int, ...]
+    kv: float
+    kvar_steps: list[float]
+    conn: str = "wye"
+    states: list[int] = field(default_factory=list)
+    nodes2: tuple[int, ...] | None = None
+    bus2: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.states:
+            self.states = [1] * len(self.kvar_steps)
+
+
+@dataclass
+class CapControl:
+    """Voltage ('voltage') or reactive-power ('kvar') switching of a capacitor, OpenDSS semantics."""
+    name: str
+    capacitor: str
+    kind: str  # "voltage" | "kvar"
+    element: str  # monitored line/transformer name (class-qualified, e.g. "line.l1")
+    terminal: int = 1
+    on_setting: float = 0.0
+    off_setting: float = 0.0
+    pt_ratio: float = 60.0
+    ct_ratio: float = 60.0
+    phase: int = 1
+    volt_override: bool = False
+    vmin_v: float = 115.0
+    vmax_v: float = 126.0
+    enabled: bool = True
+
+
+@dataclass
+class Load:
+    """ZIP load per phase. `model`: 1 const PQ, 2 const Z, 3 motor, 4 CVR, 5 const |I|, 8 ZIPV."""
+    name: str
+    bus: str
+    nodes: tuple[int, ...]  # wye: phases + neutral; delta: the conductors of the delta
+    phases: int
+    kw: float
+    kvar: float
+    kv: float
+    conn: str = "wye"
+    model: int = 1
+    zipv: tuple[float, ...] | None = None
+    vmin_pu: float = 0.95
+    vmax_pu: float = 1.05
+    vlow_pu: float = 0.50
+    cvr_watts: float = 1.0
+    cvr_vars: float = 2.0
+
+
+@dataclass
+class Generator:
+    """Inverter-based DER: injects `kw` and `kvar` (or Q from `qv_curve` [(v_pu, q_kvar)])."""
+    name: str
+    bus: str
+    nodes: tuple[int, ...]
+    phases: int
+    kw: float
+    kvar: float
+    kv: float
+    conn: str = "wye"
+    vmin_pu: float = 0.90
+    vmax_pu: float = 1.10
+    qv_curve: list[tuple[float, float]] | None = None
+
+
+@dataclass
+class Feeder:
+    name: str
+    buses: dict[str, Bus]
+    source: Source
+    lines: list[Line] = field(default_factory=list)
+    transformers: list[Transformer] = field(default_factory=list)
+    capacitors: list[Capacitor] = field(default_factory=list)
+    loads: list[Load] = field(default_factory=list)
+    generators: list[Generator] = field(default_factory=list)
+    regulators: list[Regulator] = field(default_factory=list)
+    cap_controls: list[CapControl] = field(default_factory=list)
+    base_frequency_hz: float = 60.0
+
+    def transformer(self, name: str) -> Transformer:
+        for tr in self.transformers:
+            if tr.name == name:
+                return tr
+        raise UnknownElementError(f"no transformer named {name!r}")
+
+    def load(self, name: str) -> Load:
+        for ld in self.loads:
+            if ld.name == name:
+                return ld
+        raise UnknownElementError(f"no load named {name!r}")
+
+    def validate(self) -> "Feeder":
+        validate_feeder(self)
+        return self
+
+
+class UnknownElementError(NetworkError):
+    """A control or lookup names an element that the feeder does not hold."""
+
+
+def _check_terminal(feeder: Feeder, where: str, bus: str, nodes: tuple[int, ...]) -> None:
+    if bus not in feeder.buses:
+        raise UnknownBusError(f"{where}: unknown bus {bus!r}")
+    known = set(feeder.buses[bus].nodes) | {0}
+    bad = [n for n in nodes if n not in known]
+    if bad:
+        raise PhaseMismatchError(f"{where}: bus {bus!r} has no node(s) {bad} (has {feeder.buses[bus].nodes})")
+
+
+def _check_square(where: str, name: str, m: np.ndarray | None, n: int) -> None:
+    if m is None:
+        return
+    m = np.asarray(m)
+    if m.shape != (n, n):
+        raise PhaseMismatchError(f"{where}: {name} is {m.shape}, expected ({n}, {n}) for {n} conductors")
+    if not np.all(np.isfinite(m)):
+        raise NonPositiveImpedanceError(f"{where}: {name} has non-finite entries")
+
+
+def _validate_line(feeder: Feeder, line: Line) -> None:
+    where = f"line {line.name!r}"
+    _check_terminal(feeder, where, line.bus1, line.nodes1)
+    _check_terminal(feeder, where, line.bus2, line.nodes2)
+    n = len(line.nodes1)
+    if len(line.nodes2) != n:
+        raise PhaseMismatchError(f"{where}: {n} conductors at bus1 but {len(line.nodes2)} at bus2")
+    _check_square(where, "z_ohm", line.z_ohm, n)
+    _check_square(where, "y_shunt_s", line.y_shunt_s, n)
+    z = np.asarray(line.z_ohm, dtype=complex)
+    if np.any(z.diagonal().real < 0) or np.any(np.abs(z.diagonal()) <= 0):
+        raise NonPositiveImpedanceError(f"{where}: self impedances must have R >= 0 and |Z| > 0")
+    if np.linalg.cond(z) > 1e14:
+        raise NonPositiveImpedanceError(f"{where}: z_ohm is singular")
+
+
+def _validate_transformer(feeder: Feeder, tr: Transformer) -> None:
+    where = f"transformer {tr.name!r}"
+    if len(tr.windings) < 2:
+        raise PhaseMismatchError(f"{where}: needs at least 2 windings")
+    need_x = len(tr.windings) * (len(tr.windings) - 1) // 2
+    if len(tr.xsc_pct) != need_x:
+        raise PhaseMismatchError(f"{where}: {len(tr.xsc_pct)} xsc_pct values, expected {need_x}")
+    for i, w in enumerate(tr.windings, 1):
+        _check_terminal(feeder, f"{where} winding {i}", w.bus, w.nodes)
+        if len(w.nodes) != tr.phases + 1:
+            raise PhaseMismatchError(f"{where} winding {i}: {len(w.nodes)} nodes, expected phases+1 = {tr.phases + 1}")
+        if w.conn not in ("wye", "delta"):
+            raise PhaseMismatchError(f"{where} winding {i}: conn must be wye or delta, got {w.conn!r}")
+        if w.kv <= 0 or w.kva <= 0 or w.tap_pu <= 0:
+            raise NonPositiveImpedanceError(f"{where} winding {i}: kv, kva and tap_pu must be > 0")
+    if any(x <= 0 for x in tr.xsc_pct):
+        raise NonPositiveImpedanceError(f"{where}: leakage reactances xsc_pct must be > 0")
+
+
+def _validate_shunts(feeder: Feeder) -> None:
+    for cap in feeder.capacitors:
+        where = f"capacitor {cap.name!r}"
+        _check_terminal(feeder, where, cap.bus, cap.nodes)
+        if cap.kv <= 0 or any(k < 0 for k in cap.kvar_steps):
+            raise NonPositiveImpedanceError(f"{where}: kv must be > 0 and kvar_steps >= 0")
+        if len(cap.states) != len(cap.kvar_steps):
+            raise PhaseMismatchError(f"{where}: {len(cap.states)} states for {len(cap.kvar_steps)} steps")
+    for kind, items in (("load", feeder.loads), ("generator", feeder.generators)):
+        for el in items:
+            where = f"{kind} {el.name!r}"
+            _check_terminal(feeder, where, el.bus, el.nodes)
+            need = el.phases + 1 if el.conn == "wye" else max(el.phases, 2)
+            if len(el.nodes) != need:
+                raise PhaseMismatchError(f"{where}: {len(el.nodes)} nodes for {el.phases}-phase {el.conn}, expected {need}")
+            if el.kv <= 0:
+                raise NonPositiveImpedanceError(f"{where}: kv must be > 0")
+
+
+def validate_feeder(feeder: Feeder) -> None:
+    """Check every reference and shape; raise the first named error found."""
+    src = feeder.source
+    _check_terminal(feeder, f"source {src.name!r}", src.bus, src.nodes)
+    _check_square(f"source {src.name!r}", "z_ohm", src.z_ohm, len(src.nodes))
+    if src.kv_ll <= 0 or np.linalg.cond(np.asarray(src.z_ohm, dtype=complex)) > 1e14:
+        raise NonPositiveImpedanceError(f"source {src.name!r}: kv_ll must be > 0 and z_ohm non-singular")
+    for line in feeder.lines:
+        _validate_line(feeder, line)
+    for tr in feeder.transformers:
+        _validate_transformer(feeder, tr)
+    _validate_shunts(feeder)
+    names = {tr.name for tr in feeder.transformers}
+    for reg in feeder.regulators:
+        if reg.transformer not in names:
+            raise UnknownElementError(f"regulator {reg.name!r}: unknown transformer {reg.transformer!r}")
+    caps = {c.name for c in feeder.capacitors}
+    for cc in feeder.cap_controls:
+        if cc.capacitor not in caps:
+            raise UnknownElementError(f"capcontrol {cc.name!r}: unknown capacitor {cc.capacitor!r}")

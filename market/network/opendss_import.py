@@ -1,0 +1,313 @@
+"""Convert a circuit compiled in the OpenDSS engine (opendssdirect.py) into the data model.
+
+The engine resolves line codes, geometries, units, `like=` and edits; we read every element
+after compile: lines and series reactors by their primitive matrix (Z and shunt Y in ohms and
+siemens, total), transformers, capacitors, loads and generators by their engineering
+parameters, the source by its Thevenin matrix. Anything else that carries current is
+reported by name (UnsupportedElementError), never dropped silently; measurement-only elements
+(energy meters, monitors) are listed in `ImportReport.ignored`.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from market.network.errors import UnsupportedElementError
+from market.network.model import (Bus, CapControl, Capacitor, Feeder, Generator, Line, Load, Regulator,
+                                  Source, Transformer, Winding)
+
+SUPPORTED = {"vsource", "line", "transformer", "capacitor", "load", "generator", "regcontrol",
+             "capcontrol", "reactor"}
+MEASUREMENT_ONLY = {"energymeter", "monitor", "sensor"}
+
+
+@dataclass
+class ImportReport:
+    ignored: list[str] = field(default_factory=list)
+    disabled: list[str] = field(default_factory=list)
+    controls_on: bool = True
+
+
+def _dss():
+    import opendssdirect as dss  # imported lazily: the data model itself does not need OpenDSS
+
+    return dss
+
+
+def compile_dss(path: str | Path) -> None:
+    """Clear the engine and compile `path` (its `redirect`s and edits are honoured)."""
+    dss = _dss()
+    dss.Text.Command("clear")
+    dss.Text.Command(f'compile "{Path(path).resolve()}"')
+
+
+def _query(prop: str) -> str:
+    dss = _dss()
+    dss.Text.Command(f"? {prop}")
+    return dss.Text.Result().strip()
+
+
+def _numbers(text: str) -> list[float]:
+    return [float(t) for t in re.split(r"[\s,\[\]\(\)\"']+", text) if t]
+
+
+def _yprim() -> np.ndarray:
+    dss = _dss()
+    raw = np.asarray(dss.CktElement.YPrim(), dtype=float)
+    n = int(round(math.sqrt(raw.size // 2)))
+    return (raw[0::2] + 1j * raw[1::2]).reshape(n, n)
+
+
+def _terminals() -> list[tuple[str, tuple[int, ...]]]:
+    dss = _dss()
+    nc = dss.CktElement.NumConductors()
+    order = list(dss.CktElement.NodeOrder())
+    buses = [b.split(".")[0].lower() for b in dss.CktElement.BusNames()]
+    return [(bus, tuple(int(k) for k in order[t * nc:(t + 1) * nc])) for t, bus in enumerate(buses)]
+
+
+def _activate(full_name: str) -> None:
+    _dss().Circuit.SetActiveElement(full_name)
+
+
+def _buses() -> dict[str, Bus]:
+    dss = _dss()
+    out: dict[str, Bus] = {}
+    for name in dss.Circuit.AllBusNames():
+        dss.Circuit.SetActiveBus(name)
+        out[name.lower()] = Bus(name.lower(), tuple(sorted(int(k) for k in dss.Bus.Nodes())), float(dss.Bus.kVBase()))
+    return out
+
+
+def _source() -> Source:
+    dss = _dss()
+    dss.Vsources.First()
+    name = dss.Vsources.Name()
+    _activate(f"vsource.{name}")
+    (bus, nodes), *_ = _terminals()
+    n = len(nodes)
+    y = _yprim()[:n, :n]
+    return Source(name, bus, float(dss.Vsources.BasekV()), np.linalg.inv(y), float(dss.Vsources.PU()),
+                  float(dss.Vsources.AngleDeg()), nodes)
+
+
+def _series_from_yprim(name: str, switch: bool) -> Line:
+    (b1, n1), (b2, n2) = _terminals()[:2]
+    y = _yprim()
+    n = len(n1)
+    ys = -y[:n, n:]
+    shunt = (y[:n, :n] - ys) * 2.0
+    if np.max(np.abs(shunt), initial=0.0) <= 1e-12 * np.max(np.abs(ys)):
+        shunt = None
+    return Line(name, b1, n1, b2, n2, np.linalg.inv(ys), shunt, switch)
+
+
+def _lines() -> list[Line]:
+    dss = _dss()
+    out = []
+    ok = dss.Lines.First()
+    while ok:
+        name = dss.Lines.Name()
+        _activate(f"line.{name}")
+        if dss.CktElement.Enabled():
+            out.append(_series_from_yprim(name, bool(dss.Lines.IsSwitch())))
+        ok = dss.Lines.Next()
+    return out
+
+
+def _reactors(unsupported: list[str]) -> list[Line]:
+    dss = _dss()
+    out = []
+    for full in dss.Circuit.AllElementNames():
+        if full.split(".")[0].lower() != "reactor":
+            continue
+        _activate(full)
+        if not dss.CktElement.Enabled():
+            continue
+        terms = _terminals()
+        if len(terms) < 2 or all(k == 0 for k in terms[1][1]):
+            unsupported.append(full + " (shunt reactor)")
+            continue
+        out.append(_series_from_yprim(full.split(".", 1)[1], False))
+    return out
+
+
+def _transformers() -> list[Transformer]:
+    dss = _dss()
+    out = []
+    ok = dss.Transformers.First()
+    while ok:
+        name = dss.Transformers.Name()
+        _activate(f"transformer.{name}")
+        if dss.CktElement.Enabled():
+            phases = dss.CktElement.NumPhases()
+            terms = _terminals()
+            windings = []
+            for w in range(1, dss.Transformers.NumWindings() + 1):
+                dss.Transformers.Wdg(w)
+                windings.append(Winding(
+                    terms[w - 1][0], terms[w - 1][1], "delta" if dss.Transformers.IsDelta() else "wye",
+                    float(dss.Transformers.kV()), float(dss.Transformers.kVA()), float(dss.Transformers.R()),
+                    float(dss.Transformers.Tap()), float(dss.Transformers.Rneut()), float(dss.Transformers.Xneut()),
+                    float(dss.Transformers.MinTap()), float(dss.Transformers.MaxTap()), int(dss.Transformers.NumTaps())))
+            nw = len(windings)
+            xsc = [float(dss.Transformers.Xhl())]
+            if nw == 3:
+                xsc += [float(dss.Transformers.Xht()), float(dss.Transformers.Xlt())]
+            elif nw > 3:
+                xsc = _numbers(_query(f"transformer.{name}.xscarray"))
+            out.append(Transformer(name, phases, windings, xsc,
+                                   float(_query(f"transformer.{name}.%noloadloss")),
+                                   float(_query(f"transformer.{name}.%imag")),
+                                   float(_query(f"transformer.{name}.ppm_antifloat"))))
+        ok = dss.Transformers.Next()
+    return out
+
+
+def _capacitors() -> list[Capacitor]:
+    dss = _dss()
+    out = []
+    ok = dss.Capacitors.First()
+    while ok:
+        name = dss.Capacitors.Name()
+        _activate(f"capacitor.{name}")
+        if dss.CktElement.Enabled():
+            terms = _terminals()
+            steps = _numbers(_query(f"capacitor.{name}.kvar"))
+            nsteps = int(dss.Capacitors.NumSteps())
+            if len(steps) == 1 and nsteps > 1:
+                steps = [steps[0] / nsteps] * nsteps
+            delta = bool(dss.Capacitors.IsDelta())
+            cap = Capacitor(name, terms[0][0], terms[0][1], float(dss.Capacitors.kV()), steps,
+                            "delta" if delta else "wye", [int(s) for s in dss.Capacitors.States()])
+            if not delta and len(terms) > 1:
+                cap.bus2, cap.nodes2 = terms[1]
+            out.append(cap)
+        ok = dss.Capacitors.Next()
+    return out
+
+
+def _loads(load_mult: float) -> list[Load]:
+    dss = _dss()
+    out = []
+    ok = dss.Loads.First()
+    while ok:
+        name = dss.Loads.Name()
+        _activate(f"load.{name}")
+        if dss.CktElement.Enabled():
+            (bus, nodes), = _terminals()[:1]
+            model = int(dss.Loads.Model())
+            zipv = tuple(float(z) for z in dss.Loads.ZipV()) if model == 8 else None
+            mult = 1.0 if int(dss.Loads.Status()) == 2 else load_mult  # 2 = exempt
+            out.append(Load(name, bus, nodes, int(dss.CktElement.NumPhases()), float(dss.Loads.kW()) * mult,
+                            float(dss.Loads.kvar()) * mult, float(dss.Loads.kV()),
+                            "delta" if dss.Loads.IsDelta() else "wye", model, zipv,
+                            float(dss.Loads.Vminpu()), float(dss.Loads.Vmaxpu()),
+                            float(_query(f"load.{name}.vlowpu")), float(dss.Loads.CVRwatts()),
+                            float(dss.Loads.CVRvars())))
+        ok = dss.Loads.Next()
+    return out
+
+
+def _generators(unsupported: list[str]) -> list[Generator]:
+    dss = _dss()
+    out = []
+    ok = dss.Generators.First()
+    while ok:
+        name = dss.Generators.Name()
+        _activate(f"generator.{name}")
+        if dss.CktElement.Enabled():
+            if int(dss.Generators.Model()) != 1:
+                unsupported.append(f"generator.{name} (model={dss.Generators.Model()}, only model=1 is supported)")
+            else:
+                (bus, nodes), = _terminals()[:1]
+                conn = _query(f"generator.{name}.conn").lower()
+                out.append(Generator(name, bus, nodes, int(dss.CktElement.NumPhases()), float(dss.Generators.kW()),
+                                     float(dss.Generators.kvar()), float(dss.Generators.kV()),
+                                     "delta" if conn.startswith("d") or conn.startswith("l") else "wye",
+                                     float(_query(f"generator.{name}.vminpu")),
+                                     float(_query(f"generator.{name}.vmaxpu"))))
+        ok = dss.Generators.Next()
+    return out
+
+
+def _regulators() -> list[Regulator]:
+    dss = _dss()
+    out = []
+    ok = dss.RegControls.First()
+    while ok:
+        name = dss.RegControls.Name()
+        _activate(f"regcontrol.{name}")
+        pt_phase = _query(f"regcontrol.{name}.ptphase")
+        out.append(Regulator(name, dss.RegControls.Transformer().lower(), int(dss.RegControls.Winding()),
+                             float(dss.RegControls.ForwardVreg()), float(dss.RegControls.ForwardBand()),
+                             float(dss.RegControls.PTRatio()), float(dss.RegControls.CTPrimary()),
+                             float(dss.RegControls.ForwardR()), float(dss.RegControls.ForwardX()),
+                             int(pt_phase) if pt_phase.isdigit() else 1, int(dss.RegControls.MaxTapChange()),
+                             bool(dss.CktElement.Enabled())))
+        ok = dss.RegControls.Next()
+    return out
+
+
+def _cap_controls(unsupported: list[str]) -> list[CapControl]:
+    dss = _dss()
+    kinds = {1: "voltage", 2: "kvar"}
+    out = []
+    ok = dss.CapControls.First()
+    while ok:
+        name = dss.CapControls.Name()
+        _activate(f"capcontrol.{name}")
+        mode = int(dss.CapControls.Mode())
+        if mode not in kinds:
+            unsupported.append(f"capcontrol.{name} (type code {mode}; only voltage and kvar are supported)")
+        else:
+            phase = _query(f"capcontrol.{name}.ptphase")
+            out.append(CapControl(name, dss.CapControls.Capacitor().lower(), kinds[mode],
+                                  dss.CapControls.MonitoredObj().lower(), int(dss.CapControls.MonitoredTerm()),
+                                  float(dss.CapControls.ONSetting()), float(dss.CapControls.OFFSetting()),
+                                  float(dss.CapControls.PTRatio()), float(dss.CapControls.CTRatio()),
+                                  int(phase) if phase.isdigit() else 1, bool(dss.CapControls.UseVoltOverride()),
+                                  float(dss.CapControls.Vmin()), float(dss.CapControls.Vmax()),
+                                  bool(dss.CktElement.Enabled())))
+        ok = dss.CapControls.Next()
+    return out
+
+
+def feeder_from_engine(strict: bool = True) -> tuple[Feeder, ImportReport]:
+    """Read the circuit currently compiled in the engine; raise UnsupportedElementError if strict."""
+    dss = _dss()
+    report = ImportReport(controls_on=int(dss.Solution.ControlMode()) != -1)
+    unsupported: list[str] = []
+    n_src = 0
+    for full in dss.Circuit.AllElementNames():
+        cls = full.split(".")[0].lower()
+        if cls == "vsource":
+            n_src += 1
+            if n_src > 1:
+                unsupported.append(full + " (only one source is supported)")
+        elif cls in MEASUREMENT_ONLY:
+            report.ignored.append(full)
+        elif cls not in SUPPORTED:
+            dss.Circuit.SetActiveElement(full)
+            (unsupported if dss.CktElement.Enabled() else report.disabled).append(full)
+    feeder = Feeder(
+        name=dss.Circuit.Name(), buses=_buses(), source=_source(),
+        lines=_lines() + _reactors(unsupported), transformers=_transformers(), capacitors=_capacitors(),
+        loads=_loads(float(dss.Solution.LoadMult())), generators=_generators(unsupported),
+        regulators=_regulators(), cap_controls=_cap_controls(unsupported),
+        base_frequency_hz=float(dss.Solution.Frequency()))
+    if unsupported and strict:
+        raise UnsupportedElementError(
+            f"{len(unsupported)} unsupported element(s): {', '.join(unsupported[:20])}", unsupported)
+    report.ignored += unsupported
+    return feeder.validate(), report
+
+
+def load_dss(path: str | Path, strict: bool = True) -> tuple[Feeder, ImportReport]:
+    """Compile `path` in OpenDSS and convert it (no OpenDSS solve is needed)."""
+    compile_dss(path)
+    return feeder_from_engine(strict)

@@ -1,0 +1,70 @@
+"""OpenDSS as the reference: solve a compiled circuit in the engine and read its answer.
+
+Used by the validation tests and the bench (same process, same circuit). The usual protocol:
+`compile_dss(path)`, `solve_opendss(controls=True)` to let the engine settle regulator taps and
+capacitors, then `freeze_controls()` (`set controlmode=off`) so both tools solve with the same
+taps; `feeder_from_engine()` then imports exactly that state.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class ReferenceSolution:
+    v: dict[tuple[str, int], complex]  # volts, per (bus, node)
+    losses_kw: float
+    losses_kvar: float
+    converged: bool
+    iterations: int
+
+
+def _dss():
+    import opendssdirect as dss
+
+    return dss
+
+
+def solve_opendss(controls: bool = True, tolerance: float = 1e-8, max_iter: int = 100) -> ReferenceSolution:
+    dss = _dss()
+    dss.Text.Command(f"set maxiterations={max_iter}")
+    dss.Text.Command("set maxcontroliter=100")
+    dss.Text.Command(f"set tolerance={tolerance}")
+    if not controls:
+        dss.Text.Command("set controlmode=off")
+    dss.Solution.Solve()
+    return read_solution()
+
+
+def freeze_controls() -> None:
+    _dss().Text.Command("set controlmode=off")
+
+
+def read_solution() -> ReferenceSolution:
+    dss = _dss()
+    names = dss.Circuit.AllNodeNames()
+    raw = np.asarray(dss.Circuit.AllBusVolts(), dtype=float)
+    volts = raw[0::2] + 1j * raw[1::2]
+    v = {}
+    for name, val in zip(names, volts):
+        bus, node = name.rsplit(".", 1)
+        v[(bus.lower(), int(node))] = complex(val)
+    loss = dss.Circuit.Losses()
+    return ReferenceSolution(v, loss[0] / 1000.0, loss[1] / 1000.0, bool(dss.Solution.Converged()),
+                             int(dss.Solution.Iterations()))
+
+
+def transformer_taps() -> dict[str, list[float]]:
+    dss = _dss()
+    out = {}
+    ok = dss.Transformers.First()
+    while ok:
+        taps = []
+        for w in range(1, dss.Transformers.NumWindings() + 1):
+            dss.Transformers.Wdg(w)
+            taps.append(float(dss.Transformers.Tap()))
+        out[dss.Transformers.Name().lower()] = taps
+        ok = dss.Transformers.Next()
+    return out

@@ -1,0 +1,137 @@
+"""Node-level sparse 3-phase Ybus, assembled from element primitives, and its LU factorization.
+
+Unknowns are the voltages of every (bus, node) with node ≠ 0, ordered bus by bus (feeder bus
+order) and node by node. Y·V = I_source + I_loads(V): the source enters as its Thevenin
+admittance plus a Norton current. Loads and generators are *not* in Y (their currents are
+injections), so Y depends on topology, taps and capacitor states only and is factorized once.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
+from scipy.sparse.linalg import splu
+
+from market.network.errors import IslandedSectionError, NonPositiveImpedanceError
+from market.network.model import Feeder
+from market.network.primitives import all_branch_primitives, source_norton_a, source_yprim
+
+
+@dataclass
+class ElementBlock:
+    """One element's conductor indices (−1 = ground) and Yprim, for flows after the solve."""
+    kind: str
+    name: str
+    conductors: list[tuple[str, int]]
+    index: np.ndarray
+    yprim: np.ndarray
+    n_terminal1: int  # conductors of terminal 1 (the sending end)
+
+
+@dataclass
+class Network:
+    feeder: Feeder
+    nodes: list[tuple[str, int]]
+    index: dict[tuple[str, int], int]
+    y: sp.csc_matrix
+    lu: object
+    i_source_a: np.ndarray
+    vbase_v: np.ndarray  # line-to-neutral base volts per node
+    blocks: list[ElementBlock]
+    term_y: sp.csr_matrix  # stacked Yprims: all element conductor currents = term_y @ V
+    term_rows: np.ndarray  # global node index (−1 ground) of each stacked row
+    source_nodes: np.ndarray
+    build_ms: float
+
+    @property
+    def n(self) -> int:
+        return len(self.nodes)
+
+    def solve_linear(self, rhs: np.ndarray) -> np.ndarray:
+        return self.lu.solve(rhs)
+
+
+def node_list(feeder: Feeder) -> list[tuple[str, int]]:
+    return [(b.name, k) for b in feeder.buses.values() for k in sorted(b.nodes) if k != 0]
+
+
+def _block(kind: str, name: str, conds, yprim, index, n1: int) -> ElementBlock:
+    idx = np.array([index.get(c, -1) if c[1] != 0 else -1 for c in conds], dtype=np.int64)
+    return ElementBlock(kind, name, list(conds), idx, np.asarray(yprim, complex), n1)
+
+
+def _n_terminal1(kind: str, el, conds) -> int:
+    if kind == "line":
+        return len(el.nodes1)
+    if kind == "transformer":
+        return len(el.windings[0].nodes)
+    return len(el.nodes)
+
+
+def _check_islands(y: sp.csc_matrix, nodes, source_nodes: np.ndarray) -> None:
+    pattern = (abs(y) > 0).astype(np.int8)
+    _, labels = connected_components(pattern, directed=False)
+    fed = set(labels[source_nodes].tolist())
+    bad = [nodes[i] for i in range(len(nodes)) if labels[i] not in fed]
+    if bad:
+        shown = ", ".join(f"{b}.{k}" for b, k in bad[:10])
+        raise IslandedSectionError(f"{len(bad)} node(s) have no path to the source: {shown}")
+
+
+def build_network(feeder: Feeder) -> Network:
+    """Assemble Y (COO → CSC), check islands, factorize with SuperLU."""
+    t0 = time.perf_counter()
+    nodes = node_list(feeder)
+    index = {nd: i for i, nd in enumerate(nodes)}
+    rows, cols, vals = [], [], []
+    blocks: list[ElementBlock] = []
+    for kind, el, conds, yprim in all_branch_primitives(feeder):
+        blk = _block(kind, el.name, conds, yprim, index, _n_terminal1(kind, el, conds))
+        blocks.append(blk)
+        keep = np.nonzero(blk.index >= 0)[0]
+        ii, jj = np.meshgrid(keep, keep, indexing="ij")
+        rows.append(blk.index[ii].ravel())
+        cols.append(blk.index[jj].ravel())
+        vals.append(blk.yprim[ii, jj].ravel())
+    sconds, syp = source_yprim(feeder.source)
+    sidx = np.array([index[c] for c in sconds])
+    ii, jj = np.meshgrid(np.arange(len(sidx)), np.arange(len(sidx)), indexing="ij")
+    rows.append(sidx[ii].ravel())
+    cols.append(sidx[jj].ravel())
+    vals.append(syp.ravel())
+    n = len(nodes)
+    y = sp.coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)).tocsc()
+    y.sum_duplicates()
+    _check_islands(y, nodes, sidx)
+    i_src = np.zeros(n, complex)
+    i_src[sidx] += source_norton_a(feeder.source)
+    try:
+        lu = splu(y)
+    except RuntimeError as exc:  # singular factor
+        raise NonPositiveImpedanceError(f"Ybus is singular: {exc}") from exc
+    term_y, term_rows = _stack_terminals(blocks, n)
+    vbase = np.array([feeder.buses[b].kv_base_ln * 1000.0 for b, _ in nodes])
+    if np.any(vbase <= 0):
+        v0 = np.abs(lu.solve(i_src))
+        vbase = np.where(vbase > 0, vbase, np.maximum(v0, 1.0))
+    ms = (time.perf_counter() - t0) * 1000.0
+    return Network(feeder, nodes, index, y, lu, i_src, vbase, blocks, term_y, term_rows, sidx, ms)
+
+
+def _stack_terminals(blocks: list[ElementBlock], n: int) -> tuple[sp.csr_matrix, np.ndarray]:
+    rows, cols, vals, term_rows = [], [], [], []
+    r0 = 0
+    for blk in blocks:
+        m = len(blk.index)
+        keep = np.nonzero(blk.index >= 0)[0]
+        ii, jj = np.meshgrid(np.arange(m), keep, indexing="ij")
+        rows.append((r0 + ii).ravel())
+        cols.append(blk.index[jj].ravel())
+        vals.append(blk.yprim[ii, jj].ravel())
+        term_rows.append(blk.index)
+        r0 += m
+    mat = sp.coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(r0, n)).tocsr()
+    return mat, np.concatenate(term_rows)
