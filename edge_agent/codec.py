@@ -266,9 +266,11 @@ def check_birth(d: dict) -> dict:
         if not isinstance(dev, dict):
             raise CodecError(where, "not an object")
         for key in sorted(dev):
-            if key not in ("device_id", "tier_w"):
+            if key not in ("device_id", "kind", "tier_w"):
                 raise CodecError(where + "." + str(key), "unknown field")
         check_id(dev.get("device_id"), where + ".device_id")
+        if "kind" in dev:
+            check_id(dev["kind"], where + ".kind")
         tier_w = check_list(dev.get("tier_w"), where + ".tier_w", k, k)
         for j, w in enumerate(tier_w):
             check_int(w, where + ".tier_w[" + str(j) + "]", 0, WATT_MAX)
