@@ -1,0 +1,230 @@
+"""Append-only settlement ledger: hash chain + Ed25519 signatures + k-of-n Merkle checkpoints.
+
+    body_i = canonical({seq, prev, kind, signer, ts_ms, payload})     prev = hash_{i-1} (hex)
+    hash_i = SHA-256(body_i)          sig_i = Ed25519_sign(signer, hash_i)
+
+Per period, a checkpoint statement covers the entries appended since the last one:
+
+    statement = canonical({ledger_id, period, first_seq, last_seq, tree_size,
+                           root = RFC 6962 MTH(hash_first .. hash_last), head = hash_last,
+                           prev_checkpoint = SHA-256(previous statement) or 32 zero bytes})
+
+and is co-signed by validators (witnesses that recompute the root themselves); it is stored
+only with >= k valid signatures.  Appends go through `LedgerState` rules first; `batch()` groups
+appends into one store transaction (all or nothing), which is how 10k+ signed appends/s are
+reached.  Time in hashed data is what the caller passes (`ts_ms`), never the wall clock.
+"""
+from __future__ import annotations
+
+import hashlib
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator, Protocol
+
+from market.te import canonical, merkle
+from market.te.errors import InsufficientSignatures, LedgerError
+from market.te.keys import KeyPair, is_valid
+from market.te.ledger_state import LedgerState, reading_message
+from market.te.store import CheckpointRow, EntryRow, LedgerStore
+
+ZERO_HASH = b"\x00" * 32
+
+
+def entry_body(seq: int, prev: bytes, kind: str, signer: str, ts_ms: int, payload: dict) -> bytes:
+    return canonical.encode({"seq": seq, "prev": prev.hex(), "kind": kind, "signer": signer,
+                             "ts_ms": ts_ms, "payload": payload}, f"entry {seq}")
+
+
+class Validator(Protocol):
+    validator_id: str
+
+    def cosign(self, statement: bytes, store: LedgerStore) -> bytes:
+        """Check the statement against the validator's view of the store; return a signature."""
+        ...
+
+
+class WitnessValidator:
+    """Signs a checkpoint only after recomputing its Merkle root and head from the stored hashes."""
+
+    def __init__(self, key: KeyPair) -> None:
+        self.key = key
+        self.validator_id = key.key_id
+
+    def cosign(self, statement: bytes, store: LedgerStore) -> bytes:
+        st = canonical.decode(statement)
+        hashes = store.hashes(st["first_seq"], st["last_seq"])
+        if len(hashes) != st["tree_size"] or merkle.root(hashes).hex() != st["root"] or hashes[-1].hex() != st["head"]:
+            raise LedgerError(f"validator {self.validator_id}: checkpoint {st['period']} does not match the ledger")
+        return self.key.sign(statement)
+
+
+@dataclass
+class InclusionProof:
+    seq: int
+    entry_hash: bytes
+    index: int
+    tree_size: int
+    path: list[bytes]
+    statement: bytes
+    signatures: list[tuple[str, str]]
+
+
+class Ledger:
+    """A ledger over a store.  `operator` (the key that signs entries) is needed to append."""
+
+    def __init__(self, store: LedgerStore, operator: KeyPair | None = None) -> None:
+        self.store = store
+        self.operator = operator
+        self.state = LedgerState()
+        self._pending: list[EntryRow] | None = None
+        self._replay()
+
+    # -- construction -----------------------------------------------------------------------
+    @classmethod
+    def create(cls, store: LedgerStore, operator: KeyPair, validators: list[tuple[str, str]],
+               threshold_k: int, ledger_id: str, ts_ms: int = 0, credit_limit_ntok: int = 0,
+               burn_reasons: tuple[str, ...] = ("grid_purchase", "penalty")) -> "Ledger":
+        if store.count():
+            raise LedgerError("create: the store already holds a ledger")
+        ledger = cls(store, operator)
+        ledger.append("genesis", {
+            "ledger_id": ledger_id, "operator": {"key_id": operator.key_id, "public_hex": operator.public_hex},
+            "validators": [[vid, pub] for vid, pub in validators], "threshold_k": threshold_k,
+            "credit_limit_ntok": credit_limit_ntok, "burn_reasons": list(burn_reasons)}, ts_ms)
+        return ledger
+
+    def _replay(self) -> None:
+        """Rebuild the state from committed entries (trusted local store: no signature checks)."""
+        self.state = LedgerState()
+        self._head_seq, self._head_hash = -1, ZERO_HASH
+        for row in self.store.entries():
+            body = canonical.decode(row.body)
+            self.state.apply(row.seq, row.kind, row.signer, body["payload"], check_meter_sig=False)
+            self._head_seq, self._head_hash = row.seq, row.hash
+        cps = self.store.checkpoints()
+        self._last_cp = cps[-1] if cps else None
+
+    # -- appends ----------------------------------------------------------------------------
+    def append(self, kind: str, payload: dict, ts_ms: int) -> int:
+        """Check, sign and append one entry; returns its seq (committed now unless in a batch)."""
+        if self.operator is None:
+            raise LedgerError("append: ledger opened read-only (no operator key)")
+        seq = self._head_seq + 1
+        signer = self.operator.key_id
+        body = entry_body(seq, self._head_hash, kind, signer, ts_ms, payload)
+        self.state.apply(seq, kind, signer, payload)  # raises before anything changes
+        digest = hashlib.sha256(body).digest()
+        row = EntryRow(seq, kind, signer, body, digest, self.operator.sign(digest))
+        self._head_seq, self._head_hash = seq, digest
+        if self._pending is not None:
+            self._pending.append(row)
+        else:
+            self._commit([row])
+        return seq
+
+    def _commit(self, rows: list[EntryRow], checkpoints: list[CheckpointRow] = ()) -> None:
+        try:
+            self.store.write(rows, checkpoints)
+        except BaseException:
+            self._replay()  # the store holds all or nothing; rebuild the in-memory head from it
+            raise
+
+    @contextmanager
+    def batch(self) -> Iterator["Ledger"]:
+        """Group appends into one atomic store transaction; an exception discards the whole batch."""
+        if self._pending is not None:
+            yield self
+            return
+        self._pending = []
+        try:
+            yield self
+            rows, self._pending = self._pending, None
+            self._commit(rows)
+        except BaseException:
+            self._pending = None
+            self._replay()
+            raise
+
+    # -- typed helpers ----------------------------------------------------------------------
+    def register_key(self, key_id: str, role: str, public_hex: str, owner: str, ts_ms: int) -> int:
+        return self.append("register_key", {"key_id": key_id, "role": role, "public_hex": public_hex,
+                                            "owner": owner}, ts_ms)
+
+    def record_meter_reading(self, reading: dict, meter_sig: bytes) -> int:
+        """Accept a reading only if signed by the registered meter of its participant."""
+        payload = dict(reading, meter_sig=meter_sig.hex())
+        return self.append("meter_reading", payload, reading["ts_ms"])
+
+    def mint_delivery(self, account: str, reading_seq: int, qty_wh: int, price_uusd_per_kwh: int, ts_ms: int, ref: str = "") -> int:
+        return self.append("mint", {"account": account, "amount_ntok": qty_wh * price_uusd_per_kwh, "reason": "delivery",
+                                    "reading_seq": reading_seq, "qty_wh": qty_wh,
+                                    "price_uusd_per_kwh": price_uusd_per_kwh, "ref": ref}, ts_ms)
+
+    def transfer(self, src: str, dst: str, amount_ntok: int, reason: str, ts_ms: int, ref: str = "", **delivery) -> int:
+        payload = {"from": src, "to": dst, "amount_ntok": amount_ntok, "reason": reason, "ref": ref}
+        payload.update(delivery)
+        return self.append("transfer", payload, ts_ms)
+
+    def burn(self, account: str, amount_ntok: int, reason: str, ts_ms: int, ref: str = "") -> int:
+        return self.append("burn", {"account": account, "amount_ntok": amount_ntok, "reason": reason, "ref": ref}, ts_ms)
+
+    # -- checkpoints and proofs -------------------------------------------------------------
+    def checkpoint(self, period: int, validators: list[Validator]) -> CheckpointRow:
+        """Co-sign the entries since the last checkpoint; stored only with >= k valid signatures."""
+        if self._pending:
+            raise LedgerError("checkpoint: commit the open batch first")
+        first = self._last_cp.last_seq + 1 if self._last_cp else 0
+        last = self._head_seq
+        if last < first:
+            raise LedgerError(f"checkpoint {period}: no entries since the last checkpoint")
+        if self._last_cp and period <= self._last_cp.period:
+            raise LedgerError(f"checkpoint {period}: period must exceed {self._last_cp.period}")
+        hashes = self.store.hashes(first, last)
+        prev = hashlib.sha256(self._last_cp.statement).digest() if self._last_cp else ZERO_HASH
+        statement = canonical.encode({
+            "ledger_id": self.state.ledger_id, "period": period, "first_seq": first, "last_seq": last,
+            "tree_size": len(hashes), "root": merkle.root(hashes).hex(), "head": hashes[-1].hex(),
+            "prev_checkpoint": prev.hex()})
+        sigs = []
+        for v in validators:
+            sig = v.cosign(statement, self.store)
+            public_hex = self.state.validators.get(v.validator_id)
+            if public_hex is not None and is_valid(public_hex, sig, statement):
+                sigs.append([v.validator_id, sig.hex()])
+        if len({s[0] for s in sigs}) < self.state.threshold_k:
+            raise InsufficientSignatures(f"checkpoint {period}: {len(sigs)} valid signatures, need {self.state.threshold_k}")
+        row = CheckpointRow(period, first, last, statement, canonical.encode(sorted(sigs)))
+        self._commit([], [row])
+        self._last_cp = row
+        return row
+
+    def prove(self, seq: int) -> InclusionProof:
+        """Inclusion proof of entry `seq` in the checkpoint that covers it."""
+        for cp in self.store.checkpoints():
+            if cp.first_seq <= seq <= cp.last_seq:
+                hashes = self.store.hashes(cp.first_seq, cp.last_seq)
+                index = seq - cp.first_seq
+                return InclusionProof(seq, hashes[index], index, len(hashes), merkle.inclusion_proof(index, hashes),
+                                      cp.statement, [tuple(s) for s in canonical.decode(cp.signatures)])
+        raise LedgerError(f"prove: entry {seq} is not covered by a checkpoint yet")
+
+    @property
+    def head_seq(self) -> int:
+        return self._head_seq
+
+
+def verify_proof(proof: InclusionProof, validators: dict[str, str], threshold_k: int) -> bool:
+    """Check a proof offline: >= k validator signatures on the statement, and the audit path."""
+    good = {vid for vid, sig in proof.signatures
+            if vid in validators and is_valid(validators[vid], bytes.fromhex(sig), proof.statement)}
+    if len(good) < threshold_k:
+        return False
+    st = canonical.decode(proof.statement)
+    if st["tree_size"] != proof.tree_size or not st["first_seq"] + proof.index == proof.seq:
+        return False
+    return merkle.verify_inclusion(proof.entry_hash, proof.index, proof.tree_size, proof.path, bytes.fromhex(st["root"]))
+
+
+def sign_reading(reading: dict, meter_key: KeyPair) -> bytes:
+    """What a meter does: sign the canonical reading (meter_id, participant_id, interval, export_wh, import_wh, ts_ms)."""
+    return meter_key.sign(reading_message(reading))

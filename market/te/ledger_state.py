@@ -1,0 +1,194 @@
+"""The ledger's rules as a state machine: every entry is checked against the state built from
+the entries before it.  Appending runs these rules before an entry is accepted; verification
+replays them over the stored chain, so both agree by construction.
+
+Entry kinds and payloads (integers in the units of `market.te.units`):
+
+    genesis        ledger_id, operator {key_id, public_hex}, validators [[id, public_hex]...],
+                   threshold_k, credit_limit_ntok, burn_reasons [...]
+    register_key   key_id, role (participant|meter), public_hex, owner
+    meter_reading  meter_id, participant_id, interval, export_wh, import_wh, ts_ms, meter_sig
+    mint           account, amount_ntok, reason="delivery", reading_seq, qty_wh, price_uusd_per_kwh
+    transfer       from, to, amount_ntok, reason, [reading_seq, qty_wh, price_uusd_per_kwh], ref
+    burn           account, amount_ntok, reason (one of the genesis burn_reasons), ref
+
+Token rules: tokens are minted only against verified delivery — a meter reading signed by the
+registered meter of the account's owner; every payment for energy to a seller (mint from the
+grid's purchase, or a P2P `transfer` with reason "trade") claims Wh against the seller's reading
+and cannot exceed its exported Wh; amount = qty_wh x price exactly.  Conservation:
+sum(balances) == minted - burned, always.
+"""
+from __future__ import annotations
+
+from market.te import canonical
+from market.te.errors import KeyError_, LedgerError, SignatureError
+from market.te.keys import KeyRegistry, verify
+
+KINDS = ("genesis", "register_key", "meter_reading", "mint", "transfer", "burn")
+READING_FIELDS = ("meter_id", "participant_id", "interval", "export_wh", "import_wh", "ts_ms")
+
+
+def reading_message(payload: dict) -> bytes:
+    """The bytes a meter signs: canonical encoding of the reading without its signature."""
+    return canonical.encode({k: payload[k] for k in READING_FIELDS}, "meter reading")
+
+
+def _int(payload: dict, name: str, lo: int = 0) -> int:
+    value = payload.get(name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+        raise LedgerError(f"field {name}: expected integer >= {lo}, got {value!r}")
+    return value
+
+
+def _str(payload: dict, name: str) -> str:
+    value = payload.get(name)
+    if not isinstance(value, str) or not value:
+        raise LedgerError(f"field {name}: expected non-empty str, got {value!r}")
+    return value
+
+
+class LedgerState:
+    def __init__(self) -> None:
+        self.registry = KeyRegistry()
+        self.operator_id: str | None = None
+        self.validators: dict[str, str] = {}
+        self.threshold_k = 0
+        self.credit_limit_ntok = 0
+        self.burn_reasons: tuple[str, ...] = ()
+        self.ledger_id = ""
+        self.balances: dict[str, int] = {}
+        self.minted_ntok = 0
+        self.burned_ntok = 0
+        self.readings: dict[int, list] = {}  # seq -> [participant_id, interval, export_wh, claimed_wh]
+        self._reading_keys: set[tuple[str, int]] = set()
+
+    # -- dispatch ---------------------------------------------------------------------------
+    def apply(self, seq: int, kind: str, signer: str, payload: dict, check_meter_sig: bool = True) -> None:
+        """Check `payload` against the rules and the current state, then update the state."""
+        if kind == "genesis":
+            return self._genesis(seq, signer, payload)
+        if self.operator_id is None:
+            raise LedgerError(f"entry {seq}: ledger has no genesis")
+        if signer != self.operator_id:
+            raise LedgerError(f"entry {seq}: signer {signer!r} is not the operator {self.operator_id!r}")
+        if not isinstance(payload, dict):
+            raise LedgerError(f"entry {seq}: payload must be a dict")
+        if kind == "meter_reading":
+            return self._reading(seq, payload, check_meter_sig)
+        handler = {"register_key": self._register, "mint": self._mint,
+                   "transfer": self._transfer, "burn": self._burn}.get(kind)
+        if handler is None:
+            raise LedgerError(f"entry {seq}: unknown kind {kind!r}")
+        return handler(seq, payload)
+
+    def signer_key(self, signer: str) -> str:
+        return self.registry.public_hex(signer, role="operator")
+
+    # -- kinds ------------------------------------------------------------------------------
+    def _genesis(self, seq: int, signer: str, p: dict) -> None:
+        if seq != 0 or self.operator_id is not None:
+            raise LedgerError(f"entry {seq}: genesis only allowed as entry 0")
+        op = p.get("operator") or {}
+        if op.get("key_id") != signer:
+            raise LedgerError("genesis: must be signed by the operator key it declares")
+        self.registry.register(signer, "operator", op.get("public_hex", ""), "operator")
+        validators = p.get("validators")
+        if not isinstance(validators, list) or not validators:
+            raise LedgerError("genesis: validators must be a non-empty list")
+        for vid, public_hex in validators:
+            self.registry.register(vid, "validator", public_hex, vid)
+            self.validators[vid] = public_hex
+        self.threshold_k = _int(p, "threshold_k", 1)
+        if self.threshold_k > len(self.validators):
+            raise LedgerError(f"genesis: threshold_k {self.threshold_k} > {len(self.validators)} validators")
+        self.credit_limit_ntok = _int(p, "credit_limit_ntok")
+        self.burn_reasons = tuple(p.get("burn_reasons") or ())
+        self.ledger_id = _str(p, "ledger_id")
+        self.operator_id = signer
+
+    def _register(self, seq: int, p: dict) -> None:
+        role = _str(p, "role")
+        if role not in ("participant", "meter"):
+            raise LedgerError(f"entry {seq}: register_key role {role!r} not allowed (participant|meter)")
+        try:
+            self.registry.register(_str(p, "key_id"), role, _str(p, "public_hex"), _str(p, "owner"))
+        except KeyError_ as exc:
+            raise LedgerError(f"entry {seq}: {exc}") from None
+
+    def _reading(self, seq: int, p: dict, check_sig: bool) -> None:
+        meter, owner = _str(p, "meter_id"), _str(p, "participant_id")
+        interval = _int(p, "interval")
+        export_wh, _ = _int(p, "export_wh"), _int(p, "import_wh")
+        _int(p, "ts_ms")
+        try:
+            public_hex = self.registry.public_hex(meter, role="meter")
+        except KeyError_ as exc:
+            raise LedgerError(f"entry {seq}: meter reading refused: {exc}") from None
+        if self.registry.owner(meter) != owner:
+            raise LedgerError(f"entry {seq}: meter {meter!r} is not registered to {owner!r}")
+        if (meter, interval) in self._reading_keys:
+            raise LedgerError(f"entry {seq}: duplicate reading of meter {meter!r} interval {interval}")
+        if check_sig:
+            sig = p.get("meter_sig")
+            if not isinstance(sig, str):
+                raise LedgerError(f"entry {seq}: meter reading without meter_sig")
+            try:
+                verify(public_hex, bytes.fromhex(sig), reading_message(p), f"entry {seq} meter {meter!r}")
+            except (SignatureError, ValueError) as exc:
+                raise LedgerError(f"entry {seq}: meter reading refused: {exc}") from None
+        self._reading_keys.add((meter, interval))
+        self.readings[seq] = [owner, interval, export_wh, 0]
+
+    def _check_delivery(self, seq: int, p: dict, seller: str, amount: int) -> tuple[list, int]:
+        """Check a payment for delivered energy against the seller's reading; claim nothing yet."""
+        ref, qty, price = _int(p, "reading_seq"), _int(p, "qty_wh", 1), _int(p, "price_uusd_per_kwh")
+        reading = self.readings.get(ref)
+        if reading is None:
+            raise LedgerError(f"entry {seq}: reading_seq {ref} is not a meter reading")
+        if reading[0] != seller:
+            raise LedgerError(f"entry {seq}: reading {ref} belongs to {reading[0]!r}, not seller {seller!r}")
+        if reading[3] + qty > reading[2]:
+            raise LedgerError(f"entry {seq}: delivery {qty} Wh exceeds verified export "
+                              f"({reading[2]} Wh, {reading[3]} Wh already paid) of reading {ref}")
+        if amount != qty * price:
+            raise LedgerError(f"entry {seq}: amount_ntok {amount} != qty_wh {qty} x price {price}")
+        return reading, qty
+
+    def _check_debit(self, seq: int, account: str, amount: int) -> int:
+        new = self.balances.get(account, 0) - amount
+        if new < -self.credit_limit_ntok:
+            raise LedgerError(f"entry {seq}: balance of {account!r} would be {new} ntok, below credit limit")
+        return new
+
+    # every handler checks everything first and mutates the state only after all checks passed
+    def _mint(self, seq: int, p: dict) -> None:
+        account, amount = _str(p, "account"), _int(p, "amount_ntok", 1)
+        if p.get("reason") != "delivery":
+            raise LedgerError(f"entry {seq}: mint only on verified delivery (reason 'delivery')")
+        reading, qty = self._check_delivery(seq, p, account, amount)
+        reading[3] += qty
+        self.balances[account] = self.balances.get(account, 0) + amount
+        self.minted_ntok += amount
+
+    def _transfer(self, seq: int, p: dict) -> None:
+        src, dst, amount = _str(p, "from"), _str(p, "to"), _int(p, "amount_ntok", 1)
+        reason = _str(p, "reason")
+        if src == dst:
+            raise LedgerError(f"entry {seq}: transfer from {src!r} to itself")
+        claim = self._check_delivery(seq, p, dst, amount) if reason == "trade" else None
+        new = self._check_debit(seq, src, amount)
+        if claim is not None:
+            claim[0][3] += claim[1]
+        self.balances[src] = new
+        self.balances[dst] = self.balances.get(dst, 0) + amount
+
+    def _burn(self, seq: int, p: dict) -> None:
+        account, amount, reason = _str(p, "account"), _int(p, "amount_ntok", 1), _str(p, "reason")
+        if reason not in self.burn_reasons:
+            raise LedgerError(f"entry {seq}: burn reason {reason!r} not in policy {self.burn_reasons}")
+        self.balances[account] = self._check_debit(seq, account, amount)
+        self.burned_ntok += amount
+
+    def conservation_gap_ntok(self) -> int:
+        """sum(balances) - (minted - burned); zero when tokens are conserved."""
+        return sum(self.balances.values()) - (self.minted_ntok - self.burned_ntok)
