@@ -1,0 +1,100 @@
+"""The gateway agent (paho transport) against a real mosquitto child: session, signed control,
+rejections, Last Will, broker restart with persistent session."""
+import socket
+import time
+
+import pytest
+
+from edge_agent import codec, security, topics
+from tests.broker import mosquitto  # noqa: F401  (fixture)
+from tests.edge_agent.mqtt_helpers import KEY, Observer, make_agent, pump
+
+pytestmark = pytest.mark.broker
+GW, GROUP = "gw-1", "bus1.a"
+T0 = 1_700_000_000_000
+
+
+def vector(round_id, p_off, issued, ttl=10_000, key=KEY):
+    return security.make_vector(GROUP, round_id, [0, 0, 0], p_off, issued, ttl, "k1", key)
+
+
+def test_birth_reports_signed_vector_and_rejections(mosquitto):
+    broker = mosquitto()
+    obs = Observer(broker)
+    logs = []
+    agent = make_agent(broker, logs=logs)
+    agent.tick(T0)
+    for r in (1, 2):
+        agent.tick(T0 + 2000 * r)
+    births = obs.wait_topic(topics.birth(GW))
+    assert codec.decode_birth(births[0].payload)["bd_seq"] == 0
+    states = [codec.decode_state(m.payload) for m in obs.wait_topic(topics.state(GW), 3)]
+    assert [s["seq"] for s in states] == [1, 2, 3]
+    late = Observer(broker, subscribe=(topics.ALL_BIRTHS,))  # retained birth for late joiners
+    assert late.wait_topic(topics.birth(GW))[0].retain
+    late.close()
+
+    obs.publish(topics.vector(GROUP), vector(1, [1, 0, 0], T0 + 5000))
+    pump(agent, T0 + 5000, lambda: agent.metrics["vectors_accepted"] == 1, what="vector")
+    agent.tick(T0 + 6000)
+    last = codec.decode_state(obs.wait_topic(topics.state(GW), 4)[-1].payload)
+    assert last["vector_round_id"] == 1 and last["p_w"][0] == [0, 0, 0, 5000]
+
+    obs.publish(topics.vector(GROUP), vector(2, [0, 1, 0], T0 + 6000, key=b"f" * 32))  # forged
+    obs.publish(topics.vector(GROUP), vector(3, [0, 1, 0], T0 - 60_000))  # expired
+    obs.publish(topics.vector(GROUP), vector(1, [0, 1, 0], T0 + 6000))  # replayed round id
+    obs.publish(topics.vector(GROUP), b"\x00garbage")
+    pump(agent, T0 + 6500, lambda: agent.metrics["rejected"] == 4, what="4 rejections")
+    reasons = [r for _t, r in agent.rejections]
+    assert reasons[0] == "bad signature" and reasons[1].startswith("expired")
+    assert reasons[2].startswith("replay") and reasons[3].startswith("payload: not JSON")
+    assert sum("rejected" in m for _lvl, m in logs) == 4
+    agent.tick(T0 + 8000)
+    last = codec.decode_state(obs.wait_topic(topics.state(GW), 5)[-1].payload)
+    assert last["p_w"][1] == [3000, 0, 0, 0]  # yellow untouched: nothing forged was applied
+    agent.shutdown(T0 + 9000)
+    death = codec.decode_death(obs.wait_topic(topics.death(GW))[0].payload)
+    assert death["reason"] == "shutdown"
+    obs.close()
+
+
+def test_last_will_death_when_the_agent_socket_dies(mosquitto):
+    broker = mosquitto()
+    obs = Observer(broker)
+    agent = make_agent(broker)
+    agent.tick(T0)
+    obs.wait_topic(topics.birth(GW))
+    agent.transport.client.socket().shutdown(socket.SHUT_RDWR)  # no DISCONNECT packet
+    death = codec.decode_death(obs.wait_topic(topics.death(GW))[0].payload)
+    assert death == {"v": 1, "gateway_id": GW, "bd_seq": 0, "ts_ms": T0, "reason": "lost"}
+    obs.close()
+
+
+def test_broker_restart_rebirth_and_queued_qos1_vector_not_lost(mosquitto):
+    broker = mosquitto(persistence=True)
+    agent = make_agent(broker)
+    agent.tick(T0)
+    obs = Observer(broker)
+    obs.wait_topic(topics.birth(GW))
+    obs.close()
+    broker.stop()
+    for r in (1, 2, 3):  # offline rounds: the agent notices and stores its reports
+        agent.tick(T0 + 2000 * r, 20)
+    assert not agent.connected and agent.store.depth >= 2
+    broker.start()
+    restarted = time.monotonic()
+    ctl = Observer(broker)
+    ctl.publish(topics.vector(GROUP), vector(7, [1, 0, 0], T0 + 7000))  # queued for the gateway
+    now = T0 + 7000
+    while agent.metrics["vectors_accepted"] == 0:
+        assert time.monotonic() - restarted < 10, "control did not resume within 10 s"
+        now += 50
+        agent.tick(now, 50)
+    births = [codec.decode_birth(m.payload) for m in ctl.wait_topic(topics.birth(GW))]
+    assert births[-1]["bd_seq"] == 1
+    agent.tick(now + 2000)
+    states = [codec.decode_state(m.payload) for m in ctl.wait_topic(topics.state(GW), 4)]
+    assert [s["round"] for s in states][:3] == [1, 2, 3]  # stored reports flushed in order
+    assert states[-1]["vector_round_id"] == 7 and states[-1]["p_w"][0] == [0, 0, 0, 5000]
+    assert time.monotonic() - restarted < 10
+    ctl.close()
