@@ -1,7 +1,8 @@
 """Implicit Zbus (fixed-point current-injection) power flow on a factorized Ybus.
 
-    V⁽⁰⁾ = Y⁻¹ I_src                         (no-load solution: sets angles through transformers)
-    V⁽ᵏ⁺¹⁾ = Y⁻¹ (I_src + I_inj(V⁽ᵏ⁾))         (one forward/back substitution per iteration)
+    V⁽⁰⁾ = (Y+Yd)⁻¹ I_src                    (loads as nominal admittances: sets angles too)
+    V⁽ᵏ⁺¹⁾ = (Y+Yd)⁻¹ (I_src + I_inj(V⁽ᵏ⁾) + Yd V⁽ᵏ⁾)   (one forward/back substitution each)
+Yd holds the nominal load/DER admittances (OpenDSS's trick, see ybus.load_admittance).
 until max_i |V⁽ᵏ⁺¹⁾ − V⁽ᵏ⁾|_i / Vbase_i < tol (per unit). Y is factorized once (ybus.Network);
 new loads or DER only rebuild the injection arrays (`injections.compile_atoms`).
 Raises PowerFlowNotConverged (never NaN) when the iteration limit is hit or values blow up.
@@ -85,7 +86,7 @@ def solve_fixed_point(net: Network, atoms: Atoms, tol_pu: float = 1e-9, max_iter
     err = np.inf
     for it in range(1, max_iter + 1):
         v_ext[:-1] = v
-        v_new = net.solve_linear(net.i_source_a + atoms.injection(v_ext))
+        v_new = net.solve_linear(net.i_source_a + atoms.injection(v_ext) + net.ydn @ v)
         err = float(np.max(np.abs(v_new - v) * inv_base))
         v = v_new
         if not np.isfinite(err):

@@ -36,8 +36,9 @@ class Network:
     feeder: Feeder
     nodes: list[tuple[str, int]]
     index: dict[tuple[str, int], int]
-    y: sp.csc_matrix
-    lu: object
+    y: sp.csc_matrix  # network Ybus (lines, transformers, capacitors, source Thevenin)
+    ydn: sp.csc_matrix  # fixed load/DER admittance added to the factorized matrix (convergence aid)
+    lu: object  # LU of y + ydn
     i_source_a: np.ndarray
     vbase_v: np.ndarray  # line-to-neutral base volts per node
     blocks: list[ElementBlock]
@@ -108,8 +109,9 @@ def build_network(feeder: Feeder) -> Network:
     _check_islands(y, nodes, sidx)
     i_src = np.zeros(n, complex)
     i_src[sidx] += source_norton_a(feeder.source)
+    ydn = load_admittance(feeder, index, n)
     try:
-        lu = splu(y)
+        lu = splu((y + ydn).tocsc())
     except RuntimeError as exc:  # singular factor
         raise NonPositiveImpedanceError(f"Ybus is singular: {exc}") from exc
     term_y, term_rows = _stack_terminals(blocks, n)
@@ -118,7 +120,23 @@ def build_network(feeder: Feeder) -> Network:
         v0 = np.abs(lu.solve(i_src))
         vbase = np.where(vbase > 0, vbase, np.maximum(v0, 1.0))
     ms = (time.perf_counter() - t0) * 1000.0
-    return Network(feeder, nodes, index, y, lu, i_src, vbase, blocks, term_y, term_rows, sidx, ms)
+    return Network(feeder, nodes, index, y, ydn, lu, i_src, vbase, blocks, term_y, term_rows, sidx, ms)
+
+
+def load_admittance(feeder: Feeder, index, n: int) -> sp.csc_matrix:
+    """Node matrix C·diag(y_d)·Cᵀ of the nominal load/DER admittances at build time.
+
+    As in OpenDSS, loads and generators are represented in the factorized matrix by a nominal
+    admittance (loads: Yeq = conj(S)/Vbase²; generators: |S|/Vbase² conductance) and the solver
+    injects only the difference I(V) − y_d·V. The solution is unchanged; the fixed point
+    contracts even where node-to-ground paths are weak (3-wire delta systems with wye DER).
+    Later load/DER edits keep this matrix (no refactorization) and stay exact."""
+    from market.network.injections import GEN, compile_atoms
+
+    at = compile_atoms(feeder, index, n)
+    yeq = np.conj(at.s_va) / at.vb ** 2
+    yd = np.where(at.kind == GEN, np.abs(at.s_va) / at.vb ** 2, yeq)
+    return (at.incidence @ sp.diags(yd) @ at.incidence.T).tocsc()
 
 
 def _stack_terminals(blocks: list[ElementBlock], n: int) -> tuple[sp.csr_matrix, np.ndarray]:
