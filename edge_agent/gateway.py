@@ -74,7 +74,7 @@ class GatewayCore:
         self._shares_ppm = []
         self._slices_of = []
         self.slice_device = []
-        tiers = []
+        tiers: list = []
         for n, d in enumerate(self.devices):
             self._index[d.device_id] = n
             ppm = shares_to_ppm(d.tier_shares, k, "%s.tier_shares" % d.device_id)
