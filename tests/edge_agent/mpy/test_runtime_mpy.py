@@ -61,7 +61,7 @@ def scenario():
     return broker, agent
 
 
-def test_runtime_scenario():
+def checked_scenario():
     broker, agent = scenario()
     kinds = [codec.decode(topic, payload)[0] for (_c, topic, payload, _q, _r) in broker.log
              if topic.startswith(topics.GW_PREFIX)]
@@ -72,8 +72,12 @@ def test_runtime_scenario():
     return broker, agent
 
 
+def test_runtime_scenario():
+    checked_scenario()
+
+
 if __name__ == "__main__":
-    broker, agent = test_runtime_scenario()
+    broker, agent = checked_scenario()
     for client, topic, payload, qos, retain in broker.log:
         print(client, topic, qos, retain, payload.decode())
     for topic, reason in agent.rejections:
