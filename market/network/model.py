@@ -101,6 +101,7 @@ class Regulator:
     pt_phase: int = 1
     max_tap_change: int = 16
     enabled: bool = True
+    delay_s: float = 15.0
 
 
 @dataclass
@@ -138,6 +139,8 @@ class CapControl:
     vmin_v: float = 115.0
     vmax_v: float = 126.0
     enabled: bool = True
+    delay_s: float = 15.0
+    delay_off_s: float = 15.0
 
 
 @dataclass
@@ -189,6 +192,7 @@ class Feeder:
     regulators: list[Regulator] = field(default_factory=list)
     cap_controls: list[CapControl] = field(default_factory=list)
     base_frequency_hz: float = 60.0
+    controls_on: bool = True  # False: taps/capacitor states are held (OpenDSS `set controlmode=off`)
 
     def transformer(self, name: str) -> Transformer:
         for tr in self.transformers:

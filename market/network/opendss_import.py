@@ -248,7 +248,7 @@ def _regulators() -> list[Regulator]:
                              float(dss.RegControls.PTRatio()), float(dss.RegControls.CTPrimary()),
                              float(dss.RegControls.ForwardR()), float(dss.RegControls.ForwardX()),
                              int(pt_phase) if pt_phase.isdigit() else 1, int(dss.RegControls.MaxTapChange()),
-                             bool(dss.CktElement.Enabled())))
+                             bool(dss.CktElement.Enabled()), float(dss.RegControls.Delay())))
         ok = dss.RegControls.Next()
     return out
 
@@ -272,7 +272,8 @@ def _cap_controls(unsupported: list[str]) -> list[CapControl]:
                                   float(dss.CapControls.PTRatio()), float(dss.CapControls.CTRatio()),
                                   int(phase) if phase.isdigit() else 1, bool(dss.CapControls.UseVoltOverride()),
                                   float(dss.CapControls.Vmin()), float(dss.CapControls.Vmax()),
-                                  bool(dss.CktElement.Enabled())))
+                                  bool(dss.CktElement.Enabled()), float(dss.CapControls.Delay()),
+                                  float(dss.CapControls.DelayOff())))
         ok = dss.CapControls.Next()
     return out
 
@@ -299,7 +300,7 @@ def feeder_from_engine(strict: bool = True) -> tuple[Feeder, ImportReport]:
         lines=_lines() + _reactors(unsupported), transformers=_transformers(), capacitors=_capacitors(),
         loads=_loads(float(dss.Solution.LoadMult())), generators=_generators(unsupported),
         regulators=_regulators(), cap_controls=_cap_controls(unsupported),
-        base_frequency_hz=float(dss.Solution.Frequency()))
+        base_frequency_hz=float(dss.Solution.Frequency()), controls_on=report.controls_on)
     if unsupported and strict:
         raise UnsupportedElementError(
             f"{len(unsupported)} unsupported element(s): {', '.join(unsupported[:20])}", unsupported)

@@ -1,0 +1,192 @@
+"""Outer control loop: regulator taps, capacitor switching and inverter Q(V), OpenDSS static style.
+
+Each control iteration solves the power flow, samples every control, and executes the pending
+actions with the *shortest delay* (OpenDSS `DoNearestActions` in static control mode); the loop
+ends when no control wants to act. Tap and capacitor changes rebuild and refactorize the Ybus;
+Q(V) updates only change injections.
+
+Regulator (OpenDSS RegControl): V_c = V_winding[pt_phase]/PT + (R + jX)·I_in/CT_primary
+(I_in flows into the regulated winding's terminal, so this is V − Z·I_load). If
+|vreg − |V_c|| > band/2: boost = (vreg − |V_c|)·PT/Vbase_winding (pu), pending =
+round(boost/step)·step, applied as max(1, trunc(0.7·|pending|/step)) steps (≤ max_tap_change),
+clamped to [min_tap, max_tap]; step = (max_tap − min_tap)/num_taps.
+
+Capacitor (OpenDSS CapControl): 'voltage': close below ON, open above OFF (volts on the PT base);
+'kvar': close when the monitored terminal's kvar > ON, open when < OFF; voltage override
+closes below vmin and opens above vmax.
+
+Q(V): a generator with `qv_curve` [(v_pu, q_kvar), …] gets kvar = interp(|V| pu averaged over its
+phases), relaxed by ½ per iteration until the change is below 0.01 kvar.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from market.network.errors import PowerFlowNotConverged
+from market.network.model import CapControl, Feeder, Regulator, Transformer
+from market.network.primitives import _winding_vbase
+from market.network.solver import PowerFlowResult, solve
+from market.network.ybus import build_network
+
+
+@dataclass
+class Action:
+    delay_s: float
+    kind: str  # "tap" | "cap" | "qv"
+    apply: object  # callable() -> None
+
+
+def block_slice(res: PowerFlowResult, kind: str, name: str) -> tuple[object, slice]:
+    r0 = 0
+    for blk in res.network.blocks:
+        m = len(blk.index)
+        if blk.kind == kind and blk.name == name:
+            return blk, slice(r0, r0 + m)
+        r0 += m
+    raise KeyError(f"{kind}.{name}")
+
+
+def _cond_voltage(res: PowerFlowResult, blk, j: int) -> complex:
+    idx = blk.index[j]
+    return complex(res.v[idx]) if idx >= 0 else 0.0j
+
+
+def winding_voltage(res: PowerFlowResult, tr: Transformer, w: int, phase: int) -> complex:
+    """Voltage across the coil of winding `w` (0-based) for `phase` (1-based), volts."""
+    blk, _ = block_slice(res, "transformer", tr.name)
+    nc = tr.phases + 1
+    base = w * nc
+    i = phase - 1
+    if tr.phases == 1:
+        return _cond_voltage(res, blk, base) - _cond_voltage(res, blk, base + 1)
+    if tr.windings[w].conn == "wye":
+        return _cond_voltage(res, blk, base + i) - _cond_voltage(res, blk, base + nc - 1)
+    step = -1 if tr.windings[0].conn == "delta" else 1
+    nxt = (i + step) % tr.phases if tr.phases > 2 else (i + step if i + step >= 0 else 2)
+    return _cond_voltage(res, blk, base + i) - _cond_voltage(res, blk, base + nxt)
+
+
+def _regulator_action(feeder: Feeder, res: PowerFlowResult, reg: Regulator) -> Action | None:
+    tr = feeder.transformer(reg.transformer)
+    w = reg.winding - 1
+    wd = tr.windings[w]
+    blk, sl = block_slice(res, "transformer", tr.name)
+    v_c = winding_voltage(res, tr, w, reg.pt_phase) / reg.pt_ratio
+    if reg.r_ldc_v or reg.x_ldc_v:
+        i_in = res.terminal_currents()[sl][w * (tr.phases + 1) + reg.pt_phase - 1]
+        v_c += complex(reg.r_ldc_v, reg.x_ldc_v) * i_in / reg.ct_primary_a
+    v_act = abs(v_c)
+    if abs(reg.vreg_v - v_act) <= reg.band_v / 2.0:
+        return None
+    step = (wd.max_tap_pu - wd.min_tap_pu) / wd.num_taps
+    boost = (reg.vreg_v - v_act) * reg.pt_ratio / _winding_vbase(tr, w)
+    pending = round(boost / step) * step
+    if pending == 0.0:
+        return None
+    if (pending > 0 and wd.tap_pu >= wd.max_tap_pu) or (pending < 0 and wd.tap_pu <= wd.min_tap_pu):
+        return None
+    n = min(max(int(0.7 * abs(pending) / step), 1), reg.max_tap_change)
+
+    def apply() -> None:
+        wd.tap_pu = float(np.clip(wd.tap_pu + np.sign(pending) * n * step, wd.min_tap_pu, wd.max_tap_pu))
+
+    return Action(reg.delay_s, "tap", apply)
+
+
+def _monitored(res: PowerFlowResult, cc: CapControl) -> tuple[complex, complex]:
+    """(voltage of the PT phase, total complex power into the monitored terminal, VA)."""
+    kind, name = cc.element.split(".", 1)
+    blk, sl = block_slice(res, kind, name)
+    n1 = blk.n_terminal1
+    lo = 0 if cc.terminal == 1 else n1
+    hi = n1 if cc.terminal == 1 else len(blk.index)
+    s = res.element_powers_va()[sl][lo:hi].sum()
+    v = _cond_voltage(res, blk, lo + cc.phase - 1)
+    return v, s
+
+
+def _cap_action(feeder: Feeder, res: PowerFlowResult, cc: CapControl) -> Action | None:
+    cap = next(c for c in feeder.capacitors if c.name == cc.capacitor)
+    v, s = _monitored(res, cc)
+    v_pt = abs(v) / cc.pt_ratio
+    closed = any(cap.states)
+    want: bool | None = None
+    if cc.kind == "voltage":
+        if closed and v_pt > cc.off_setting:
+            want = False
+        elif not closed and v_pt < cc.on_setting:
+            want = True
+    else:
+        q_kvar = s.imag / 1000.0 / (cc.pt_ratio * cc.ct_ratio) if cc.pt_ratio * cc.ct_ratio != 1 else s.imag / 1000.0
+        if closed and q_kvar < cc.off_setting:
+            want = False
+        elif not closed and q_kvar > cc.on_setting:
+            want = True
+    if cc.volt_override:
+        if v_pt < cc.vmin_v and not closed:
+            want = True
+        elif v_pt > cc.vmax_v and closed:
+            want = False
+    if want is None:
+        return None
+
+    def apply() -> None:
+        cap.states = [1 if want else 0] * len(cap.states)
+
+    return Action(cc.delay_s if want else cc.delay_off_s, "cap", apply)
+
+
+def _qv_actions(feeder: Feeder, res: PowerFlowResult) -> list[Action]:
+    out = []
+    for g in feeder.generators:
+        if not g.qv_curve:
+            continue
+        idx = [res.network.index[(g.bus, k)] for k in g.nodes[:g.phases] if k]
+        v_pu = float(np.mean(res.v_pu[idx]))
+        pts = np.array(sorted(g.qv_curve))
+        target = float(np.interp(v_pu, pts[:, 0], pts[:, 1]))
+        if abs(target - g.kvar) > 0.01:
+            def apply(g=g, target=target) -> None:
+                g.kvar = g.kvar + 0.5 * (target - g.kvar)
+            out.append(Action(0.0, "qv", apply))
+    return out
+
+
+def solve_with_controls(feeder: Feeder, max_control_iter: int = 100, tol_pu: float = 1e-9,
+                        max_iter: int = 200) -> PowerFlowResult:
+    """Power flow with regulators, capacitor controls and Q(V) acting until nothing changes."""
+    net = build_network(feeder)
+    res = solve(net, tol_pu, max_iter)
+    for it in range(1, max_control_iter + 1):
+        actions = [a for r in feeder.regulators if r.enabled for a in [_regulator_action(feeder, res, r)] if a]
+        actions += [a for c in feeder.cap_controls if c.enabled for a in [_cap_action(feeder, res, c)] if a]
+        actions += _qv_actions(feeder, res)
+        if not actions:
+            res.control_iterations = it - 1
+            res.taps = regulator_taps(feeder)
+            return res
+        first = min(a.delay_s for a in actions)
+        todo = [a for a in actions if a.delay_s == first]
+        for a in todo:
+            a.apply()
+        if any(a.kind != "qv" for a in todo):
+            net = build_network(feeder)
+        res = solve(net, tol_pu, max_iter, v0=res.v)
+    raise PowerFlowNotConverged(f"controls on {feeder.name!r} still acting after {max_control_iter} iterations",
+                                max_control_iter, float("inf"))
+
+
+def regulator_taps(feeder: Feeder) -> dict[str, float]:
+    """Tap (pu) of each regulator's controlled winding, keyed by regulator name."""
+    return {r.name: feeder.transformer(r.transformer).windings[r.winding - 1].tap_pu for r in feeder.regulators}
+
+
+def solve_feeder(feeder: Feeder, **kw) -> PowerFlowResult:
+    """Solve honouring `feeder.controls_on` (False: taps and capacitor states held)."""
+    if feeder.controls_on:
+        return solve_with_controls(feeder, **kw)
+    res = solve(build_network(feeder), kw.get("tol_pu", 1e-9), kw.get("max_iter", 200))
+    res.taps = regulator_taps(feeder)
+    return res
