@@ -1,0 +1,33 @@
+"""`colorgrid agent --config gateway.toml`: run one gateway agent (edge_agent.cli)."""
+from __future__ import annotations
+
+import logging
+import sys
+
+HELP = "run a gateway agent: devices + tier state machines, MQTT session, signed control vectors"
+
+
+def add_arguments(parser) -> None:
+    from colorgrid.results import add_out_argument
+
+    parser.add_argument("--config", required=True, metavar="TOML",
+                        help="gateway config (see deploy/gateway.example.toml)")
+    parser.add_argument("--broker", default=None, metavar="URL",
+                        help="mqtt://host[:port], overrides [broker] url")
+    parser.add_argument("--duration-s", type=float, default=None,
+                        help="stop (cleanly, with a death message) after this many seconds")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    add_out_argument(parser)
+
+
+def run(args) -> int:
+    from edge_agent import cli
+
+    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = cli.load_config(args.config)
+        return cli.run(cfg, args.broker, args.duration_s, args.out)
+    except cli.ConfigError as exc:
+        print(f"colorgrid agent: {exc}", file=sys.stderr)
+        return 2
