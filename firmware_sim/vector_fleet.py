@@ -49,6 +49,7 @@ class VectorFleet:
         self.rated_kw = kw.copy()
         self.demand_kw = kw.copy()                  # current demand, may be changed by physics
         self.shares = shares
+        self._no_slice = shares <= 0.0
         self.state = np.zeros((self.n, self.k), dtype=np.int8)
         self.timer_end_s = np.full((self.n, self.k), INF, dtype=np.float32)
         self.gateway_of = np.arange(self.n) // devices_per_gateway
@@ -68,11 +69,8 @@ class VectorFleet:
 
     # ---- control vector ----------------------------------------------------------------
     def _vector_in_force(self, t_s: float, p_on, p_off) -> tuple[np.ndarray, np.ndarray]:
-        """Store a new valid vector; return the one in force (fail-safe when too old).
-
-        Before the first vector the fleet holds still (p = 0) counting from its first round."""
-        if self._vector_t is None:
-            self._vector, self._vector_t = (np.zeros(self.k), np.zeros(self.k)), t_s
+        """Store a new valid vector; return the one in force: fail-safe (p_on = 1, p_off = 0)
+        when none arrived yet or the last one is `fail_safe_s` old (as edge_agent.GatewayCore)."""
         if p_on is not None and p_off is not None:
             on = np.asarray(p_on, dtype=float)
             off = np.asarray(p_off, dtype=float)
@@ -81,7 +79,7 @@ class VectorFleet:
             if np.all(np.isfinite(on)) and np.all(np.isfinite(off)):
                 self._vector = (np.clip(on, 0.0, 1.0), np.clip(off, 0.0, 1.0))
                 self._vector_t = t_s
-        if t_s - self._vector_t >= self.fail_safe_s:
+        if self._vector is None or self._vector_t is None or t_s - self._vector_t >= self.fail_safe_s:
             return np.ones(self.k), np.zeros(self.k)
         return self._vector
 
@@ -100,6 +98,8 @@ class VectorFleet:
         prob[EF * self.k:(EF + 1) * self.k] = off
         prob[EF * self.k + self.k - 1] = 0.0                  # black never disabled
         prob[DF * self.k:(DF + 1) * self.k] = on
+        prob[EF * self.k:(EF + 1) * self.k][self._no_slice] = 0.0   # a zero-share tier has no slice
+        prob[DF * self.k:(DF + 1) * self.k][self._no_slice] = 0.0
         key = st.astype(np.int64) * self.k + self._tier_col
         u = self.rng.random((self.n, self.k), dtype=np.float32)
         switched = np.flatnonzero(u < prob[key])
@@ -147,7 +147,9 @@ class VectorFleet:
     def counts(self) -> np.ndarray:
         """(k, 4) number of slices per tier and state."""
         key = self.state.astype(np.int64) * self.k + self._tier_col
-        return np.bincount(key.reshape(-1), minlength=4 * self.k).reshape(4, self.k).T
+        out = np.bincount(key.reshape(-1), minlength=4 * self.k).reshape(4, self.k).T.copy()
+        out[self._no_slice] = 0                     # a zero-share tier has no slice
+        return out
 
     def enabled_fraction(self) -> np.ndarray:
         """(n,) share of each device's demand that is enabled (Σ shares of enabled slices)."""
