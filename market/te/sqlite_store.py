@@ -25,15 +25,24 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 
 
 class SQLiteStore:
-    def __init__(self, path: str | Path, synchronous: str = "NORMAL") -> None:
+    def __init__(self, path: str | Path, synchronous: str = "NORMAL", create: bool = True) -> None:
+        """Open (and with `create`, initialise) the database; create=False refuses a file that
+        is missing or holds no ledger tables, and never modifies it."""
         if synchronous not in ("NORMAL", "FULL"):
             raise StoreError(f"synchronous must be NORMAL or FULL, got {synchronous!r}")
         self.path = Path(path)
+        if not create and not self.path.is_file():
+            raise StoreError(f"{self.path}: no such ledger file")
         try:
             self._db = sqlite3.connect(str(self.path), isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(f"PRAGMA synchronous={synchronous}")
-            self._db.executescript(SCHEMA)
+            if create:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute(f"PRAGMA synchronous={synchronous}")
+                self._db.executescript(SCHEMA)
+            else:
+                names = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+                if not {"entries", "checkpoints"} <= names:
+                    raise StoreError(f"{self.path}: not a colorgrid ledger (tables entries/checkpoints missing)")
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot open ledger database ({exc})") from exc
 

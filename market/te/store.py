@@ -90,3 +90,5 @@ class FakeLedgerStore:
 
     def close(self) -> None:
         pass
+
+MemoryLedgerStore = FakeLedgerStore  # fully functional; used when no database file is wanted

@@ -1,0 +1,131 @@
+"""`colorgrid te run`: simulate a day of P2P trading with PV prosumers, settle it on the ledger."""
+from __future__ import annotations
+
+import sys
+
+HELP = "transactive P2P market: simulate a day (call auction, McAfee or order book) and settle it on a signed ledger"
+
+
+def add_arguments(parser) -> None:
+    from colorgrid.results import add_out_argument
+
+    sub = parser.add_subparsers(dest="action", required=True)
+    run = sub.add_parser("run", help="simulate a day of P2P trading; writes orders, trades, prices, balances, ledger")
+    run.add_argument("--participants", type=int, default=200, help="prosumers and consumers (default 200)")
+    run.add_argument("--intervals", type=int, default=96, help="market intervals per day (default 96 = 15 min)")
+    run.add_argument("--seed", type=int, default=0, help="scenario, limit prices and keys derive from it")
+    run.add_argument("--mechanism", choices=("call", "mcafee", "cda"), default="call",
+                     help="call: uniform-price call auction; mcafee: with trade reduction; cda: continuous order book")
+    run.add_argument("--pv-share", type=float, default=0.5, help="fraction of participants with PV (default 0.5)")
+    run.add_argument("--k", default="1/2", metavar="NUM/DEN",
+                     help="k-rule: price = ask + k (bid - ask) between the marginal orders (default 1/2)")
+    run.add_argument("--tie-break", choices=("time", "pro_rata"), default="time")
+    run.add_argument("--grid-sell-usd-per-mwh", type=float, default=250.0, help="retail tariff (grid sells)")
+    run.add_argument("--grid-buy-usd-per-mwh", type=float, default=40.0, help="feed-in tariff (grid buys)")
+    run.add_argument("--charges", choices=("dlmp", "none"), default="dlmp",
+                     help="network charge per trade: DLMP(buyer) - DLMP(seller), or none")
+    run.add_argument("--dlmp-csv", metavar="PATH", default=None,
+                     help="DLMPs from `colorgrid market clear --out` (dlmp.csv; buses b01..b10 and pcc needed); "
+                          "default: synthetic DLMPs")
+    run.add_argument("--checkpoint-every", type=int, default=4, help="intervals per ledger checkpoint (default 4)")
+    run.add_argument("--threshold-k", type=int, default=2, help="validator signatures needed of 3 (default 2)")
+    run.add_argument("--penalty-uusd-per-kwh", type=int, default=0, help="burned per undelivered Wh sold")
+    run.add_argument("--verify-workers", type=int, default=1, help="processes for ledger signature checks")
+    add_out_argument(run)
+
+
+def _k(text: str) -> tuple[int, int]:
+    num, _, den = text.partition("/")
+    return int(num), int(den or 1)
+
+
+def run(args) -> int:
+    from colorgrid.results import RunOutput
+    from market.te.errors import TeError
+    from market.te.prices import TablePriceLookup
+    from market.te.simulation import SimConfig, run_day
+
+    try:
+        k_num, k_den = _k(args.k)
+        cfg = SimConfig(args.participants, args.intervals, args.seed, args.mechanism, args.pv_share,
+                        args.grid_sell_usd_per_mwh, args.grid_buy_usd_per_mwh, k_num, k_den, args.tie_break,
+                        args.charges, args.checkpoint_every, args.threshold_k, args.penalty_uusd_per_kwh)
+        prices = TablePriceLookup.from_dlmp_csv(args.dlmp_csv) if args.dlmp_csv else None
+    except (TeError, ValueError) as exc:
+        print(f"colorgrid te run: {exc}", file=sys.stderr)
+        return 2
+    params = {k: v for k, v in vars(args).items() if k not in ("out", "action")}
+    out = RunOutput(args.out, "te run", params, args.seed)
+    store = _store(out)
+    try:
+        day = run_day(cfg, store, prices, max(1, args.verify_workers))
+    except TeError as exc:
+        print(f"colorgrid te run: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    _write(out, day)
+    _figures(out, cfg, day)
+    out.finish()
+    _print(out, day)
+    return 0 if day.report.ok else 1
+
+
+def _store(out):
+    from market.te.sqlite_store import SQLiteStore
+    from market.te.store import MemoryLedgerStore
+
+    path = out.path("ledger.sqlite")
+    if path is None:
+        return MemoryLedgerStore()
+    for suffix in ("", "-wal", "-shm"):  # a rerun into the same folder starts a fresh ledger
+        stale = path.with_name(path.name + suffix)
+        if stale.exists():
+            stale.unlink()
+    return SQLiteStore(path)
+
+
+def _write(out, day) -> None:
+    from market.te.simulation import BALANCE_COLUMNS, INTERVAL_COLUMNS, ORDER_COLUMNS, TRADE_COLUMNS
+
+    out.write_csv("orders.csv", ORDER_COLUMNS, day.orders)
+    out.write_csv("trades.csv", TRADE_COLUMNS, day.trades)
+    out.write_csv("intervals.csv", INTERVAL_COLUMNS, day.intervals)
+    out.write_csv("balances.csv", BALANCE_COLUMNS, day.balances)
+
+
+def _figures(out, cfg, day) -> None:
+    from market.te.interval import GRID
+
+    p2p = [t for t in day.trades if GRID not in (t[2], t[3])]
+    p2p_wh = sum(t[6] for t in p2p)
+    value = sum(t[7] * t[9] for t in p2p)  # delivered x seller price, ntok
+    delivered = sum(t[7] for t in p2p)
+    f = out.figure
+    f("participants", cfg.participants)
+    f("intervals", cfg.intervals)
+    f("orders", len(day.orders))
+    f("trades", len(day.trades))
+    f("p2p_energy_wh", p2p_wh, "Wh")
+    f("p2p_delivered_wh", delivered, "Wh")
+    f("grid_sold_wh", sum(r[5] + r[7] for r in day.intervals), "Wh")
+    f("grid_bought_wh", sum(r[6] + r[8] for r in day.intervals), "Wh")
+    f("mean_p2p_price_usd_per_mwh", round(value / delivered / 1000, 3) if delivered else 0.0, "USD/MWh")
+    f("network_charges_ntok", sum(r[11] for r in day.intervals), "ntok")
+    f("operator_surplus_ntok", sum(r[12] for r in day.intervals), "ntok")
+    f("minted_ntok", day.totals["minted_ntok"], "ntok")
+    f("burned_ntok", day.totals["burned_ntok"], "ntok")
+    f("conservation_gap_ntok", day.totals["conservation_gap_ntok"], "ntok")
+    f("ledger_entries", day.totals["ledger_entries"])
+    f("checkpoints", day.totals["checkpoints"])
+    f("ledger_ok", day.report.ok)
+
+
+def _print(out, day) -> None:
+    width = max(len(k) for k in out.figures)
+    for name, value in out.figures.items():
+        unit = out.units.get(name, "")
+        print(f"{name:<{width}}  {value} {unit}".rstrip())
+    print(day.report.describe())
+    if out.enabled:
+        print(f"wrote {', '.join(sorted(set(out.files) | {'summary.json'}))} to {out.out_dir}")
