@@ -77,15 +77,18 @@ class GatewayAgent:
         self.bd_seq = bd_seq % 256
         self.seq = 0
         self.connected = False
-        self.controller_online = None  # unknown until the retained status arrives
-        self.pending = None  # newest accepted vector not yet applied
-        self.last_vector_ms = None
+        # None = unknown until the retained status arrives
+        self.controller_online = None  # type: bool | None
+        # newest accepted vector not yet applied
+        self.pending = None  # type: dict | None
+        self.last_vector_ms = None  # type: int | None
         self.vector_round_id = -1
         self.fail_safe = False
-        self.started_ms = None
-        self.next_round_ms = None
+        self.started_ms = None  # type: int | None
+        self.next_round_ms = 0
         self.round_index = 0
-        self.rejections = []  # type: list  last (topic, reason) pairs
+        # the last MAX_KEPT_REJECTIONS (topic, reason) pairs
+        self.rejections = []  # type: list
         self.metrics = {"rounds": 0, "reports_sent": 0, "reports_stored": 0, "connects": 0,
                         "connect_failures": 0, "connection_losses": 0, "births": 0,
                         "vectors_accepted": 0, "vectors_applied": 0, "rejected": 0,

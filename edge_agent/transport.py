@@ -46,11 +46,16 @@ class FakeBroker:
     def __init__(self, acl=None) -> None:
         self.up = True
         self.acl = acl
+        # topic -> (payload, qos)
         self.retained = {}  # type: dict
-        self.sessions = {}  # type: dict  client_id -> {"subs": {filter: qos}, "queue": [...]}
-        self.online = {}  # type: dict  client_id -> FakeTransport
-        self.log = []  # type: list  every accepted publish: (client_id, topic, payload, qos, retain)
-        self.denied = []  # type: list  (client_id, action, topic)
+        # client_id -> {"subs": {filter: qos}, "queue": [(topic, payload)], "persistent": bool}
+        self.sessions = {}  # type: dict
+        # client_id -> FakeTransport of the connected clients
+        self.online = {}  # type: dict
+        # every accepted publish: (client_id, topic, payload, qos, retain)
+        self.log = []  # type: list
+        # refused by the ACL: (client_id, action, topic)
+        self.denied = []  # type: list
 
     def _allowed(self, client_id: str, action: str, topic: str) -> bool:
         if self.acl is None or self.acl(client_id, action, topic):
@@ -111,7 +116,7 @@ class FakeTransport:
         self.broker = broker
         self.client_id = client_id
         self.persistent = persistent
-        self.will = None
+        self.will = None  # type: tuple | None
         self.inbox = []  # type: list
         self.connects = 0
 

@@ -19,20 +19,20 @@ from edge_agent.transport import TransportError
 
 def _ticks_ms() -> int:
     if hasattr(time, "ticks_ms"):
-        return time.ticks_ms()  # type: ignore[attr-defined]
+        return time.ticks_ms()  # type: ignore
     return int(time.time() * 1000)
 
 
 def _sleep_ms(ms: int) -> None:
     if hasattr(time, "sleep_ms"):
-        time.sleep_ms(ms)  # type: ignore[attr-defined]
+        time.sleep_ms(ms)  # type: ignore
     else:
         time.sleep(ms / 1000)
 
 
 def _elapsed_ms(start: int, now: int) -> int:
     if hasattr(time, "ticks_diff"):
-        return time.ticks_diff(now, start)  # type: ignore[attr-defined]
+        return time.ticks_diff(now, start)  # type: ignore
     return now - start
 
 
