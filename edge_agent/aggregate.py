@@ -11,37 +11,37 @@ from edge_agent.states import EF, ER, DF, DR, N_STATES, STATE_NAMES
 class Aggregate:
     """Per-tier state totals of a gateway (or, after ``merge``, of many gateways)."""
 
-    def __init__(self, k, ts_ms=None):
+    def __init__(self, k: int, ts_ms=None) -> None:
         self.k = k
         self.ts_ms = ts_ms
         self.w = [[0] * N_STATES for _ in range(k)]
         self.count = [[0] * N_STATES for _ in range(k)]
 
-    def add(self, tier, state, w, n=1):
+    def add(self, tier: int, state: int, w: int, n: int = 1) -> None:
         """Add ``w`` int watts and ``n`` slices to (tier, state)."""
         self.w[tier][state] += w
         self.count[tier][state] += n
 
     @property
-    def kw(self):
+    def kw(self) -> list:
         """Float kW table [tier][state] (w / 1000)."""
         return [[x / 1000 for x in row] for row in self.w]
 
-    def enabled_w(self, tier=None):
+    def enabled_w(self, tier=None) -> int:
         """Enabled watts (EF + ER) of one tier, or of all tiers when tier is None."""
         tiers = range(self.k) if tier is None else (tier,)
         return sum(self.w[i][EF] + self.w[i][ER] for i in tiers)
 
-    def disabled_w(self, tier=None):
+    def disabled_w(self, tier=None) -> int:
         """Disabled watts (DF + DR) of one tier, or of all tiers when tier is None."""
         tiers = range(self.k) if tier is None else (tier,)
         return sum(self.w[i][DF] + self.w[i][DR] for i in tiers)
 
-    def total_w(self):
+    def total_w(self) -> int:
         """All demand, enabled or not, in watts."""
         return sum(sum(row) for row in self.w)
 
-    def merge(self, other):
+    def merge(self, other: "Aggregate") -> "Aggregate":
         """Add another aggregate with the same k into this one (in place); returns self."""
         if other.k != self.k:
             raise ValueError("k: cannot merge %d tiers into %d" % (other.k, self.k))
@@ -51,7 +51,7 @@ class Aggregate:
                 self.count[i][s] += other.count[i][s]
         return self
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         """Plain dict: {"ts_ms", "states", "w": [[...]], "count": [[...]]} (lists [tier][state])."""
         return {
             "ts_ms": self.ts_ms,

@@ -14,7 +14,7 @@ class DeviceError(ValueError):
     """A device is misconfigured; the message names the field."""
 
 
-def shares_to_ppm(shares, k, field="tier_shares"):
+def shares_to_ppm(shares, k: int, field: str = "tier_shares") -> list:
     """k fractions summing to 1 (within 1e-6) -> k ints in parts per million summing to 10**6."""
     if not isinstance(shares, (list, tuple)) or len(shares) != k:
         raise DeviceError("%s: expected %d fractions, got %r" % (field, k, shares))
@@ -30,7 +30,7 @@ def shares_to_ppm(shares, k, field="tier_shares"):
     return _largest_remainder(PPM, raw, [shares[i] * PPM - raw[i] for i in range(k)])
 
 
-def _largest_remainder(total, base, remainders):
+def _largest_remainder(total: int, base: list, remainders: list) -> list:
     """Add the units missing from sum(base) to reach total, largest remainder first.
 
     Ties go to the higher index (the tier shed last keeps the extra unit)."""
@@ -42,7 +42,7 @@ def _largest_remainder(total, base, remainders):
     return out
 
 
-def split_w(total_w, shares_ppm):
+def split_w(total_w: int, shares_ppm: list) -> list:
     """Split int watts across tiers by parts-per-million shares; the parts sum exactly to total_w.
 
     Tier i gets floor(total_w * ppm_i / 10**6) plus one watt for the largest remainders."""
@@ -61,15 +61,15 @@ class Device:
     tier_shares = ()
     kind = "device"
 
-    def read_w(self, now_ms):
+    def read_w(self, now_ms: int) -> int:
         """Demand in int watts at ``now_ms`` if every tier-slice were enabled (input step)."""
         raise NotImplementedError
 
-    def write(self, enabled_w, now_ms):
+    def write(self, enabled_w: int, now_ms: int) -> None:
         """Output step: ``enabled_w`` int watts of the demand are enabled from ``now_ms`` on."""
         raise NotImplementedError
 
-    def info(self):
+    def info(self) -> dict:
         """Inventory entry (birth message): id, kind, tier shares."""
         return {"device_id": self.device_id, "kind": self.kind, "tier_shares": list(self.tier_shares)}
 

@@ -31,12 +31,12 @@ class UnknownDevice(ValueError):
     """A device id is not one of this gateway's devices."""
 
 
-def _check_time(name, value):
+def _check_time(name: str, value) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError("%s: expected int epoch ms, got %r" % (name, value))
 
 
-def _clean_vector(name, values, k):
+def _clean_vector(name: str, values, k: int) -> list:
     """Validate a probability vector of length k; returns floats clamped to [0, 1]."""
     if not isinstance(values, (list, tuple)):
         raise ControlError("%s: expected a list of %d probabilities, got %r" % (name, k, values))
@@ -59,7 +59,7 @@ class GatewayCore:
     a zero share has no slice). ``params``: ``AgentParams`` (defaults when None). ``seed``: PRNG seed.
     """
 
-    def __init__(self, gateway_id, devices, params=None, seed=1):
+    def __init__(self, gateway_id: str, devices, params=None, seed: int = 1) -> None:
         self.gateway_id = gateway_id
         self.params = AgentParams() if params is None else params
         k = self.params.k
@@ -95,9 +95,9 @@ class GatewayCore:
         self.p_off = [0.0] * k
         self._q_on = [probability_to_q(1.0)] * k
         self._q_off = [0] * k
-        self.last_valid_ms = None
+        self.last_valid_ms = None  # type: int | None
         self.failsafe_active = True
-        self.now_ms = None
+        self.now_ms = None  # type: int | None
         self.rounds = 0
         self.read_errors = 0
         self.last_error = ""
@@ -106,7 +106,7 @@ class GatewayCore:
         self._rebuild_aggregate()
 
     # -- control -----------------------------------------------------------------------------
-    def apply_control(self, p_on, p_off, now_ms):
+    def apply_control(self, p_on, p_off, now_ms: int) -> None:
         """Put a validated control vector in force from now on and record ``last_valid_ms``.
 
         Values are clamped to [0, 1] and the black tier's p_off is forced to 0. A wrong length,
@@ -122,20 +122,20 @@ class GatewayCore:
         self._q_off = [probability_to_q(p) for p in off]
         self.last_valid_ms = now_ms
 
-    def is_failsafe(self, now_ms):
+    def is_failsafe(self, now_ms: int) -> bool:
         """True when no valid control vector was applied within fail_safe_s before now_ms."""
         if self.last_valid_ms is None:
             return True
         return now_ms - self.last_valid_ms >= self.params.fail_safe_ms
 
-    def control_in_force(self, now_ms):
+    def control_in_force(self, now_ms: int) -> tuple:
         """(p_on, p_off, failsafe) that a round at now_ms uses."""
         if self.is_failsafe(now_ms):
             return [1.0] * self.k, [0.0] * self.k, True
         return list(self.p_on), list(self.p_off), False
 
     # -- override ----------------------------------------------------------------------------
-    def override(self, device_id, until_ms):
+    def override(self, device_id: str, until_ms: int) -> None:
         """Customer override: device forced on now, all its slices ER (held) until ``until_ms``.
 
         A later call replaces the end time; ``until_ms`` <= the next round's time ends it there."""
@@ -146,14 +146,14 @@ class GatewayCore:
             self.machines.hold(j, until_ms)
         self._rebuild_aggregate()
 
-    def overridden(self):
+    def overridden(self) -> list:
         """Sorted ids of devices with an override in force."""
         held = self.machines.held
         return [d.device_id for n, d in enumerate(self.devices)
                 if any(held[j] for j in self._slices_of[n])]
 
     # -- the round ---------------------------------------------------------------------------
-    def step(self, now_ms):
+    def step(self, now_ms: int) -> Aggregate:
         """One round at now_ms: input, fail-safe check, timers, switching, output. Returns the
         aggregate. ``now_ms`` must not go backwards (ValueError naming now_ms)."""
         _check_time("now_ms", now_ms)
@@ -207,17 +207,17 @@ class GatewayCore:
             agg.add(self.slice_tier[j], state[j], self.slice_w[j])
         self._aggregate = agg
 
-    def aggregate(self):
+    def aggregate(self) -> Aggregate:
         """Per-tier totals after the last round (or override): Aggregate with w/kw/count[tier][state]."""
         return self._aggregate
 
-    def slice_table(self):
+    def slice_table(self) -> list:
         """One tuple per slice, in slice order: (device_id, tier, state, timer_end_ms, held, w)."""
         m = self.machines
         return [(self.devices[self.slice_device[j]].device_id, self.slice_tier[j], m.state[j],
                  m.timer_end_ms[j], m.held[j], self.slice_w[j]) for j in range(len(m.state))]
 
-    def inventory(self):
+    def inventory(self) -> dict:
         """Birth-message content: gateway id, parameters, device list (sorted by id)."""
         return {
             "gateway_id": self.gateway_id,

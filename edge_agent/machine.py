@@ -17,12 +17,14 @@ Safety: a refractory or held slice never switches (the table has no SWITCH from 
 slices are not flexible); a slice of the black tier (k - 1) is never switched off, whatever q_off.
 """
 
+from edge_agent.params import AgentParams
+from edge_agent.prng import Prng
 from edge_agent.states import EF, ER, DF, DR, SWITCH, TIMER, OVERRIDE, RELEASE, FLEXIBLE, next_state
 
 TWO24 = 16777216
 
 
-def probability_to_q(p):
+def probability_to_q(p: float) -> int:
     """Switching threshold for a probability p in [0, 1]: round(p * 2**24), clamped to [0, 2**24]."""
     q = int(p * TWO24 + 0.5)
     if q < 0:
@@ -41,7 +43,7 @@ class SliceMachines:
     (customer override in force). Counters: ``switches_on``, ``switches_off`` per slice.
     """
 
-    def __init__(self, tiers, black, params, prng):
+    def __init__(self, tiers: list, black: int, params: AgentParams, prng: Prng) -> None:
         self.tiers = list(tiers)
         self.black = black
         self.params = params
@@ -53,17 +55,17 @@ class SliceMachines:
         self.switches_on = [0] * n
         self.switches_off = [0] * n
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.state)
 
-    def fire(self, j, trigger, timer_end_ms=0):
+    def fire(self, j: int, trigger: int, timer_end_ms: int = 0) -> int:
         """Apply ``trigger`` to slice j through the transition table; returns the new state."""
         new = next_state(self.state[j], trigger)
         self.state[j] = new
         self.timer_end_ms[j] = timer_end_ms
         return new
 
-    def step_timers(self, now_ms):
+    def step_timers(self, now_ms: int) -> int:
         """Step 1 of a round: end expired refractory periods and overrides. Returns #transitions."""
         moved = 0
         state = self.state
@@ -80,7 +82,7 @@ class SliceMachines:
             moved += 1
         return moved
 
-    def step_switching(self, q_on, q_off, now_ms):
+    def step_switching(self, q_on: list, q_off: list, now_ms: int) -> tuple:
         """Step 2-3 of a round with per-tier thresholds q_on, q_off (ints in [0, 2**24]).
 
         Returns (n_on, n_off), the numbers of slices switched on and off."""
@@ -108,12 +110,12 @@ class SliceMachines:
                 n_on += 1
         return n_on, n_off
 
-    def hold(self, j, until_ms):
+    def hold(self, j: int, until_ms: int) -> None:
         """Customer override of slice j until ``until_ms``: enabled, refractory (ER), not switchable."""
         self.fire(j, OVERRIDE, until_ms)
         self.held[j] = True
 
-    def count(self, state):
+    def count(self, state: int) -> int:
         """Number of slices in ``state``."""
         n = 0
         for s in self.state:

@@ -17,11 +17,11 @@ MASK32 = 0xFFFFFFFF
 TWO24 = 16777216
 
 
-def _rotl(x, k):
+def _rotl(x: int, k: int) -> int:
     return ((x << k) | (x >> (32 - k))) & MASK32
 
 
-def fmix32(z):
+def fmix32(z: int) -> int:
     """murmur3 finaliser: a 32-bit bijective mixer (used to expand the seed)."""
     z &= MASK32
     z = ((z ^ (z >> 16)) * 0x85EBCA6B) & MASK32
@@ -32,7 +32,7 @@ def fmix32(z):
 class Prng:
     """xoshiro128** generator; ``Prng(seed)`` for any int seed (negative or large: masked)."""
 
-    def __init__(self, seed=1):
+    def __init__(self, seed: int = 1) -> None:
         if not isinstance(seed, int):
             raise ValueError("seed: expected an int, got %r" % (seed,))
         self.seed = seed
@@ -45,7 +45,7 @@ class Prng:
             s[0] = 1
         self._s = s
 
-    def next_u32(self):
+    def next_u32(self) -> int:
         """Next uniform 32-bit unsigned integer."""
         s = self._s
         result = (_rotl((s[1] * 5) & MASK32, 7) * 9) & MASK32
@@ -58,29 +58,29 @@ class Prng:
         s[3] = _rotl(s[3], 11)
         return result
 
-    def next_u24(self):
+    def next_u24(self) -> int:
         """Uniform integer in [0, 2**24)."""
         return self.next_u32() >> 8
 
-    def below(self, n):
+    def below(self, n: int) -> int:
         """Integer in [0, n) for n >= 1 (multiply-shift; bias < n / 2**32)."""
         if n < 1:
             raise ValueError("n: expected >= 1, got %r" % (n,))
         return (self.next_u32() * n) >> 32
 
-    def random(self):
+    def random(self) -> float:
         """Float in [0, 1) with 24 random bits."""
         return self.next_u24() / TWO24
 
-    def uniform(self, a, b):
+    def uniform(self, a: float, b: float) -> float:
         """Float a + (b - a) * random(), in [a, b) for a < b."""
         return a + (b - a) * self.random()
 
-    def getstate(self):
+    def getstate(self) -> tuple:
         """The four 32-bit state words (a tuple), for checkpoints and tests."""
         return tuple(self._s)
 
-    def setstate(self, state):
+    def setstate(self, state: tuple) -> None:
         """Restore a state from ``getstate``."""
         if len(state) != 4:
             raise ValueError("state: expected 4 words, got %d" % len(state))

@@ -62,7 +62,7 @@ class InvalidTransition(ValueError):
     """A trigger was applied to a state that has no transition for it."""
 
 
-def next_state(state, trigger):
+def next_state(state: int, trigger: int) -> int:
     """Destination of ``trigger`` from ``state`` per ``TRANSITIONS``; raises InvalidTransition."""
     key = (state, trigger)
     if key not in TRANSITIONS:
@@ -72,21 +72,21 @@ def next_state(state, trigger):
     return TRANSITIONS[key]
 
 
-def state_name(state):
+def state_name(state: int) -> str:
     """Name of a state number ("EF".."DR"), or "?<n>" for an unknown number."""
     if isinstance(state, int) and 0 <= state < N_STATES:
         return STATE_NAMES[state]
     return "?%r" % (state,)
 
 
-def trigger_name(trigger):
+def trigger_name(trigger: int) -> str:
     """Name of a trigger number, or "?<n>" for an unknown number."""
     if isinstance(trigger, int) and 0 <= trigger < len(TRIGGER_NAMES):
         return TRIGGER_NAMES[trigger]
     return "?%r" % (trigger,)
 
 
-def default_tier_names(k):
+def default_tier_names(k: int) -> tuple:
     """Default colour names for k tiers: index 0 = green (shed first) ... k-1 = black (never shed)."""
     if k in DEFAULT_TIER_NAMES:
         return DEFAULT_TIER_NAMES[k]
