@@ -54,13 +54,24 @@ class ScenarioResult:
     step_at_s: float | None = None
 
 
+class _HoldBefore:
+    """`schedule` from `start_ms` on; before it, the schedule's value at `start_ms`."""
+
+    def __init__(self, schedule, start_ms: int):
+        self.schedule, self.start_ms = schedule, start_ms
+
+    def goal_kw(self, group: str, t_ms: int) -> float:
+        return self.schedule.goal_kw(group, max(t_ms, self.start_ms))
+
+
 def build_goal(cfg: ScenarioConfig, fleet_kw: float, signal: np.ndarray | None):
     """(goal schedule, step time s or None) for the scenario; times in ms from the run start."""
     base, amp = cfg.base * fleet_kw, cfg.amplitude * fleet_kw
     w_ms = int(round(cfg.warmup_s * 1000))   # scored period starts here
     if cfg.scenario == "regulation":
-        # the signal runs through the warm-up too (sample start_s lands at the end of the warm-up)
-        return RegulationGoal(base, amp, signal=signal, start_ms=w_ms, start_s=cfg.start_s), None
+        # during the warm-up the goal holds the first scored value (no jump when scoring starts)
+        reg = RegulationGoal(base, amp, signal=signal, start_ms=w_ms, start_s=cfg.start_s)
+        return _HoldBefore(reg, w_ms), None
     if cfg.scenario == "step":
         step_at = cfg.warmup_s + min(60.0, cfg.duration_s / 4)
         return StepGoal(base, base + amp, step_at), step_at

@@ -1,0 +1,138 @@
+"""`colorgrid simulate`: a closed-loop demand-shaping scenario on the vectorized fleet.
+
+The scenario comes from flags and/or a TOML file (`--config FILE`, same keys as the flags with
+dashes or underscores; flags override the file). Prints the metrics; `--out DIR` writes
+timeseries.csv, summary.json and simulate.png.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tomllib
+from dataclasses import asdict, fields
+from pathlib import Path
+
+HELP = "closed-loop tiered demand shaping on a vectorized fleet (regulation, step, ramp, fairness)"
+
+# flag -> (type, help); dest = the ScenarioConfig field
+FLAGS: dict[str, tuple[type, str]] = {
+    "scenario": (str, "regulation | step | ramp | fairness (default regulation)"),
+    "devices": (int, "number of devices (default 10000)"),
+    "tiers": (int, "number of tiers k; k-1 is black, never disabled (default 3)"),
+    "tier-shares": (str, "fraction of each device's kW per tier, comma-separated, sum 1 "
+                         "(default black 0.1, the rest equal)"),
+    "device-kw": (str, "device size distribution: uniform:LO:HI, lognormal:MEDIAN:SIGMA or a CSV "
+                       "of sizes (column p_kw or the last column) (default uniform:1:5)"),
+    "load-model": (str, "constant | water_heater | ac | mixed (default constant)"),
+    "signal": (str, "regulation signal CSV, one value per line (default: the packaged PJM day)"),
+    "start-s": (float, "offset into the signal where scoring starts, s (default 0)"),
+    "duration-s": (float, "scored duration, s (default 2400)"),
+    "warmup-s": (float, "unscored lead-in, s (default 300)"),
+    "base": (float, "base enabled demand, fraction of fleet demand (default 0.5)"),
+    "amplitude": (float, "regulation amplitude / step or ramp size, fraction of fleet demand (default 0.15)"),
+    "round-s": (float, "round length, s (default 2)"),
+    "lag-rounds": (int, "report delivery lag, rounds (default 0 = fresh estimate)"),
+    "report-loss": (float, "probability a gateway report is lost (default 0)"),
+    "noise-std": (float, "multiplicative measurement noise std on reports (default 0)"),
+    "sample-every": (int, "each gateway reports every N rounds (default 1)"),
+    "override-fraction": (float, "fraction of devices under customer override (default 0)"),
+    "override-duration-s": (float, "mean override duration, s (default 1800)"),
+    "devices-per-gateway": (int, "devices per reporting gateway (default 10)"),
+    "alpha": (float, "control law: share of the tracking gap switched per round (default 1)"),
+    "fairness-horizon-s": (float, "control law: disabled demand rotated once per H s (default 400)"),
+    "max-switches-per-device-hour": (float, "control law: cap on the fairness swap (default 10)"),
+    "max-age-s": (float, "estimator: carry a report forward at most this long, s (default 10)"),
+    "goal-mode": (str, "now | extrapolate | preview | auto (default auto: extrapolate for "
+                       "regulation, preview otherwise)"),
+    "seed": (int, "random seed (default 1)"),
+}
+
+UNITS = {"_kw": "kW", "_pct": "%", "pct_of_capacity": "%", "pct_of_demand": "%", "_s": "s",
+         "per_device_hour": "1/h"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from colorgrid.results import add_out_argument
+
+    parser.add_argument("--config", metavar="FILE", help="TOML file with the scenario keys")
+    for flag, (typ, text) in FLAGS.items():
+        parser.add_argument(f"--{flag}", type=typ, default=None, help=text)
+    parser.add_argument("--plot", metavar="PNG", default=None,
+                        help="also write the goal-vs-achieved plot to this PNG path")
+    add_out_argument(parser)
+
+
+def build_config(args: argparse.Namespace):
+    """Defaults < TOML file < flags. Raises ScenarioError naming the key."""
+    from firmware_sim.scenario_config import ScenarioConfig, ScenarioError
+
+    cfg = ScenarioConfig()
+    if args.config:
+        try:
+            data = tomllib.loads(Path(args.config).read_text())
+        except OSError as exc:
+            raise ScenarioError(f"--config {args.config}: {exc.strerror or exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ScenarioError(f"--config {args.config}: not valid TOML: {exc}") from None
+        cfg = ScenarioConfig.from_mapping(data, where=f"--config {args.config}")
+    names = {f.name for f in fields(ScenarioConfig)}
+    given = {flag.replace("-", "_"): getattr(args, flag.replace("-", "_")) for flag in FLAGS}
+    cfg = cfg.with_overrides(**{k: v for k, v in given.items() if k in names})
+    return cfg.validate()
+
+
+def _unit(name: str) -> str:
+    for suffix, unit in UNITS.items():
+        if name.endswith(suffix):
+            return unit
+    return ""
+
+
+def timeseries_columns(res) -> dict:
+    cols = {"t_s": res.t_s, "goal_kw": res.goal_kw, "achieved_kw": res.achieved_kw,
+            "error_kw": res.achieved_kw - res.goal_kw, "estimate_kw": res.estimate_kw}
+    for i, name in enumerate(res.tier_names):
+        cols[f"enabled_{name}_kw"] = res.enabled_tier_kw[:, i]
+    for i, name in enumerate(res.tier_names):
+        cols[f"target_{name}_kw"] = res.target_tier_kw[:, i]
+    for i, name in enumerate(res.tier_names):
+        cols[f"p_on_{name}"] = res.p_on[:, i]
+        cols[f"p_off_{name}"] = res.p_off[:, i]
+    cols["scored"] = res.scored.astype(int)
+    return cols
+
+
+def run(args: argparse.Namespace) -> int:
+    from colorgrid.results import RunOutput
+    from firmware_sim.scenario import run_scenario
+    from firmware_sim.scenario_config import ScenarioError
+
+    try:
+        cfg = build_config(args)
+        res = run_scenario(cfg)
+    except (ScenarioError, ValueError) as exc:
+        print(f"colorgrid simulate: error: {exc}", file=sys.stderr)
+        return 2
+    params = asdict(cfg)
+    params["tier_shares"] = list(cfg.shares())
+    params["goal_mode"] = cfg.resolved_goal_mode()
+    out = RunOutput(args.out, "simulate", params, seed=cfg.seed)
+    print(f"colorgrid simulate: {cfg.scenario}, {cfg.devices} devices x {cfg.tiers} tiers, "
+          f"{cfg.duration_s:g} s scored after {cfg.warmup_s:g} s warm-up, seed {cfg.seed}")
+    for name, value in res.metrics.items():
+        unit = _unit(name)
+        out.figure(name, value, unit)
+        shown = f"{value:.4g}" if isinstance(value, float) else str(value)
+        print(f"  {name:<36} {shown:>12} {unit}")
+    if out.enabled:
+        from firmware_sim.plot import plot_result
+
+        out.write_columns("timeseries.csv", timeseries_columns(res))
+        plot_result(res, out.path("simulate.png"))
+        out.finish()
+        print(f"  results in {args.out}")
+    if args.plot:
+        from firmware_sim.plot import plot_result
+
+        plot_result(res, args.plot)
+    return 0

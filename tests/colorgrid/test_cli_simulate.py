@@ -1,0 +1,87 @@
+"""`colorgrid simulate`: files and columns under --out, reproducibility, TOML config, errors."""
+import json
+
+import pytest
+
+from colorgrid.cli import main
+
+FAST = ["--devices", "500", "--duration-s", "600", "--warmup-s", "120"]
+
+
+def read(out):
+    summary = json.loads((out / "summary.json").read_text())
+    summary.pop("wall")
+    return (out / "timeseries.csv").read_bytes(), summary
+
+
+def test_out_files_columns_and_byte_identical_rerun(tmp_path, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main(["simulate", *FAST, "--seed", "3", "--out", str(a)]) == 0
+    printed = capsys.readouterr().out
+    assert "pjm_score" in printed and "rms_pct_of_capacity" in printed
+    assert main(["simulate", *FAST, "--seed", "3", "--out", str(b)]) == 0
+    assert read(a) == read(b)
+    csv_bytes, summary = read(a)
+    header = csv_bytes.decode().splitlines()[0].split(",")
+    for col in ("t_s", "goal_kw", "achieved_kw", "enabled_green_kw", "enabled_yellow_kw",
+                "enabled_black_kw", "target_green_kw", "p_on_green", "p_off_yellow", "scored"):
+        assert col in header, col
+    for fig in ("rms_pct_of_capacity", "pjm_score", "pjm_correlation", "pjm_delay", "pjm_precision",
+                "fairness_on_time_std", "switches_per_device_hour"):
+        assert isinstance(summary["figures"][fig], float), fig
+    assert summary["units"]["rms_pct_of_capacity"] == "%"
+    assert summary["params"]["devices"] == 500 and summary["seed"] == 3
+    assert sorted(summary["files"]) == ["simulate.png", "summary.json", "timeseries.csv"]
+    assert (a / "simulate.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    n_rows = len(csv_bytes.decode().splitlines()) - 1
+    assert n_rows == (600 + 120) // 2
+    # another seed gives other data
+    c = tmp_path / "c"
+    assert main(["simulate", *FAST, "--seed", "4", "--out", str(c)]) == 0
+    assert read(c)[0] != csv_bytes
+
+
+def test_toml_config_and_flag_override(tmp_path):
+    cfg = tmp_path / "s.toml"
+    cfg.write_text('scenario = "step"\ndevices = 300\n"duration-s" = 600\nwarmup_s = 60\n'
+                   'base = 0.5\namplitude = -0.1\ntier-shares = [0.5, 0.3, 0.2]\nseed = 9\n')
+    out = tmp_path / "o"
+    assert main(["simulate", "--config", str(cfg), "--devices", "400", "--out", str(out)]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["params"]["scenario"] == "step" and s["params"]["devices"] == 400
+    assert s["params"]["tier_shares"] == [0.5, 0.3, 0.2] and s["seed"] == 9
+    assert "step_settle_s" in s["figures"] or "step_settled" in s["figures"]
+
+
+def test_plot_without_out(tmp_path):
+    png = tmp_path / "p.png"
+    assert main(["simulate", *FAST, "--plot", str(png)]) == 0
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--scenario", "wobble"], "scenario"),
+    (["--tier-shares", "0.5,0.6,0.1"], "tier-shares"),
+    (["--device-kw", "normal:1:2"], "device-kw"),
+    (["--base", "0.9", "--amplitude", "0.3"], "amplitude"),
+    (["--report-loss", "1.5"], "report-loss"),
+    (["--config", "/nonexistent/x.toml"], "--config"),
+])
+def test_bad_flags_give_clear_error(argv, needle, capsys):
+    assert main(["simulate", *FAST, *argv]) == 2
+    err = capsys.readouterr().err
+    assert "colorgrid simulate: error:" in err and needle in err
+
+
+def test_bad_toml_key(tmp_path, capsys):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("devcies = 10\n")
+    assert main(["simulate", "--config", str(cfg)]) == 2
+    assert "devcies" in capsys.readouterr().err
+
+
+def test_non_number_flag_is_argparse_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["simulate", "--devices", "lots"])
+    assert exc.value.code == 2
+    assert "--devices" in capsys.readouterr().err
