@@ -98,3 +98,34 @@ def test_broker_restart_rebirth_and_queued_qos1_vector_not_lost(mosquitto):
     assert states[-1]["vector_round_id"] == 7 and states[-1]["p_w"][0] == [0, 0, 0, 5000]
     assert time.monotonic() - restarted < 10
     ctl.close()
+
+
+def test_controller_killed_gateway_fail_safe_then_resumes(mosquitto):
+    import paho.mqtt.client as mqtt
+
+    broker = mosquitto()
+    ctl = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="ctl-test", protocol=mqtt.MQTTv311)
+    ctl.will_set(topics.controller_status(), codec.encode_status("ctl", False, T0), qos=1, retain=True)
+    ctl.connect(broker.host, broker.port, keepalive=30)
+    ctl.loop_start()
+    ctl.publish(topics.controller_status(), codec.encode_status("ctl", True, T0), qos=1,
+                retain=True).wait_for_publish(5)
+    agent = make_agent(broker)
+    agent.tick(T0)
+    pump(agent, T0, lambda: agent.controller_online is True, what="retained status online")
+    ctl.publish(topics.vector(GROUP), vector(1, [0, 0, 0], T0 + 100), qos=1).wait_for_publish(5)
+    pump(agent, T0 + 100, lambda: agent.metrics["vectors_accepted"] == 1, what="vector")
+    agent.tick(T0 + 2000)
+    assert agent.fail_safe is False
+    ctl.socket().shutdown(socket.SHUT_RDWR)  # controller dies: its Will says offline
+    pump(agent, T0 + 2100, lambda: agent.controller_online is False, what="controller Will")
+    agent.tick(T0 + 4000)
+    assert agent.fail_safe is True  # immediately, well within fail_safe_s
+    ctl.loop_stop()
+    back = Observer(broker, subscribe=())
+    back.publish(topics.controller_status(), codec.encode_status("ctl", True, T0 + 4500), retain=True)
+    back.publish(topics.vector(GROUP), vector(2, [0, 0, 0], T0 + 4500))
+    pump(agent, T0 + 4500, lambda: agent.metrics["vectors_accepted"] == 2, what="resumed vector")
+    agent.tick(T0 + 6000)
+    assert agent.fail_safe is False and agent.vector_round_id == 2
+    back.close()
