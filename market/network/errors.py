@@ -30,6 +30,10 @@ class UnsupportedElementError(NetworkError):
         self.names = list(names)
 
 
+class OpenDSSImportError(NetworkError):
+    """The OpenDSS engine could not compile or read the circuit (message from the engine)."""
+
+
 class PowerFlowNotConverged(NetworkError):
     """The fixed-point iteration (or a control loop) did not converge within its limit."""
 

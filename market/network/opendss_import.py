@@ -10,13 +10,14 @@ reported by name (UnsupportedElementError), never dropped silently; measurement-
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from market.network.errors import UnsupportedElementError
+from market.network.errors import OpenDSSImportError, UnsupportedElementError
 from market.network.model import (Bus, CapControl, Capacitor, Feeder, Generator, Line, Load, Regulator,
                                   Source, Transformer, Winding)
 
@@ -41,8 +42,16 @@ def _dss():
 def compile_dss(path: str | Path) -> None:
     """Clear the engine and compile `path` (its `redirect`s and edits are honoured)."""
     dss = _dss()
+    cwd = os.getcwd()  # the engine changes the process's working folder on compile: restore it
     dss.Text.Command("clear")
-    dss.Text.Command(f'compile "{Path(path).resolve()}"')
+    try:
+        dss.Text.Command(f'compile "{Path(path).resolve()}"')
+    except Exception as exc:  # the engine's DSSException: re-raise as a named error
+        raise OpenDSSImportError(f"OpenDSS could not compile {path}: {exc}") from exc
+    finally:
+        os.chdir(cwd)
+    if not dss.Circuit.Name():
+        raise OpenDSSImportError(f"{path} defines no circuit")
 
 
 def _query(prop: str) -> str:
@@ -236,11 +245,13 @@ def _generators(unsupported: list[str]) -> list[Generator]:
 
 
 def _regulators() -> list[Regulator]:
+    """All regcontrols, disabled ones too (held taps are still reported)."""
     dss = _dss()
     out = []
-    ok = dss.RegControls.First()
-    while ok:
-        name = dss.RegControls.Name()
+    for name in dss.RegControls.AllNames():
+        if name.lower() == "none":
+            continue
+        dss.RegControls.Name(name)
         _activate(f"regcontrol.{name}")
         pt_phase = _query(f"regcontrol.{name}.ptphase")
         out.append(Regulator(name, dss.RegControls.Transformer().lower(), int(dss.RegControls.Winding()),
@@ -249,7 +260,6 @@ def _regulators() -> list[Regulator]:
                              float(dss.RegControls.ForwardR()), float(dss.RegControls.ForwardX()),
                              int(pt_phase) if pt_phase.isdigit() else 1, int(dss.RegControls.MaxTapChange()),
                              bool(dss.CktElement.Enabled()), float(dss.RegControls.Delay())))
-        ok = dss.RegControls.Next()
     return out
 
 
@@ -281,6 +291,7 @@ def _cap_controls(unsupported: list[str]) -> list[CapControl]:
 def feeder_from_engine(strict: bool = True) -> tuple[Feeder, ImportReport]:
     """Read the circuit currently compiled in the engine; raise UnsupportedElementError if strict."""
     dss = _dss()
+    dss.Text.Command("makebuslist")  # elements added after the last solve get their node lists
     report = ImportReport(controls_on=int(dss.Solution.ControlMode()) != -1)
     unsupported: list[str] = []
     n_src = 0

@@ -1,0 +1,106 @@
+"""`colorgrid powerflow`: a scenario file that redirects a shared feeder and edits it, solved by
+colorgrid, compared with OpenDSS on the same file; files, columns and byte-identical reruns."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from colorgrid.cli import main
+
+FEEDERS = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "feeders"
+TAPS = {"reg1": 1.05, "reg2": 1.0375, "reg3": 1.0625}
+
+
+def scenario(tmp_path: Path) -> Path:
+    master = (FEEDERS / "ieee13" / "IEEE13Nodeckt.dss").resolve()
+    lines = [f'redirect "{master}"',
+             "edit load.671 kw=1000 kvar=500",
+             "edit load.634a kw=200 kvar=90",
+             "new generator.pv675 phases=3 bus1=675 kv=4.16 kw=300 kvar=0 model=1",
+             "new generator.pv652 phases=1 bus1=652.1 kv=2.4 kw=50 kvar=10 model=1"]
+    for reg, tap in TAPS.items():
+        lines += [f"edit regcontrol.{reg} enabled=no", f"edit transformer.{reg} wdg=2 tap={tap}"]
+    lines.append("set controlmode=off")
+    path = tmp_path / "scenario.dss"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open() as fh:
+        return list(csv.DictReader(fh))
+
+
+def opendss_solution(path: Path):
+    import opendssdirect as dss
+
+    dss.Text.Command("clear")
+    dss.Text.Command(f'compile "{path}"')
+    dss.Text.Command("set tolerance=1e-8")
+    dss.Solution.Solve()
+    names = dss.Circuit.AllNodeNames()
+    raw = np.asarray(dss.Circuit.AllBusVolts())
+    volts = dict(zip(names, raw[0::2] + 1j * raw[1::2]))
+    return volts, dss.Circuit.Losses()[0] / 1000.0
+
+
+@pytest.mark.opendss
+def test_scenario_file_matches_opendss_and_reruns_identically(tmp_path, capsys):
+    path = scenario(tmp_path)
+    assert main(["powerflow", str(path), "--out", str(tmp_path / "a")]) == 0
+    printed = capsys.readouterr().out
+    assert "V min" in printed and "regulator taps (pu): reg1=1.05000" in printed
+    out = tmp_path / "a"
+    assert sorted(p.name for p in out.iterdir()) == ["branches.csv", "summary.json", "voltage_profile.png",
+                                                     "voltages.csv"]
+    volts = read_csv(out / "voltages.csv")
+    assert list(volts[0]) == ["bus", "phase", "v_pu", "angle_deg", "v_volts"]
+    ref, ref_losses = opendss_solution(path)
+    assert {f"{r['bus']}.{r['phase']}" for r in volts} == set(ref)
+    for r in volts:
+        theirs = ref[f"{r['bus']}.{r['phase']}"]
+        mine = float(r["v_volts"]) * np.exp(1j * np.radians(float(r["angle_deg"])))
+        base = float(r["v_volts"]) / float(r["v_pu"])
+        assert abs(mine - theirs) / base <= 1e-3, r
+    branches = read_csv(out / "branches.csv")
+    assert list(branches[0]) == ["element", "phase", "i_amps", "p_kw", "q_kvar"]
+    head = [b for b in branches if b["element"] == "line.650632"]
+    assert [b["phase"] for b in head] == ["1", "2", "3"]
+    summary = json.loads((out / "summary.json").read_text())
+    fig = summary["figures"]
+    assert fig["converged"] is True and fig["iterations"] >= 1
+    assert fig["regulator_taps_pu"] == TAPS
+    assert abs(fig["losses_kw"] - ref_losses) <= 0.005 * ref_losses
+    assert {"build_ms", "solve_ms"} <= set(summary["wall"])
+    assert 0.9 < fig["v_min_pu"] <= fig["v_max_pu"] < 1.1
+    # rerun: byte-identical CSVs, identical summary apart from the wall block
+    assert main(["powerflow", str(path), "--out", str(tmp_path / "b")]) == 0
+    for name in ("voltages.csv", "branches.csv"):
+        assert (out / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    again = json.loads((tmp_path / "b" / "summary.json").read_text())
+    summary.pop("wall"), again.pop("wall")
+    assert summary == again
+
+
+def test_shipped_feeder_works_without_a_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["powerflow", "--out", "res"]) == 0  # relative --out stays relative to the caller
+    fig = json.loads((tmp_path / "res" / "summary.json").read_text())["figures"]
+    assert abs(fig["losses_kw"] - 112.39) < 0.01 and fig["n_nodes"] == 41
+    assert main(["powerflow", "--feeder", "ieee13", "--plot"]) == 0
+    assert (tmp_path / "voltage_profile.png").stat().st_size > 1000
+
+
+def test_bad_input_is_a_clear_error_not_a_crash(tmp_path, capsys):
+    assert main(["powerflow", str(tmp_path / "missing.dss")]) == 2
+    assert "missing.dss" in capsys.readouterr().err
+    bad = tmp_path / "bad.dss"
+    bad.write_text("new circuit.x\nnew line.l1 bus1=sourcebus bus2=b linecode=nonexistent\n")
+    assert main(["powerflow", str(bad)]) == 2
+    assert "Error" in capsys.readouterr().err
+    assert main(["powerflow", "--feeder", "nope"]) == 2
+    assert "ieee13" in capsys.readouterr().err
