@@ -194,6 +194,45 @@ def test_bad_device_read_does_not_stop_the_round():
         raise AssertionError("negative t_ef_s accepted")
 
 
+def test_switching_frequency_within_binomial_bounds():
+    """First round from all-EF: switch-offs per tier ~ Binomial(n, p_off) (4.5 sigma)."""
+    n = 400
+    core = _gateway(n=n, seed=31)
+    p_off = (0.1, 0.45, 0.9)
+    core.apply_control([0.0, 0.0, 0.0], list(p_off), 0)
+    agg = core.step(0)
+    for i in (0, 1):
+        sd = (n * p_off[i] * (1 - p_off[i])) ** 0.5
+        assert abs(agg.count[i][DR] - n * p_off[i]) <= 4.5 * sd, (i, agg.count[i][DR])
+    assert agg.count[2][DR] == 0
+
+
+def test_thermostat_hand_computed():
+    """4500 W, C = 837 kJ/degC, UA = 3 W/degC, 50 degC in 20 degC, 2 s: +10 m degC, 450 J kept."""
+    from edge_agent.device import ThermostaticDevice
+    d = ThermostaticDevice("wh", 4500, (1.0, 0.0, 0.0), theta0_c=50.0)
+    assert d.read_w(0) == 4500
+    d.write(4500, 0)
+    d.read_w(2000)
+    assert d.theta_mc == 50010 and d._residual_mj == 450000, (d.theta_mc, d._residual_mj)
+
+
+def test_aggregate_equals_sum_of_slices():
+    core = _gateway(n=9, seed=2)
+    for r in range(30):
+        core.apply_control([0.3, 0.2, 0.1], [0.2, 0.3, 0.4], r * 2000)
+        agg = core.step(r * 2000)
+        w = [[0, 0, 0, 0] for _ in range(3)]
+        enabled = 0
+        for row in core.slice_table():
+            w[row[1]][row[2]] += row[5]
+            if row[2] in (EF, ER):
+                enabled += row[5]
+        assert agg.w == w, (agg.w, w)
+        assert agg.enabled_w() == enabled
+        assert agg.total_w() == sum(1000 + 100 * i for i in range(9))
+
+
 def main():
     names = sorted(n for n in globals() if n.startswith("test_"))
     for name in names:
