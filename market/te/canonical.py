@@ -17,26 +17,40 @@ _encoder = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=
                             allow_nan=False, check_circular=False)
 
 
+_PLAIN = (int, str, bool, type(None))
+
+
 def _check(value: Any, where: str) -> Any:
-    if value is None or isinstance(value, (bool, str)):
+    """Return `value` (a converted copy only where bytes/numpy ints occur); refuse floats."""
+    t = type(value)
+    if t in _PLAIN:
         return value
-    if isinstance(value, int):
-        return int(value)  # numpy ints are not int subclasses; plain ints pass through
+    if t is dict:
+        out = None
+        for key, item in value.items():
+            if type(key) is not str:
+                raise CanonicalEncodingError(f"{where}: dict key {key!r} is not a str")
+            if type(item) in _PLAIN:
+                continue
+            checked = _check(item, f"{where}.{key}")
+            if checked is not item:
+                out = dict(value) if out is None else out
+                out[key] = checked
+        return value if out is None else out
+    if t is list or t is tuple:
+        return [_check(item, f"{where}[{i}]") for i, item in enumerate(value)]
     if isinstance(value, (bytes, bytearray)):
         return {"$b": bytes(value).hex()}
-    if isinstance(value, dict):
-        out = {}
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise CanonicalEncodingError(f"{where}: dict key {key!r} is not a str")
-            out[key] = _check(item, f"{where}.{key}")
-        return out
-    if isinstance(value, (list, tuple)):
-        return [_check(item, f"{where}[{i}]") for i, item in enumerate(value)]
+    if isinstance(value, bool) or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return int(value)
     if isinstance(value, float):
         raise CanonicalEncodingError(f"{where}: float {value!r} refused (use integer units)")
     if hasattr(value, "dtype") and getattr(value.dtype, "kind", "") in "iu" and value.ndim == 0:
         return int(value)
+    if isinstance(value, dict):
+        return _check(dict(value), where)
     raise CanonicalEncodingError(f"{where}: type {type(value).__name__} cannot be encoded")
 
 

@@ -12,9 +12,18 @@ from functools import lru_cache
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
 from market.te.errors import KeyError_, SignatureError
+
+try:  # libsodium via PyNaCl: the same RFC 8032 signatures, about twice as fast as OpenSSL here
+    from nacl.bindings import crypto_sign as _nacl_sign
+    from nacl.bindings import crypto_sign_open as _nacl_open
+    from nacl.exceptions import BadSignatureError as _NaclBad
+except ImportError:  # pragma: no cover - depends on the installation
+    _nacl_sign = _nacl_open = None
+    _NaclBad = Exception
+BACKEND = "libsodium (PyNaCl)" if _nacl_sign is not None else "OpenSSL (cryptography)"
 
 ROLES = ("operator", "participant", "meter", "validator")
 
@@ -22,7 +31,7 @@ ROLES = ("operator", "participant", "meter", "validator")
 class KeyPair:
     """A named Ed25519 signing key."""
 
-    __slots__ = ("key_id", "_private", "public_bytes")
+    __slots__ = ("key_id", "_private", "public_bytes", "_sodium_secret")
 
     def __init__(self, key_id: str, private: Ed25519PrivateKey) -> None:
         if not key_id or not isinstance(key_id, str):
@@ -30,12 +39,16 @@ class KeyPair:
         self.key_id = key_id
         self._private = private
         self.public_bytes = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        seed = private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+        self._sodium_secret = seed + self.public_bytes  # libsodium's 64-byte secret key layout
 
     @property
     def public_hex(self) -> str:
         return self.public_bytes.hex()
 
     def sign(self, message: bytes) -> bytes:
+        if _nacl_sign is not None:
+            return _nacl_sign(message, self._sodium_secret)[:64]
         return self._private.sign(message)
 
     @classmethod
@@ -60,8 +73,22 @@ def _public_key(public_hex: str) -> Ed25519PublicKey:
     return Ed25519PublicKey.from_public_bytes(raw)
 
 
+@lru_cache(maxsize=65536)
+def _public_raw(public_hex: str) -> bytes:
+    _public_key(public_hex)  # validates
+    return bytes.fromhex(public_hex)
+
+
 def verify(public_hex: str, signature: bytes, message: bytes, what: str = "signature") -> None:
     """Raise SignatureError unless `signature` is a valid Ed25519 signature of `message`."""
+    if _nacl_open is not None:
+        if len(signature) != 64:
+            raise SignatureError(f"{what}: malformed signature (length {len(signature)})")
+        try:
+            _nacl_open(bytes(signature) + message, _public_raw(public_hex))
+        except (_NaclBad, ValueError) as exc:
+            raise SignatureError(f"{what}: Ed25519 signature does not verify") from exc
+        return
     try:
         _public_key(public_hex).verify(signature, message)
     except InvalidSignature as exc:

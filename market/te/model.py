@@ -66,23 +66,29 @@ def _int_field(order_id: str, name: str, value, lo: int, hi: int) -> int:
     return value
 
 
+_INT_FIELDS = (("qty_wh", 1, MAX_QTY_WH), ("price_uusd_per_kwh", 0, MAX_PRICE_UUSD_PER_KWH), ("seq", 0, 2**62))
+
+
 def validate_order(order: Order, participants: Mapping[str, Participant] | None = None,
                    n_intervals: int | None = None) -> Order:
     """Check every field of `order`; return it unchanged or raise OrderError naming the field."""
     oid = order.order_id
-    if not isinstance(oid, str) or not oid:
+    if type(oid) is not str or not oid:
         raise OrderError(f"order {oid!r}: order_id must be a non-empty str")
-    if not isinstance(order.participant_id, str) or not order.participant_id:
+    if type(order.participant_id) is not str or not order.participant_id:
         raise OrderError(f"order {oid!r}: participant_id must be a non-empty str")
     if participants is not None and order.participant_id not in participants:
         raise OrderError(f"order {oid!r}: participant_id {order.participant_id!r} is not registered")
-    if order.side not in SIDES:
+    if order.side != BUY and order.side != SELL:
         raise OrderError(f"order {oid!r}: side must be one of {SIDES}, got {order.side!r}")
     hi_interval = (n_intervals - 1) if n_intervals is not None else 2**31 - 1
-    _int_field(oid, "interval", order.interval, 0, hi_interval)
-    _int_field(oid, "qty_wh", order.qty_wh, 1, MAX_QTY_WH)
-    _int_field(oid, "price_uusd_per_kwh", order.price_uusd_per_kwh, 0, MAX_PRICE_UUSD_PER_KWH)
-    _int_field(oid, "seq", order.seq, 0, 2**62)
+    value = order.interval
+    if type(value) is not int or not 0 <= value <= hi_interval:
+        _int_field(oid, "interval", value, 0, hi_interval)
+    for name, lo, hi in _INT_FIELDS:
+        value = getattr(order, name)
+        if type(value) is not int or not lo <= value <= hi:  # slow path: numpy ints, or raise
+            _int_field(oid, name, value, lo, hi)
     return order
 
 

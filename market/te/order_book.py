@@ -10,15 +10,13 @@ binary heap with lazy deletion of filled/cancelled orders: O(log n) per submit, 
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from market.te.errors import BookError
 from market.te.model import BUY, Order, validate_order
 
 
-@dataclass(frozen=True, slots=True)
-class BookTrade:
+class BookTrade(NamedTuple):
     trade_seq: int
     interval: int
     buy_order_id: str
@@ -45,47 +43,50 @@ class OrderBook:
     def submit(self, order: Order) -> list[BookTrade]:
         """Validate, match, rest the remainder; returns the trades this order made."""
         validate_order(order)
+        oid = order.order_id
         if order.interval != self.interval:
-            raise BookError(f"order {order.order_id!r}: interval {order.interval} != book interval {self.interval}")
-        if order.order_id in self._seen:
-            raise BookError(f"order {order.order_id!r}: duplicate order_id")
-        self._seen.add(order.order_id)
+            raise BookError(f"order {oid!r}: interval {order.interval} != book interval {self.interval}")
+        if oid in self._seen:
+            raise BookError(f"order {oid!r}: duplicate order_id")
+        self._seen.add(oid)
         is_buy = order.side == BUY
         book = self._asks if is_buy else self._bids
+        limit = order.price_uusd_per_kwh
+        live, trades, on_trade = self._live, self.trades, self.on_trade
         remaining = order.qty_wh
         made = []
         while remaining and book:
             key, _, rid = book[0]
-            resting = self._live.get(rid)
+            resting = live.get(rid)
             if resting is None:  # filled or cancelled earlier
                 heapq.heappop(book)
                 continue
             price = key if is_buy else -key
-            if (is_buy and price > order.price_uusd_per_kwh) or (not is_buy and price < order.price_uusd_per_kwh):
+            if (price > limit) if is_buy else (price < limit):
                 break
-            qty = min(remaining, resting[0])
-            made.append(self._trade(order, resting[1], qty, price, is_buy))
+            qty = remaining if remaining < resting[0] else resting[0]
+            other = resting[1]
+            self._trade_seq += 1
+            if is_buy:
+                trade = BookTrade(self._trade_seq, self.interval, oid, rid, order.participant_id,
+                                  other.participant_id, qty, price, order.side)
+            else:
+                trade = BookTrade(self._trade_seq, self.interval, rid, oid, other.participant_id,
+                                  order.participant_id, qty, price, order.side)
+            made.append(trade)
+            trades.append(trade)
+            if on_trade is not None:
+                on_trade(trade)  # reported immediately
             remaining -= qty
             resting[0] -= qty
             if resting[0] == 0:
-                del self._live[rid]
+                del live[rid]
                 heapq.heappop(book)
         if remaining:
             self._arrival += 1
-            self._live[order.order_id] = [remaining, order]
-            entry = ((-order.price_uusd_per_kwh if is_buy else order.price_uusd_per_kwh), self._arrival, order.order_id)
-            heapq.heappush(self._bids if is_buy else self._asks, entry)
+            live[oid] = [remaining, order]
+            heapq.heappush(self._bids if is_buy else self._asks, ((-limit if is_buy else limit), self._arrival, oid))
         return made
-
-    def _trade(self, incoming: Order, resting: Order, qty: int, price: int, incoming_buys: bool) -> BookTrade:
-        buy, sell = (incoming, resting) if incoming_buys else (resting, incoming)
-        self._trade_seq += 1
-        trade = BookTrade(self._trade_seq, self.interval, buy.order_id, sell.order_id, buy.participant_id,
-                          sell.participant_id, qty, price, incoming.side)
-        self.trades.append(trade)
-        if self.on_trade is not None:
-            self.on_trade(trade)
-        return trade
 
     def cancel(self, order_id: str) -> int:
         """Cancel a resting order; returns the Wh that were still open."""

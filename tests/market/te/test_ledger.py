@@ -218,3 +218,16 @@ def test_reopen_continues_the_chain_and_failed_batch_leaves_nothing(tmp_path):
         l2.transfer("a", "b", 1, "pay", 0)
     assert l2.head_seq == 0 and l2.state.balances == {}
     assert verify_ledger(ledger.store).ok
+
+
+def test_canonical_encoding_is_stable_and_refuses_floats():
+    import numpy as np
+
+    value = {"b": [1, "x", None, True], "a": {"z": b"\x01\x02", "y": np.int64(5)}}
+    assert canonical.encode(value) == b'{"a":{"y":5,"z":{"$b":"0102"}},"b":[1,"x",null,true]}'
+    assert canonical.encode({"a": 1, "b": 2}) == canonical.encode({"b": 2, "a": 1})
+    assert canonical.unbytes(canonical.decode(canonical.encode(b"\xff"))) == b"\xff"
+    for bad, field in (({"x": {"p": 0.5}}, "value.x.p"), ({"x": [1, float("nan")]}, r"value.x\[1\]"),
+                       ({1: 2}, "dict key")):
+        with pytest.raises(CanonicalEncodingError, match=field):
+            canonical.encode(bad)

@@ -1,0 +1,185 @@
+"""Bench of the transactive market and its ledger (one command: `python -m bench.te [--json PATH]`).
+
+Figures (targets from issue 7):
+  call auction, 100k orders in one interval: vectorized clearing orders/s (>= 50k/s) vs a
+      pure-Python sort-and-walk clearing of the same orders in the same process (the baseline);
+  continuous order book: orders/s through price-time matching (>= 20k/s) vs a sorted-list book;
+  ledger (SQLite, WAL): signed appends/s batched in transactions (>= 10k/s) vs one transaction
+      per append; full verification entries/s (>= 10k/s; 1 process and all cores);
+      checkpoint of 100k entries (Merkle root + 3 witness validators, < 1 s).
+"""
+from __future__ import annotations
+
+import argparse
+import bisect
+import os
+import tempfile
+import time
+
+import numpy as np
+
+from bench._report import Report
+from market.te.call_auction import AuctionConfig, clear
+from market.te.keys import KeyPair
+from market.te.ledger import Ledger, WitnessValidator
+from market.te.model import Order, OrderArrays, validate_order
+from market.te.order_book import OrderBook
+from market.te.reference import clear_walk
+from market.te.sqlite_store import SQLiteStore
+from market.te.verify import verify_ledger
+
+
+def best_of(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def random_book(n: int, seed: int = 1):
+    rng = np.random.default_rng(seed)
+    is_buy = rng.random(n) < 0.5
+    price = np.where(is_buy, rng.integers(80_000, 260_000, n), rng.integers(40_000, 220_000, n))
+    qty = rng.integers(100, 5_000, n)
+    return is_buy, price, qty
+
+
+def bench_call_auction(rep: Report, n: int) -> None:
+    is_buy, price, qty = random_book(n)
+    arrays = OrderArrays(is_buy, price, qty, np.arange(n))
+    fast = best_of(lambda: clear(arrays, AuctionConfig()), 3)
+    fast_pr = best_of(lambda: clear(arrays, AuctionConfig(tie_break="pro_rata", mechanism="mcafee")), 3)
+    rows = [(f"{i:07d}", bool(is_buy[i]), int(price[i]), int(qty[i]), i) for i in range(n)]
+    slow = best_of(lambda: clear_walk(rows, AuctionConfig()), 1)
+    check, ref = clear(arrays, AuctionConfig()), clear_walk(rows, AuctionConfig())
+    assert check.volume_wh == ref[1] and check.price_uusd_per_kwh == ref[2], "vectorized != walk"
+    rep.figure("call_auction_orders", n, "orders")
+    rep.figure("call_auction_orders_per_s", n / fast, "orders/s", target=">= 50000")
+    rep.figure("call_auction_pro_rata_mcafee_orders_per_s", n / fast_pr, "orders/s")
+    rep.figure("call_auction_walk_baseline_orders_per_s", n / slow, "orders/s", note="pure-Python sort-and-walk")
+    rep.ratio("call_auction_speedup_vs_walk", slow, fast)
+
+
+class SortedListBook:
+    """Baseline: each side a sorted Python list (bisect.insort), best at the front; same per-order
+    work as OrderBook (validation, trade records), a different data structure."""
+
+    def __init__(self):
+        self.bids, self.asks, self.arrival, self.trades = [], [], 0, []
+
+    def submit(self, order: Order) -> None:
+        validate_order(order)
+        is_buy, price, qty = order.side == "buy", order.price_uusd_per_kwh, order.qty_wh
+        opp = self.asks if is_buy else self.bids
+        while qty and opp:
+            key, arr, rem, rid = opp[0]
+            p = key if is_buy else -key
+            if (is_buy and p > price) or (not is_buy and p < price):
+                break
+            q = min(qty, rem)
+            qty -= q
+            self.trades.append((order.order_id, rid, q, p))
+            if q == rem:
+                opp.pop(0)
+            else:
+                opp[0] = (key, arr, rem - q, rid)
+        if qty:
+            self.arrival += 1
+            bisect.insort(self.bids if is_buy else self.asks, ((-price if is_buy else price), self.arrival, qty, order.order_id))
+
+
+def _book_orders(n: int, deep: bool) -> list[Order]:
+    """crossing: bid and ask prices overlap widely, most orders trade at once (shallow book);
+    deep: bids below asks except every 10th order, which sweeps — the book holds ~n/2 orders."""
+    rng = np.random.default_rng(2)
+    is_buy = rng.random(n) < 0.5
+    if deep:
+        price = np.where(is_buy, rng.integers(40_000, 150_000, n), rng.integers(150_001, 260_000, n))
+        sweep = np.arange(n) % 10 == 9
+        price = np.where(sweep, np.where(is_buy, 260_000, 40_000), price)
+    else:
+        price = np.where(is_buy, rng.integers(80_000, 260_000, n), rng.integers(40_000, 220_000, n))
+    qty = rng.integers(100, 5_000, n)
+    return [Order(f"o{i}", "p", "buy" if is_buy[i] else "sell", 0, int(qty[i]), int(price[i])) for i in range(n)]
+
+
+def bench_order_book(rep: Report, n: int) -> None:
+    def run(cls, orders):
+        book = cls(0) if cls is OrderBook else cls()
+        for o in orders:
+            book.submit(o)
+        return book
+
+    for name, deep in (("crossing", False), ("deep", True)):
+        orders = _book_orders(n, deep)
+        fast = best_of(lambda: run(OrderBook, orders), 2)
+        slow = best_of(lambda: run(SortedListBook, orders), 1)
+        trades = len(run(OrderBook, orders).trades)
+        assert trades == len(run(SortedListBook, orders).trades), "order book and baseline disagree"
+        rep.figure(f"order_book_{name}_orders_per_s", n / fast, "orders/s", target=">= 20000", note=f"{trades} trades")
+        rep.figure(f"order_book_{name}_sorted_list_baseline_orders_per_s", n / slow, "orders/s",
+                   note="bisect.insort lists")
+        rep.ratio(f"order_book_{name}_speedup_vs_sorted_list", slow, fast)
+
+
+def _new_ledger(path):
+    operator = KeyPair.derive(0, "operator")
+    validators = [KeyPair.derive(0, f"validator:{v}") for v in ("dso", "aggregator", "community")]
+    ledger = Ledger.create(SQLiteStore(path), operator, [(v.key_id, v.public_hex) for v in validators], 2,
+                           "bench", credit_limit_ntok=10**18)
+    return ledger, [WitnessValidator(v) for v in validators]
+
+
+def bench_ledger(rep: Report, n: int, batch: int, workers: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        ledger, validators = _new_ledger(os.path.join(tmp, "a.sqlite"))
+        t0 = time.perf_counter()
+        for start in range(0, n, batch):
+            with ledger.batch():
+                for i in range(start, min(n, start + batch)):
+                    ledger.transfer(f"p{i % 200}", f"p{(i * 7 + 1) % 200}", 1_000 + i, "trade-bench", i)
+        appends = time.perf_counter() - t0
+        single_n = min(2_000, n)
+        slow_ledger, _ = _new_ledger(os.path.join(tmp, "b.sqlite"))
+        t0 = time.perf_counter()
+        for i in range(single_n):
+            slow_ledger.transfer("a", "b", 1 + i, "pay", i)
+        single = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        ledger.checkpoint(1, validators)
+        checkpoint = time.perf_counter() - t0
+        entries = ledger.head_seq + 1
+        t0 = time.perf_counter()
+        report = verify_ledger(ledger.store, workers=1)
+        verify1 = time.perf_counter() - t0
+        assert report.ok, report.describe()
+        t0 = time.perf_counter()
+        assert verify_ledger(ledger.store, workers=workers).ok
+        verify_n = time.perf_counter() - t0
+    rep.figure("ledger_signed_appends_per_s", n / appends, "entries/s", target=">= 10000",
+               note=f"SQLite WAL, {batch} per transaction")
+    rep.figure("ledger_unbatched_appends_per_s", single_n / single, "entries/s", note="one transaction per append")
+    rep.ratio("ledger_batching_speedup", single / single_n, appends / n)
+    rep.figure("ledger_verify_entries_per_s", entries / verify1, "entries/s", target=">= 10000", note="1 process")
+    rep.figure(f"ledger_verify_entries_per_s_{workers}_workers", entries / verify_n, "entries/s")
+    rep.figure("ledger_checkpoint_s", checkpoint, "s", target="< 1", note=f"{entries} entries, 3 witnesses")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.te")
+    parser.add_argument("--orders", type=int, default=100_000, help="orders in the call auction / order book")
+    parser.add_argument("--entries", type=int, default=100_000, help="ledger entries")
+    parser.add_argument("--batch", type=int, default=1_000, help="ledger appends per transaction")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes for verification")
+    rep = Report("te", argv, parser)
+    args = rep.args
+    bench_call_auction(rep, args.orders)
+    bench_order_book(rep, args.orders)
+    bench_ledger(rep, args.entries, args.batch, args.workers)
+    rep.done()
+
+
+if __name__ == "__main__":
+    main()
