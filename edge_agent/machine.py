@@ -19,7 +19,7 @@ slices are not flexible); a slice of the black tier (k - 1) is never switched of
 
 from edge_agent.params import AgentParams
 from edge_agent.prng import Prng
-from edge_agent.states import EF, ER, DF, DR, SWITCH, TIMER, OVERRIDE, RELEASE, FLEXIBLE, next_state
+from edge_agent.states import DR, EF, ER, FLEXIBLE, OVERRIDE, RELEASE, SWITCH, TIMER, next_state
 
 TWO24 = 16777216
 
@@ -122,6 +122,3 @@ class SliceMachines:
             if s == state:
                 n += 1
         return n
-
-
-__all__ = ["SliceMachines", "probability_to_q", "EF", "ER", "DF", "DR"]
