@@ -90,12 +90,15 @@ def test_broker_restart_rebirth_and_queued_qos1_vector_not_lost(mosquitto):
         assert time.monotonic() - restarted < 10, "control did not resume within 10 s"
         now += 50
         agent.tick(now, 50)
-    births = [codec.decode_birth(m.payload) for m in ctl.wait_topic(topics.birth(GW))]
-    assert births[-1]["bd_seq"] == 1
+    # the retained birth of session 0 (kept by the broker's persistence), then the re-birth
+    ctl.wait(lambda: any(codec.decode_birth(m.payload)["bd_seq"] == 1
+                         for m in ctl.on(topics.birth(GW))), what="re-birth with bd_seq 1")
     agent.tick(now + 2000)
-    states = [codec.decode_state(m.payload) for m in ctl.wait_topic(topics.state(GW), 4)]
+    decoded = lambda: [codec.decode_state(m.payload) for m in ctl.on(topics.state(GW))]  # noqa: E731
+    ctl.wait(lambda: any(s["vector_round_id"] == 7 for s in decoded()), what="report of round 7")
+    states = decoded()
     assert [s["round"] for s in states][:3] == [1, 2, 3]  # stored reports flushed in order
-    assert states[-1]["vector_round_id"] == 7 and states[-1]["p_w"][0] == [0, 0, 0, 5000]
+    assert [s["p_w"][0] for s in states if s["vector_round_id"] == 7][0] == [0, 0, 0, 5000]
     assert time.monotonic() - restarted < 10
     ctl.close()
 
