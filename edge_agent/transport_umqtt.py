@@ -37,10 +37,13 @@ def _elapsed_ms(start: int, now: int) -> int:
 
 
 class UmqttTransport:
-    """Implements the contract in edge_agent/transport.py on umqtt.simple.MQTTClient."""
+    """Implements the contract in edge_agent/transport.py on umqtt.simple.MQTTClient.
+
+    ``ssl``: None for plain MQTT, or what the installed umqtt.simple expects for TLS (an
+    ``ssl.SSLContext`` in micropython-lib >= 1.4, ``True`` in older releases)."""
 
     def __init__(self, server: str, port: int, client_id: str, user=None, password=None,
-                 keepalive_s: int = 10, ssl: bool = False, client_factory=None,
+                 keepalive_s: int = 10, ssl=None, client_factory=None,
                  persistent: bool = True) -> None:
         if client_factory is None:
             from umqtt.simple import MQTTClient  # type: ignore[import-not-found]
