@@ -11,7 +11,9 @@ def add_arguments(parser) -> None:
 
     sub = parser.add_subparsers(dest="action", required=True)
     verify = sub.add_parser("verify", help="verify every entry and checkpoint; exit 1 naming the first bad one")
-    verify.add_argument("path", metavar="PATH", help="ledger database (e.g. OUT/ledger.sqlite from `te run`)")
+    verify.add_argument("path", metavar="PATH", help="ledger database (e.g. OUT/ledger.sqlite from `te run`), "
+                        "or a PostgreSQL DSN postgresql://… (with --namespace)")
+    verify.add_argument("--namespace", default="te_ledger", help="PostgreSQL table prefix (default te_ledger)")
     verify.add_argument("--trusted-operator-key", metavar="HEX", default=None,
                         help="expected operator public key (64 hex); without it the genesis key is trusted")
     verify.add_argument("--workers", type=int, default=1, help="processes for signature checks (default 1)")
@@ -25,7 +27,12 @@ def run(args) -> int:
     from market.te.verify import verify_ledger
 
     try:
-        store = SQLiteStore(args.path, create=False)
+        if str(args.path).startswith(("postgresql://", "postgres://")):
+            from market.te.postgres_store import PostgresStore
+
+            store = PostgresStore(args.path, args.namespace, create=False)
+        else:
+            store = SQLiteStore(args.path, create=False)
     except StoreError as exc:
         print(f"colorgrid ledger verify: {exc}", file=sys.stderr)
         return 2

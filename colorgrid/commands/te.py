@@ -31,6 +31,10 @@ def add_arguments(parser) -> None:
     run.add_argument("--threshold-k", type=int, default=2, help="validator signatures needed of 3 (default 2)")
     run.add_argument("--penalty-uusd-per-kwh", type=int, default=0, help="burned per undelivered Wh sold")
     run.add_argument("--verify-workers", type=int, default=1, help="processes for ledger signature checks")
+    run.add_argument("--ledger-pg", metavar="DSN", default=None,
+                     help="keep the ledger in PostgreSQL (e.g. postgresql://127.0.0.1/test; needs psycopg) "
+                          "instead of OUT/ledger.sqlite; the namespace's tables are replaced")
+    run.add_argument("--ledger-namespace", default="te_ledger", help="PostgreSQL table prefix (default te_ledger)")
     add_out_argument(run)
 
 
@@ -56,7 +60,11 @@ def run(args) -> int:
         return 2
     params = {k: v for k, v in vars(args).items() if k not in ("out", "action")}
     out = RunOutput(args.out, "te run", params, args.seed)
-    store = _store(out)
+    try:
+        store = _store(out, args.ledger_pg, args.ledger_namespace)
+    except TeError as exc:
+        print(f"colorgrid te run: {exc}", file=sys.stderr)
+        return 2
     try:
         day = run_day(cfg, store, prices, max(1, args.verify_workers))
     except TeError as exc:
@@ -71,10 +79,15 @@ def run(args) -> int:
     return 0 if day.report.ok else 1
 
 
-def _store(out):
+def _store(out, pg_dsn: str | None, namespace: str):
     from market.te.sqlite_store import SQLiteStore
     from market.te.store import MemoryLedgerStore
 
+    if pg_dsn:
+        from market.te.postgres_store import PostgresStore
+
+        PostgresStore(pg_dsn, namespace).drop()  # a fresh ledger for this run
+        return PostgresStore(pg_dsn, namespace)
     path = out.path("ledger.sqlite")
     if path is None:
         return MemoryLedgerStore()

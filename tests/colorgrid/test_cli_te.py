@@ -104,3 +104,21 @@ def test_bad_flags_are_named(tmp_path, capsys):
     assert "participants" in capsys.readouterr().err
     assert main(["te", "run", "--k", "3/2", "--participants", "4", "--intervals", "2"]) == 2
     assert "k-rule" in capsys.readouterr().err
+
+
+def test_te_run_with_postgres_ledger(tmp_path, capsys):
+    import os
+
+    from market.te.postgres_store import PostgresStore
+
+    dsn = os.environ.get("COLORGRID_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+    ns = f"te_cli_{os.getpid()}"
+    try:
+        assert main(["te", "run", "--participants", "6", "--intervals", "4", "--ledger-pg", dsn,
+                     "--ledger-namespace", ns, "--out", str(tmp_path)]) == 0
+        assert not (tmp_path / "ledger.sqlite").exists()
+        capsys.readouterr()
+        assert main(["ledger", "verify", dsn, "--namespace", ns]) == 0
+        assert "ledger OK" in capsys.readouterr().out
+    finally:
+        PostgresStore(dsn, ns).drop()
