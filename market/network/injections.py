@@ -22,7 +22,7 @@ Injection into the network: −I at node a, +I at node b.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -49,6 +49,24 @@ class Atoms:
     owner: np.ndarray  # index into `owners`
     owners: list[str]
     incidence: sp.csr_matrix  # n × atoms: +1 at a, −1 at b
+    p_share: np.ndarray  # s_va = (kW·p_share + j·kvar·q_share)·1000 (ZIP fractions / phases, sign)
+    q_share: np.ndarray
+
+    def set_power(self, owner: str, kw: float, kvar: float) -> None:
+        """New kW/kvar for one load ("load.name") or generator ("generator.name"), in place.
+
+        No refactorization is needed: the factorized matrix keeps its build-time admittances."""
+        try:
+            k = self.owners.index(owner)
+        except ValueError:
+            raise KeyError(f"no load or generator named {owner!r}") from None
+        sel = self.owner == k
+        self.s_va[sel] = (kw * self.p_share[sel] + 1j * kvar * self.q_share[sel]) * 1000.0
+
+    def scaled(self, factor: float) -> "Atoms":
+        """A copy with every load (not generator) power multiplied by `factor`."""
+        s = np.where(self.kind == GEN, self.s_va, self.s_va * factor)
+        return replace(self, s_va=s)
 
     def injection(self, v_ext: np.ndarray) -> np.ndarray:
         """Node current injections (A) for node voltages `v_ext` (ground appended last)."""
@@ -68,48 +86,43 @@ def _branches(phases: int, conn: str, nodes: tuple[int, ...]) -> list[tuple[int,
     return [(nodes[i], nodes[(i + 1) % nc]) for i in range(phases)]
 
 
-def _split(el: Load) -> list[tuple[int, complex, float, float]]:
-    """(kind, S total in VA, cw, cv) atoms for one load."""
-    s = complex(el.kw, el.kvar) * 1000.0
-    if el.model == 1:
-        return [(PQ, s, 1.0, 2.0)]
-    if el.model == 2:
-        return [(Z, s, 1.0, 2.0)]
-    if el.model == 3:
-        return [(MOTOR, s, 1.0, 2.0)]
+def _split(el: Load) -> list[tuple[int, float, float, float, float]]:
+    """(kind, P share, Q share, cw, cv) atoms for one load: S_atom = (kW·p + j·kvar·q)·1000."""
+    simple = {1: PQ, 2: Z, 3: MOTOR, 5: I}
+    if el.model in simple:
+        return [(simple[el.model], 1.0, 1.0, 1.0, 2.0)]
     if el.model == 4:
-        return [(CVR, s, el.cvr_watts, el.cvr_vars)]
-    if el.model == 5:
-        return [(I, s, 1.0, 2.0)]
+        return [(CVR, 1.0, 1.0, el.cvr_watts, el.cvr_vars)]
     if el.model == 8 and el.zipv is not None and len(el.zipv) >= 6 and (len(el.zipv) < 7 or el.zipv[6] <= 0):
         zp = el.zipv
-        return [(Z, complex(el.kw * zp[0], el.kvar * zp[3]) * 1000.0, 1.0, 2.0),
-                (I, complex(el.kw * zp[1], el.kvar * zp[4]) * 1000.0, 1.0, 2.0),
-                (PQ, complex(el.kw * zp[2], el.kvar * zp[5]) * 1000.0, 1.0, 2.0)]
+        return [(Z, zp[0], zp[3], 1.0, 2.0), (I, zp[1], zp[4], 1.0, 2.0), (PQ, zp[2], zp[5], 1.0, 2.0)]
     raise UnsupportedElementError(f"load {el.name!r}: model {el.model} (or ZIPV cut-off) not supported",
                                   [f"load.{el.name}"])
 
 
 def compile_atoms(feeder: Feeder, index: dict[tuple[str, int], int], n: int) -> Atoms:
-    cols: dict[str, list] = {k: [] for k in ("a", "b", "s", "vb", "vlow", "vmin", "vmax", "kind", "cw", "cv", "own")}
+    cols: dict[str, list] = {k: [] for k in ("a", "b", "s", "vb", "vlow", "vmin", "vmax", "kind", "cw", "cv", "own",
+                                             "ps", "qs")}
     owners: list[str] = []
 
     def add(el: Load | Generator, parts, vlow: float) -> None:
         owners.append(("load." if isinstance(el, Load) else "generator.") + el.name)
         vb = _vbase(el.phases, el.conn, el.kv)
-        for kind, s, cw, cv in parts:
+        for kind, ps, qs, cw, cv in parts:
+            ps, qs = ps / el.phases, qs / el.phases
             for na, nb in _branches(el.phases, el.conn, el.nodes):
                 cols["a"].append(index[(el.bus, na)] if na else -1)
                 cols["b"].append(index[(el.bus, nb)] if nb else -1)
-                cols["s"].append(s / el.phases)
+                cols["s"].append(complex(el.kw * ps, el.kvar * qs) * 1000.0)
                 for key, val in (("vb", vb), ("vlow", vlow), ("vmin", el.vmin_pu), ("vmax", el.vmax_pu),
-                                 ("kind", kind), ("cw", cw), ("cv", cv), ("own", len(owners) - 1)):
+                                 ("kind", kind), ("cw", cw), ("cv", cv), ("own", len(owners) - 1),
+                                 ("ps", ps), ("qs", qs)):
                     cols[key].append(val)
 
     for ld in feeder.loads:
         add(ld, _split(ld), ld.vlow_pu)
     for g in feeder.generators:
-        add(g, [(GEN, -complex(g.kw, g.kvar) * 1000.0, 1.0, 2.0)], 0.0)
+        add(g, [(GEN, -1.0, -1.0, 1.0, 2.0)], 0.0)
     a = np.array(cols["a"], dtype=np.int64)
     b = np.array(cols["b"], dtype=np.int64)
     m = len(a)
@@ -121,7 +134,7 @@ def compile_atoms(feeder: Feeder, index: dict[tuple[str, int], int], n: int) -> 
     f = lambda k: np.array(cols[k], dtype=float)  # noqa: E731
     return Atoms(a, b, np.array(cols["s"], dtype=complex), f("vb"), f("vlow"), f("vmin"), f("vmax"),
                  np.array(cols["kind"], dtype=np.int64), f("cw"), f("cv"), np.array(cols["own"], dtype=np.int64),
-                 owners, inc)
+                 owners, inc, f("ps"), f("qs"))
 
 
 def _regions(at: Atoms, m: np.ndarray):

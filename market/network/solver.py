@@ -77,31 +77,61 @@ class PowerFlowResult:
 
 
 def solve_fixed_point(net: Network, atoms: Atoms, tol_pu: float = 1e-9, max_iter: int = 200,
-                      v0: np.ndarray | None = None) -> PowerFlowResult:
+                      v0: np.ndarray | None = None, anderson: int = 4) -> PowerFlowResult:
+    """Fixed point V ← G(V) with Anderson acceleration (depth `anderson`, 0 = plain iteration).
+
+    Anderson: with residuals f_k = G(V_k) − V_k, γ = argmin ‖f_k − ΔF γ‖ over the last m
+    differences, V_{k+1} = G(V_k) − ΔG γ; the history is dropped whenever the residual grows.
+    Convergence is always judged on the plain step max |G(V_k) − V_k| / Vbase < tol_pu."""
     t0 = time.perf_counter()
     v = net.solve_linear(net.i_source_a) if v0 is None else np.array(v0, dtype=complex)
     inv_base = 1.0 / net.vbase_v
     v_ext = np.empty(net.n + 1, complex)
     v_ext[-1] = 0.0
     err = np.inf
+    hist_f: list[np.ndarray] = []
+    hist_g: list[np.ndarray] = []
+    last_f = last_g = None
     for it in range(1, max_iter + 1):
         v_ext[:-1] = v
-        v_new = net.solve_linear(net.i_source_a + atoms.injection(v_ext) + net.ydn @ v)
-        err = float(np.max(np.abs(v_new - v) * inv_base))
-        v = v_new
-        if not np.isfinite(err):
+        g = net.solve_linear(net.i_source_a + atoms.injection(v_ext) + net.ydn @ v)
+        f = g - v
+        new_err = float(np.max(np.abs(f) * inv_base))
+        if not np.isfinite(new_err):
+            err = new_err
             break
-        if err < tol_pu:
+        if new_err < tol_pu:
             ms = (time.perf_counter() - t0) * 1000.0
-            return PowerFlowResult(net, atoms, v, it, err, ms)
+            return PowerFlowResult(net, atoms, g, it, new_err, ms)
+        if anderson and last_f is not None and new_err < err:
+            hist_f.append((f - last_f) * inv_base)
+            hist_g.append(g - last_g)
+            if len(hist_f) > anderson:
+                hist_f.pop(0)
+                hist_g.pop(0)
+        else:
+            hist_f.clear()
+            hist_g.clear()
+        err, last_f, last_g = new_err, f, g
+        if hist_f:  # real least squares (the map is R-linear: conj terms), via the m×m Gram matrix
+            fr = f * inv_base
+            m = len(hist_f)
+            gram = np.array([[np.vdot(hist_f[i], hist_f[j]).real for j in range(m)] for i in range(m)])
+            rhs = np.array([np.vdot(hist_f[i], fr).real for i in range(m)])
+            gamma = np.linalg.lstsq(gram + 1e-14 * np.trace(gram) * np.eye(m), rhs, rcond=None)[0]
+            v = g.copy()
+            for gi, hg in zip(gamma, hist_g):
+                v -= gi * hg
+        else:
+            v = g
     raise PowerFlowNotConverged(
         f"power flow on {net.feeder.name!r} did not converge in {max_iter} iterations "
         f"(last max |dV| = {err:.3g} pu)", max_iter, err)
 
 
 def solve(net: Network, tol_pu: float = 1e-9, max_iter: int = 200, atoms: Atoms | None = None,
-          v0: np.ndarray | None = None) -> PowerFlowResult:
+          v0: np.ndarray | None = None, anderson: int = 4) -> PowerFlowResult:
     """Solve with the feeder's current loads/DER (compiled into injection atoms)."""
     if atoms is None:
         atoms = compile_atoms(net.feeder, net.index, net.n)
-    return solve_fixed_point(net, atoms, tol_pu, max_iter, v0)
+    return solve_fixed_point(net, atoms, tol_pu, max_iter, v0, anderson)

@@ -1,0 +1,109 @@
+"""Power-flow bench: colorgrid's implicit-Zbus solver vs OpenDSS's `solve`, same feeder, same process.
+
+For IEEE 123 and the largest shared feeder (IEEE 8500), after OpenDSS has settled its controls
+and they are frozen (`set controlmode=off`):
+- cold: OpenDSS's first solve after compile (it builds its Y) vs colorgrid build+factorize and a
+  solve from the no-load start;
+- re-solve with new loads (what the market does every interval): every repetition scales all
+  loads by a fresh random factor in [0.8, 1.2] and solves from the previous solution, in both
+  tools (OpenDSS: `Solution.LoadMult`; colorgrid: new injection atoms, same factorization);
+- sensitivities (PTDF for every line·phase, dV/dP and dV/dQ for every bus·phase, loss factors)
+  on IEEE 123.
+Ratios are colorgrid / OpenDSS (target ≤ 1.5x). `python -m bench.powerflow [--reps N] [--json PATH]`.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench._report import Report
+from market.network.opendss_import import compile_dss, feeder_from_engine
+from market.network.reference import freeze_controls, solve_opendss
+from market.network.sensitivity import SensitivityModel
+from market.network.solver import solve
+from market.network.ybus import build_network
+
+FEEDERS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "feeders"
+CASES = {"ieee123": "ieee123/IEEE123Master.dss", "ieee8500": "ieee8500/Master.dss"}
+
+
+def bench_case(rep: Report, name: str, path: Path, reps: int) -> None:
+    import opendssdirect as dss
+
+    compile_dss(path)
+    solve_opendss(controls=True)
+    freeze_controls()
+    feeder, _ = feeder_from_engine()
+    # --- cold -----------------------------------------------------------------------------
+    compile_dss(path)
+    dss.Text.Command("set maxiterations=100")
+    solve_opendss(controls=True)
+    freeze_controls()
+    dss.Text.Command("set tolerance=1e-6")
+    t0 = time.perf_counter()
+    dss.Text.Command("calcvoltagebases")  # resets to a no-load start and forces a Y rebuild
+    dss.Solution.Solve()
+    dss_cold_ms = (time.perf_counter() - t0) * 1000.0
+    t0 = time.perf_counter()
+    net = build_network(feeder)
+    build_ms = (time.perf_counter() - t0) * 1000.0
+    base = solve(net, tol_pu=1e-6 * 1.0)
+    cold_ms = build_ms + base.solve_ms
+    rep.figure(f"{name}_nodes", net.n)
+    rep.figure(f"{name}_build_factorize_ms", build_ms, "ms", note="once per topology/taps")
+    rep.figure(f"{name}_cold_solve_ms", base.solve_ms, "ms", note=f"{base.iterations} iterations")
+    rep.figure(f"{name}_opendss_cold_solve_ms", dss_cold_ms, "ms", note="incl. its Y build")
+    rep.ratio(f"{name}_cold_ratio_colorgrid_over_opendss", cold_ms, dss_cold_ms, note="build+solve vs solve")
+    # --- re-solve with new loads ----------------------------------------------------------
+    rng = np.random.default_rng(7)
+    factors = rng.uniform(0.8, 1.2, reps)
+    dss_ms, our_ms, iters = [], [], []
+    v = base.v
+    for k in factors:
+        dss.Solution.LoadMult(float(k))
+        t0 = time.perf_counter()
+        dss.Solution.Solve()
+        dss_ms.append((time.perf_counter() - t0) * 1000.0)
+        t0 = time.perf_counter()
+        atoms = base.atoms.scaled(float(k))
+        res = solve(net, tol_pu=1e-6, atoms=atoms, v0=v)
+        our_ms.append((time.perf_counter() - t0) * 1000.0)
+        iters.append(res.iterations)
+        v = res.v
+    d, o = float(np.median(dss_ms)), float(np.median(our_ms))
+    rep.figure(f"{name}_opendss_resolve_ms", d, "ms", note=f"median of {reps}, new LoadMult each")
+    rep.figure(f"{name}_resolve_ms", o, "ms", note=f"median of {reps}, {np.median(iters):.0f} iterations")
+    rep.ratio(f"{name}_resolve_ratio_colorgrid_over_opendss", o, d, target="<= 1.5")
+    rep.ratio(f"{name}_build_over_resolve", build_ms, o, note="factorize once, re-solve many")
+
+
+def bench_sensitivities(rep: Report) -> None:
+    compile_dss(FEEDERS / CASES["ieee123"])
+    solve_opendss(controls=True)
+    freeze_controls()
+    feeder, _ = feeder_from_engine()
+    res = solve(build_network(feeder))
+    t0 = time.perf_counter()
+    sens = SensitivityModel(res).compute()
+    ms = (time.perf_counter() - t0) * 1000.0
+    rep.figure("ieee123_sensitivities_ms", ms, "ms", target="< 1000",
+               note=f"PTDF {sens.ptdf.shape[0]}x{sens.ptdf.shape[1]}, dV {sens.dv_dp.shape[0]}x{sens.dv_dp.shape[1]}, "
+                    "dV/dQ, loss factors")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.powerflow")
+    parser.add_argument("--reps", type=int, default=20, help="re-solves per feeder")
+    parser.add_argument("--cases", default="ieee123,ieee8500", help="comma-separated: " + ",".join(CASES))
+    rep = Report("powerflow", argv, parser)
+    for name in rep.args.cases.split(","):
+        bench_case(rep, name, FEEDERS / CASES[name], rep.args.reps)
+    bench_sensitivities(rep)
+    rep.done()
+
+
+if __name__ == "__main__":
+    main()
