@@ -52,6 +52,14 @@ class Atoms:
     p_share: np.ndarray  # s_va = (kW·p_share + j·kvar·q_share)·1000 (ZIP fractions / phases, sign)
     q_share: np.ndarray
 
+    def __post_init__(self) -> None:
+        """Static per-kind index arrays and absolute voltage limits (fast path of `currents`)."""
+        self.groups = {k: np.nonzero(self.kind == k)[0] for k in (PQ, Z, I, CVR, MOTOR, GEN)}
+        self.groups_pq = np.nonzero((self.kind == PQ) | (self.kind == GEN))[0]
+        self.v95_abs = self.vmin * self.vb
+        self.v105_abs = self.vmax * self.vb
+        self.not_z = self.kind != Z
+
     def set_power(self, owner: str, kw: float, kvar: float) -> None:
         """New kW/kvar for one load ("load.name") or generator ("generator.name"), in place.
 
@@ -168,41 +176,61 @@ def _z_fallback(at: Atoms, yeq: np.ndarray) -> np.ndarray:
 def currents(at: Atoms, v: np.ndarray) -> np.ndarray:
     """Branch current (A, a→b) of every atom for branch voltages `v` (V)."""
     m = np.abs(v)
-    yeq = np.conj(at.s_va) / at.vb ** 2
-    vl, v95, low, mid, high, gen_low, normal = _regions(at, m)
-    out = np.zeros_like(v)
-    out[low] = yeq[low] * v[low]
-    if mid.any():
-        i_low, slope = _interp_coeffs(at, yeq, vl, v95)
-        out[mid] = (i_low[mid] + slope[mid] * (m[mid] - vl[mid])) * v[mid] / m[mid]
-    out[high] = _z_fallback(at, yeq)[high] * v[high]
-    out[gen_low] = yeq[gen_low] / at.vmin[gen_low] ** 2 * v[gen_low]
-    k = at.kind
-    vn, mn, s = v[normal], m[normal], at.s_va[normal]
-    kn, vb = k[normal], at.vb[normal]
-    res = np.zeros_like(vn)
-    pq = (kn == PQ) | (kn == GEN)
-    res[pq] = np.conj(s[pq]) / np.conj(vn[pq])
-    zz = kn == Z
-    res[zz] = yeq[normal][zz] * vn[zz]
-    ii = kn == I
-    res[ii] = np.conj(s[ii]) * mn[ii] / (np.conj(vn[ii]) * vb[ii])
-    mo = kn == MOTOR
-    res[mo] = s[mo].real / np.conj(vn[mo]) + 1j * yeq[normal][mo].imag * vn[mo]
-    cv = kn == CVR
-    if cv.any():
-        res[cv] = _cvr(at, normal, cv, vn, mn, s, vb, yeq)
-    out[normal] = res
+    cv = np.conj(v)
+    cs = np.conj(at.s_va)
+    out = np.empty_like(v)
+    g = at.groups
+    idx = at.groups_pq
+    out[idx] = cs[idx] / cv[idx]
+    idx = g[Z]
+    out[idx] = cs[idx] / at.vb[idx] ** 2 * v[idx]
+    idx = g[I]
+    out[idx] = cs[idx] * m[idx] / (cv[idx] * at.vb[idx])
+    idx = g[MOTOR]
+    if idx.size:
+        out[idx] = at.s_va[idx].real / cv[idx] - 1j * at.s_va[idx].imag / at.vb[idx] ** 2 * v[idx]
+    idx = g[CVR]
+    if idx.size:
+        out[idx] = _cvr_at(at, idx, v[idx], m[idx])
+    outside = ((m <= at.v95_abs) | (m > at.v105_abs)) & at.not_z
+    if outside.any():
+        idx = np.nonzero(outside)[0]
+        out[idx] = _fallback(at, idx, v[idx], m[idx])
     return out
 
 
-def _cvr(at, normal, cv, vn, mn, s, vb, yeq):
-    ratio = mn[cv] / vb[cv]
-    cw, cvv = at.cw[normal][cv], at.cv[normal][cv]
-    p = s[cv].real * np.where(cw == 1.0, ratio, ratio ** cw) / np.conj(vn[cv])
-    q_z = 1j * yeq[normal][cv].imag * vn[cv]
-    q_p = -1j * s[cv].imag * ratio ** cvv / np.conj(vn[cv])
+def _cvr_at(at: Atoms, idx: np.ndarray, v: np.ndarray, m: np.ndarray) -> np.ndarray:
+    s, vb = at.s_va[idx], at.vb[idx]
+    ratio = m / vb
+    cw, cvv = at.cw[idx], at.cv[idx]
+    p = s.real * np.where(cw == 1.0, ratio, ratio ** cw) / np.conj(v)
+    q_z = -1j * s.imag / vb ** 2 * v
+    q_p = -1j * s.imag * ratio ** cvv / np.conj(v)
     return p + np.where(cvv == 2.0, q_z, q_p)
+
+
+def _fallback(at: Atoms, idx: np.ndarray, v: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Currents of atoms outside their constant-power band (OpenDSS's impedance fallbacks)."""
+    kind = at.kind[idx]
+    yeq = np.conj(at.s_va[idx]) / at.vb[idx] ** 2
+    vl = at.vlow[idx] * at.vb[idx]
+    v95 = at.v95_abs[idx]
+    vmin, vmax = at.vmin[idx], at.vmax[idx]
+    gen = kind == GEN
+    res = np.empty_like(v)
+    high = m > at.v105_abs[idx]
+    res[high] = np.where(kind[high] == I, yeq[high] / vmax[high], yeq[high] / vmax[high] ** 2) * v[high]
+    gl = gen & ~high
+    res[gl] = yeq[gl] / vmin[gl] ** 2 * v[gl]
+    low = ~gen & ~high & (m <= vl)
+    res[low] = yeq[low] * v[low]
+    mid = ~gen & ~high & (m > vl)
+    if mid.any():
+        i_low = yeq[mid] * vl[mid]
+        i95 = np.where(kind[mid] == I, yeq[mid] * at.vb[idx][mid], yeq[mid] / vmin[mid] ** 2 * v95[mid])
+        slope = (i95 - i_low) / (v95[mid] - vl[mid])
+        res[mid] = (i_low + slope * (m[mid] - vl[mid])) * v[mid] / m[mid]
+    return res
 
 
 def derivatives(at: Atoms, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
