@@ -60,7 +60,10 @@ class SensitivityModel:
         alpha, beta = derivatives(at, v_ext[at.a] - v_ext[at.b])
         c = at.incidence
         a = (net.y + c @ sp.diags(alpha) @ c.T).tocsr()
-        b = (c @ sp.diags(beta) @ c.T).tocsr()
+        b = c @ sp.diags(beta) @ c.T
+        if res.s_inject_va is not None:  # extra injections conj(S/V): dI = −conj(S)/conj(V)² conj(dV)
+            b = b + sp.diags(np.conj(res.s_inject_va) / np.conj(res.v) ** 2)
+        b = b.tocsr()
         self.m = sp.bmat([[a.real + b.real, -a.imag + b.imag], [a.imag + b.imag, a.real - b.real]]).tocsc()
         self.lu = splu(self.m)
         self.n = n

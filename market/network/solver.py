@@ -29,6 +29,7 @@ class PowerFlowResult:
     solve_ms: float
     converged: bool = True
     control_iterations: int = 0
+    s_inject_va: np.ndarray | None = None  # extra constant-power injections per node (VA, generation +)
     taps: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -77,12 +78,19 @@ class PowerFlowResult:
 
 
 def solve_fixed_point(net: Network, atoms: Atoms, tol_pu: float = 1e-9, max_iter: int = 200,
-                      v0: np.ndarray | None = None, anderson: int = 4) -> PowerFlowResult:
+                      v0: np.ndarray | None = None, anderson: int = 4,
+                      s_inject_va: np.ndarray | None = None) -> PowerFlowResult:
     """Fixed point V ← G(V) with Anderson acceleration (depth `anderson`, 0 = plain iteration).
 
     Anderson: with residuals f_k = G(V_k) − V_k, γ = argmin ‖f_k − ΔF γ‖ over the last m
     differences, V_{k+1} = G(V_k) − ΔG γ; the history is dropped whenever the residual grows.
-    Convergence is always judged on the plain step max |G(V_k) − V_k| / Vbase < tol_pu."""
+    Convergence is always judged on the plain step max |G(V_k) − V_k| / Vbase < tol_pu.
+    `s_inject_va` (per node, VA, generation positive) adds constant-power injections conj(S/V),
+    e.g. market schedules at bus·phase, without touching loads or the factorization."""
+    extra = None
+    if s_inject_va is not None and np.any(s_inject_va):
+        extra = np.nonzero(s_inject_va)[0]
+        s_conj = np.conj(np.asarray(s_inject_va, complex)[extra])
     t0 = time.perf_counter()
     v = net.solve_linear(net.i_source_a) if v0 is None else np.array(v0, dtype=complex)
     inv_base = 1.0 / net.vbase_v
@@ -94,7 +102,10 @@ def solve_fixed_point(net: Network, atoms: Atoms, tol_pu: float = 1e-9, max_iter
     last_f = last_g = None
     for it in range(1, max_iter + 1):
         v_ext[:-1] = v
-        g = net.solve_linear(net.i_source_a + atoms.injection(v_ext) + net.ydn @ v)
+        rhs = net.i_source_a + atoms.injection(v_ext) + net.ydn @ v
+        if extra is not None:
+            rhs[extra] += s_conj / np.conj(v[extra])
+        g = net.solve_linear(rhs)
         f = g - v
         new_err = float(np.max(np.abs(f) * inv_base))
         if not np.isfinite(new_err):
@@ -102,7 +113,7 @@ def solve_fixed_point(net: Network, atoms: Atoms, tol_pu: float = 1e-9, max_iter
             break
         if new_err < tol_pu:
             ms = (time.perf_counter() - t0) * 1000.0
-            return PowerFlowResult(net, atoms, g, it, new_err, ms)
+            return PowerFlowResult(net, atoms, g, it, new_err, ms, s_inject_va=s_inject_va)
         if anderson and last_f is not None and new_err < err:
             hist_f.append((f - last_f) * inv_base)
             hist_g.append(g - last_g)
@@ -130,8 +141,8 @@ def solve_fixed_point(net: Network, atoms: Atoms, tol_pu: float = 1e-9, max_iter
 
 
 def solve(net: Network, tol_pu: float = 1e-9, max_iter: int = 200, atoms: Atoms | None = None,
-          v0: np.ndarray | None = None, anderson: int = 4) -> PowerFlowResult:
+          v0: np.ndarray | None = None, anderson: int = 4, s_inject_va: np.ndarray | None = None) -> PowerFlowResult:
     """Solve with the feeder's current loads/DER (compiled into injection atoms)."""
     if atoms is None:
         atoms = compile_atoms(net.feeder, net.index, net.n)
-    return solve_fixed_point(net, atoms, tol_pu, max_iter, v0, anderson)
+    return solve_fixed_point(net, atoms, tol_pu, max_iter, v0, anderson, s_inject_va)
