@@ -20,6 +20,7 @@ Measured per worker and merged (`FleetStats`):
 from __future__ import annotations
 
 import heapq
+import queue
 import logging
 import multiprocessing as mp
 import time
@@ -271,10 +272,21 @@ class FleetProcesses:
     def start(self, timeout_s: float = 120.0) -> "FleetProcesses":
         for p in self.procs:
             p.start()
-        for _ in self.procs:
-            if self.ready.get(timeout=timeout_s) < 0:
-                self.stop()
+        deadline = time.monotonic() + timeout_s
+        waiting = len(self.procs)
+        while waiting:
+            try:
+                got = self.ready.get(timeout=0.2)
+            except queue.Empty:
+                dead = [p.exitcode for p in self.procs if p.exitcode is not None]
+                if dead or time.monotonic() > deadline:
+                    self.kill()
+                    raise FleetError(f"fleet workers did not start (exit codes {dead})") from None
+                continue
+            if got < 0:
+                self.kill()
                 raise FleetError("a fleet worker failed to start (see its log)")
+            waiting -= 1
         return self
 
     def stop(self, timeout_s: float = 60.0) -> FleetStats:

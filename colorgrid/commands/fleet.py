@@ -1,0 +1,86 @@
+"""`colorgrid fleet`: N simulated gateways running the real edge_agent code against a broker."""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+
+HELP = "run a simulated gateway fleet (real edge_agent agents, simulated devices) against a broker"
+
+
+def add_arguments(parser) -> None:
+    from colorgrid.results import add_out_argument
+
+    parser.add_argument("--broker", required=True, help="mqtt://host[:port]")
+    parser.add_argument("--gateways", type=int, default=100, help="number of gateways (default 100)")
+    parser.add_argument("--devices-per-gateway", type=int, default=100, help="devices per gateway (default 100)")
+    parser.add_argument("--processes", type=int, default=None,
+                        help="worker processes (default: one per 500 gateways, at least 1)")
+    parser.add_argument("--groups", type=int, default=1, help="control groups g0..g{N-1} (default 1)")
+    parser.add_argument("--hmac-key-file", required=True,
+                        help="HMAC-SHA256 key shared with the controller: hex text or JSON {key_id: hex}")
+    parser.add_argument("--key-id", default="k1", help="key id (default k1)")
+    parser.add_argument("--round-s", type=float, default=2.0, help="round length, s (default 2)")
+    parser.add_argument("--fail-safe-s", type=float, default=60.0, help="fail-safe after this silence, s (default 60)")
+    parser.add_argument("--speed", type=float, default=1.0, help="clock acceleration (default 1 = real time)")
+    parser.add_argument("--clock", default=None, help="SPEED@ORIGIN_MS shared with the controller (overrides --speed)")
+    parser.add_argument("--thermostatic-fraction", type=float, default=0.2,
+                        help="share of devices that are air conditioners (default 0.2)")
+    parser.add_argument("--id-prefix", default="gw", help="gateway ids are PREFIX-00000 ... (default gw)")
+    parser.add_argument("--seed", type=int, default=1, help="device/PRNG seed (default 1)")
+    parser.add_argument("--duration-s", type=float, default=None, help="stop after this many wall seconds")
+    parser.add_argument("--username", default=None)
+    parser.add_argument("--password-file", default=None)
+    add_out_argument(parser)
+
+
+def run(args) -> int:
+    from cloud.clock import SimClock
+    from cloud.service import parse_broker_url
+    from colorgrid.commands.controller import read_key
+    from colorgrid.results import RunOutput
+    from firmware_sim.gateway_fleet import FleetError, FleetProcesses, FleetSpec, summarize
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        host, port = parse_broker_url(args.broker)
+        key_id, key = read_key(args.hmac_key_file, args.key_id)
+        clock = SimClock.from_spec(args.clock) if args.clock else SimClock(args.speed)
+        password = open(args.password_file).read().strip() if args.password_file else None
+        spec = FleetSpec(host, port, gateways=args.gateways, devices_per_gateway=args.devices_per_gateway,
+                         groups=args.groups, seed=args.seed, round_s=args.round_s, fail_safe_s=args.fail_safe_s,
+                         clock_spec=clock.spec(), key_id=key_id, key=key,
+                         thermostatic_fraction=args.thermostatic_fraction, id_prefix=args.id_prefix,
+                         username=args.username, password=password)
+        processes = args.processes or max(1, (args.gateways + 499) // 500)
+        fleet = FleetProcesses(spec, processes).start()
+    except (ValueError, OSError, FleetError) as exc:
+        print(f"colorgrid fleet: {exc}")
+        return 2
+    print(f"fleet: {args.gateways} gateways x {args.devices_per_gateway} devices in {processes} "
+          f"process(es) on {args.broker}; Ctrl-C to stop")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    t0 = time.monotonic()
+    while not stop.is_set() and (args.duration_s is None or time.monotonic() - t0 < args.duration_s):
+        stop.wait(0.2)
+    stats = fleet.stop()
+    out = RunOutput(args.out, "fleet", {k: v for k, v in vars(args).items() if k != "password_file"},
+                    seed=args.seed)
+    rows = []
+    for n in sorted(stats.buckets):
+        b = stats.buckets[n]
+        rows.append([n * spec.round_s, b[0]] + [w / 1000.0 for w in b[1:1 + spec.k]]
+                    + [sum(b[1:1 + spec.k]) / 1000.0, b[-1] / 1000.0])
+    out.write_csv("fleet_rounds.csv", ["t_s", "gateways_reporting"] + [f"enabled_t{i}_kw" for i in range(spec.k)]
+                  + ["enabled_kw", "demand_kw"], rows)
+    units = {"vector_latency_p50_ms": "ms", "vector_latency_p99_ms": "ms",
+             "rounds_with_fresh_vector_pct": "%", "rounds_fail_safe_pct": "%"}
+    for name, value in summarize(stats).items():
+        out.figure(name, value, units.get(name, ""))
+        print(f"  {name:<36} {value:.4g} {units.get(name, '')}" if isinstance(value, float)
+              else f"  {name:<36} {value}")
+    out.finish()
+    return 0
