@@ -1,0 +1,174 @@
+"""Optional Ethereum backend (extra `[evm]`: vyper, eth-tester[py-evm]): an ERC-20 settlement
+token and a write-once checkpoint anchor, compiled offline from `evm/SettlementToken.vy`.
+
+`EvmSettlementChain` deploys the contract on an in-process py-evm chain (eth-tester) — or on any
+chain reachable through a `send/call` pair with the same semantics, e.g. a lab's local `anvil`
+(docs/te.md).  `mirror_ledger` replays a ledger's token entries onto it, **one transaction per
+interval** (mints, then transfers, then burns; reordering keeps every balance non-negative when
+the ledger's own credit limit is 0), and anchors each checkpoint's Merkle root and statement hash.
+`check_anchors` then compares the ledger's checkpoints with what the chain holds.  Accounts are
+mapped to deterministic addresses (first 20 bytes of SHA-256("colorgrid.te|" + account)); the
+operator, who deployed the contract, moves tokens on the participants' behalf as the ledger did.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from market.te import canonical
+from market.te.errors import TeError
+from market.te.store import LedgerStore
+
+CONTRACT_PATH = Path(__file__).resolve().parent / "evm" / "SettlementToken.vy"
+MAX_BATCH = 256  # the contract's DynArray bound
+SETTLE_SIG = "settle_batch(address[],uint256[],address[],address[],uint256[],address[],uint256[])"
+
+
+class EvmError(TeError):
+    """Compilation failed, a transaction reverted, or the chain disagrees with the ledger."""
+
+
+def compile_contract() -> dict:
+    """Compile the Vyper source offline; returns {'abi': [...], 'bytecode': '0x…'}."""
+    try:
+        import vyper
+    except ImportError as exc:
+        raise EvmError("the EVM backend needs the [evm] extra: pip install vyper==0.4.3 'eth-tester[py-evm]==0.13.0b1'") from exc
+    return vyper.compile_code(CONTRACT_PATH.read_text(), output_formats=["abi", "bytecode"])
+
+
+def address_of(account: str) -> str:
+    from eth_utils import to_checksum_address
+
+    return to_checksum_address(hashlib.sha256(f"colorgrid.te|{account}".encode()).digest()[:20])
+
+
+class EvmSettlementChain:
+    def __init__(self, name: str = "colorgrid settlement token", symbol: str = "CGT") -> None:
+        try:
+            import eth_abi
+            from eth_tester import EthereumTester, PyEVMBackend
+            from eth_tester.exceptions import TransactionFailed
+            from eth_utils import function_signature_to_4byte_selector
+        except ImportError as exc:
+            raise EvmError("the EVM backend needs the [evm] extra: pip install vyper==0.4.3 'eth-tester[py-evm]==0.13.0b1'") from exc
+        self._abi, self._selector, self._failed = eth_abi, function_signature_to_4byte_selector, TransactionFailed
+        self.tester = EthereumTester(PyEVMBackend())
+        self.operator = self.tester.get_accounts()[0]
+        compiled = compile_contract()
+        data = compiled["bytecode"] + eth_abi.encode(["string", "string", "uint8"], [name, symbol, 9]).hex()
+        receipt = self._send({"from": self.operator, "gas": 5_000_000, "data": data, "value": 0}, "deploy")
+        self.address = receipt["contract_address"]
+        self.transactions = 0
+
+    def _send(self, tx: dict, what: str) -> dict:
+        try:
+            self.tester.call({k: v for k, v in tx.items() if k != "gas"})  # surfaces the revert reason
+        except self._failed as exc:
+            raise EvmError(f"{what}: reverted ({exc})") from None
+        receipt = self.tester.get_transaction_receipt(self.tester.send_transaction(tx))
+        if receipt["status"] != 1:
+            raise EvmError(f"{what}: transaction failed")
+        return receipt
+
+    def transact(self, signature: str, types: list[str], values: list, sender: str | None = None) -> dict:
+        data = "0x" + self._selector(signature).hex() + self._abi.encode(types, values).hex()
+        tx = {"from": sender or self.operator, "to": self.address, "gas": 25_000_000, "data": data, "value": 0}
+        receipt = self._send(tx, signature.split("(")[0])
+        self.transactions += 1
+        return receipt
+
+    def call(self, signature: str, types: list[str], values: list, returns: list[str]):
+        data = "0x" + self._selector(signature).hex() + self._abi.encode(types, values).hex()
+        raw = self.tester.call({"from": self.operator, "to": self.address, "data": data})
+        out = self._abi.decode(returns, bytes.fromhex(raw[2:]) if isinstance(raw, str) else raw)
+        return out[0] if len(out) == 1 else out
+
+    def settle_batch(self, mints: list[tuple[str, int]], transfers: list[tuple[str, str, int]],
+                     burns: list[tuple[str, int]]) -> None:
+        """One interval in one transaction; beyond MAX_BATCH items per list, the mints, transfers
+        and burns go in successive transactions of their own (same order, same feasibility)."""
+        if max(len(mints), len(transfers), len(burns)) <= MAX_BATCH:
+            return self._settle(mints, transfers, burns)
+        for i in range(0, len(mints), MAX_BATCH):
+            self._settle(mints[i:i + MAX_BATCH], [], [])
+        for i in range(0, len(transfers), MAX_BATCH):
+            self._settle([], transfers[i:i + MAX_BATCH], [])
+        for i in range(0, len(burns), MAX_BATCH):
+            self._settle([], [], burns[i:i + MAX_BATCH])
+
+    def _settle(self, m: list, t: list, b: list) -> None:
+        self.transact(SETTLE_SIG, ["address[]", "uint256[]", "address[]", "address[]", "uint256[]", "address[]",
+                                   "uint256[]"],
+                      [[address_of(a) for a, _ in m], [x for _, x in m],
+                       [address_of(s) for s, _, _ in t], [address_of(r) for _, r, _ in t], [x for _, _, x in t],
+                       [address_of(a) for a, _ in b], [x for _, x in b]])
+
+    def anchor(self, period: int, root: bytes, statement_hash: bytes) -> None:
+        self.transact("anchor(uint256,bytes32,bytes32)", ["uint256", "bytes32", "bytes32"], [period, root, statement_hash])
+
+    def anchored(self, period: int) -> tuple[bytes, bytes]:
+        return (self.call("anchor_root(uint256)", ["uint256"], [period], ["bytes32"]),
+                self.call("anchor_statement(uint256)", ["uint256"], [period], ["bytes32"]))
+
+    def balance_ntok(self, account: str) -> int:
+        return self.call("balanceOf(address)", ["address"], [address_of(account)], ["uint256"])
+
+    def total_supply_ntok(self) -> int:
+        return self.call("totalSupply()", [], [], ["uint256"])
+
+
+@dataclass
+class MirrorReport:
+    batches: int = 0
+    anchors: int = 0
+    accounts: set = field(default_factory=set)
+
+
+def mirror_ledger(store: LedgerStore, chain: EvmSettlementChain) -> MirrorReport:
+    """Replay token entries, one settle_batch per ts_ms (interval), anchoring each checkpoint."""
+    report = MirrorReport()
+    cps = {cp.last_seq: cp for cp in store.checkpoints()}
+    batch: tuple[list, list, list] = ([], [], [])
+    batch_ts = None
+
+    def flush():
+        if any(batch):
+            chain.settle_batch(*batch)
+            report.batches += 1
+        for part in batch:
+            part.clear()
+
+    for row in store.entries():
+        body = canonical.decode(row.body)
+        if body["ts_ms"] != batch_ts:
+            flush()
+            batch_ts = body["ts_ms"]
+        p = body["payload"]
+        if row.kind == "mint":
+            batch[0].append((p["account"], p["amount_ntok"]))
+            report.accounts.add(p["account"])
+        elif row.kind == "transfer":
+            batch[1].append((p["from"], p["to"], p["amount_ntok"]))
+            report.accounts.update((p["from"], p["to"]))
+        elif row.kind == "burn":
+            batch[2].append((p["account"], p["amount_ntok"]))
+        if row.seq in cps:
+            flush()
+            cp = cps[row.seq]
+            chain.anchor(cp.period, bytes.fromhex(canonical.decode(cp.statement)["root"]),
+                         hashlib.sha256(cp.statement).digest())
+            report.anchors += 1
+    flush()
+    return report
+
+
+def check_anchors(store: LedgerStore, chain: EvmSettlementChain) -> list[int]:
+    """Periods whose stored checkpoint differs from the chain's anchor (empty list: all match)."""
+    bad = []
+    for cp in store.checkpoints():
+        root, statement_hash = chain.anchored(cp.period)
+        if root.hex() != canonical.decode(cp.statement)["root"] or statement_hash != hashlib.sha256(cp.statement).digest():
+            bad.append(cp.period)
+    return bad
