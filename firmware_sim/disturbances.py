@@ -41,7 +41,7 @@ class OverrideProcess:
         if self.fraction <= 0:
             return
         chosen = np.flatnonzero(self.rng.random(fleet.n) < self.fraction)
-        fleet.start_override(chosen, t_s + self.rng.random(chosen.size) * self._durations(chosen.size))
+        fleet.start_override(chosen, t_s + self.rng.random(chosen.size) * self._durations(chosen.size), t_s)
 
     def step(self, fleet: VectorFleet, t_s: float) -> int:
         """Start new overrides this round (before the fleet steps); returns how many."""
@@ -50,7 +50,7 @@ class OverrideProcess:
         free = fleet.override_until_s <= t_s
         new = np.flatnonzero(free & (self.rng.random(fleet.n) < self.q))
         if new.size:
-            fleet.start_override(new, t_s + self._durations(new.size))
+            fleet.start_override(new, t_s + self._durations(new.size), t_s)
         return int(new.size)
 
 

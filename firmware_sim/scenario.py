@@ -122,7 +122,8 @@ def run_scenario(cfg: ScenarioConfig) -> ScenarioResult:
     rated = device_sizes(cfg, rng_dev)
     shares = np.asarray(cfg.shares())
     refr = RefractoryParams()
-    fleet = VectorFleet(rated, shares, rng_fleet, refr, devices_per_gateway=cfg.devices_per_gateway)
+    fleet = VectorFleet(rated, shares, rng_fleet, refr, devices_per_gateway=cfg.devices_per_gateway,
+                        round_s=cfg.round_s)
     loads, fleet_kw = _loads(cfg, rated, rng_phys)
     fleet.demand_kw = np.array(loads.demand_kw(), dtype=float)
     signal = load_signal(cfg.signal) if cfg.scenario == "regulation" else None
@@ -147,9 +148,7 @@ def run_scenario(cfg: ScenarioConfig) -> ScenarioResult:
     for m in range(n_rounds):
         t, t_ms = float(t_s[m]), m * r_ms
         if m == first_scored:            # metrics count from the end of the warm-up
-            fleet.switches[:] = 0
-            fleet.enabled_rounds[:] = 0
-            fleet.rounds = 0
+            fleet.reset_counters(t)
         if m > 0:
             overrides.step(fleet, t)
         fleet.step(t, *(vector if vector is not None else (None, None)))

@@ -2,29 +2,39 @@
 
 Same semantics as `edge_agent` (docs/concepts.md), for millions of slices:
 
-* arrays of shape (n_devices, k): `state` (int8: EF=0, ER=1, DF=2, DR=3) and `timer_end_s`
-  (float32, +inf while flexible); tier k-1 is black;
+* flat arrays over slices j = device · k + tier: `state` (int8: EF=0, ER=1, DF=2, DR=3) and
+  `timer_end` (s); `state_2d` / `timer_end_s` are (n_devices, k) views; tier k-1 is black;
 * one round at time t: (1) every refractory slice whose timer end <= t becomes flexible
-  (ER→EF, DR→DF: state - 1); (2) one uniform draw per flexible slice: EF→DR with p_off[i],
+  (ER→EF, DR→DF: state - 1); (2) each flexible slice switches independently: EF→DR with p_off[i],
   DF→ER with p_on[i] (state → 3 - state); (3) a switch starts a timer of T_EF + U(0, T_EV) into
   ER or T_DF + U(0, T_DV) into DR;
 * safety: black p_off forced to 0; refractory slices never switch; fail-safe (p_off = 0, p_on = 1)
-  when no valid vector arrived for `fail_safe_s`;
+  when no valid vector arrived yet or for `fail_safe_s` (as `edge_agent.GatewayCore`);
 * customer override: all the device's slices become ER with the timer at the override's end,
-  so they are reported as ER until then and become EF afterwards;
+  reported as ER until then and EF afterwards;
 * a slice's kW = device demand kW × tier share (demand may change every round: `physics`).
 
-The odd states are exactly the refractory ones and `3 - s` maps EF↔DR and DF↔ER, which keeps each
-step to a handful of whole-array operations.
+Cost per round is proportional to the slices that change, not to the fleet:
+* step 2 draws, per tier and direction, a Bernoulli(p) process over the tier's slices through
+  geometric gaps (G = ⌊ln U / ln(1 - p)⌋ + 1) and keeps the positions whose slice is in the state
+  that switches; every flexible slice thus switches independently with probability p, exactly as
+  one uniform draw per slice would (a dense draw is used when p >= 0.25);
+* step 1 uses a timing wheel: a slice entering refractory is filed under the first round time
+  >= its timer end; the `timer_end` array stays authoritative, so stale entries (a timer replaced
+  by an override) are skipped;
+* the fleet (k, 4) kW and counts are kept up to date from the transitions (full recount after a
+  demand change); per-device switch counts and enabled time likewise.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 from cloud.estimator import RefractoryParams
 
 EF, ER, DF, DR = 0, 1, 2, 3
-INF = np.float32(np.inf)
+DENSE_P = 0.25
 
 
 class FleetError(ValueError):
@@ -34,7 +44,9 @@ class FleetError(ValueError):
 class VectorFleet:
     def __init__(self, device_kw, tier_shares, rng: np.random.Generator,
                  refractory: RefractoryParams | None = None, devices_per_gateway: int = 10,
-                 fail_safe_s: float = 60.0, track_on_time: bool = True):
+                 fail_safe_s: float = 60.0, round_s: float = 2.0, track_on_time: bool = True):
+        """`track_on_time`: keep per-slice switch counts and enabled time (metrics); off in the
+        speed bench, whose naive baseline keeps neither."""
         kw = np.asarray(device_kw, dtype=float)
         shares = np.asarray(tier_shares, dtype=float)
         if kw.ndim != 1 or kw.size == 0 or not np.all(np.isfinite(kw)) or np.any(kw < 0):
@@ -43,29 +55,77 @@ class VectorFleet:
             raise FleetError(f"tier_shares must be >= 0 and sum to 1, got {shares.tolist()}")
         if devices_per_gateway < 1:
             raise FleetError("devices_per_gateway must be >= 1")
+        if not round_s > 0:
+            raise FleetError("round_s must be > 0")
         self.n, self.k = kw.size, shares.size
         self.rng = rng
         self.rp = refractory or RefractoryParams()
         self.rated_kw = kw.copy()
-        self.demand_kw = kw.copy()                  # current demand, may be changed by physics
         self.shares = shares
         self._no_slice = shares <= 0.0
-        self.state = np.zeros((self.n, self.k), dtype=np.int8)
-        self.timer_end_s = np.full((self.n, self.k), INF, dtype=np.float32)
+        self.round_s = float(round_s)
+        self.state = np.zeros(self.n * self.k, dtype=np.int8)
+        self._tier_of = np.tile(np.arange(self.k, dtype=np.int8), self.n)
+        self.timer_end = np.full(self.n * self.k, np.inf)
         self.gateway_of = np.arange(self.n) // devices_per_gateway
         self.n_gateways = int(self.gateway_of[-1]) + 1
-        base = self.gateway_of[:, None] * (4 * self.k) + np.arange(self.k)[None, :]
-        self._agg_base = base.astype(np.int64)
-        self._prob = np.zeros(4 * self.k, dtype=np.float32)   # flat table [state * k + tier]
-        self._tier_col = np.broadcast_to(np.arange(self.k, dtype=np.int64), (self.n, self.k))
         self.fail_safe_s = float(fail_safe_s)
         self._vector: tuple[np.ndarray, np.ndarray] | None = None
         self._vector_t: float | None = None
+        self._wheel: dict[int, list[np.ndarray]] = {}
+        self._may_repeat: set[int] = set()
+        self._next_key: int | None = None
         self.track_on_time = track_on_time
-        self.enabled_rounds = np.zeros((self.n, self.k), dtype=np.int32)
-        self.rounds = 0
-        self.switches = np.zeros(self.n, dtype=np.int64)
+        self._slice_switches = np.zeros(self.n * self.k, dtype=np.int64)
         self.override_until_s = np.full(self.n, -np.inf)
+        self.rounds = 0
+        self._t_last: float | None = None
+        self._t_reset: float | None = None
+        self._enabled_acc = np.zeros(self.n * self.k)
+        self._enabled_since = np.zeros(self.n * self.k)
+        self._demand_kw = kw.copy()
+        self._recount()
+
+    # ---- views and demand ----------------------------------------------------------------
+    @property
+    def state_2d(self) -> np.ndarray:
+        return self.state.reshape(self.n, self.k)
+
+    @property
+    def timer_end_s(self) -> np.ndarray:
+        return self.timer_end.reshape(self.n, self.k)
+
+    @property
+    def demand_kw(self) -> np.ndarray:
+        return self._demand_kw
+
+    @demand_kw.setter
+    def demand_kw(self, value) -> None:
+        self._demand_kw = np.asarray(value, dtype=float).reshape(self.n)
+        self._recount()
+
+    def slice_kw(self) -> np.ndarray:
+        """(n, k) kW per slice (0 for a zero-share tier)."""
+        return self._demand_kw[:, None] * self.shares[None, :]
+
+    def _recount(self) -> None:
+        self._slice_kw_flat = self.slice_kw().reshape(-1)
+        key = self.state.astype(np.int64) * self.k + self._tier_of
+        self._agg = np.bincount(key, weights=self._slice_kw_flat, minlength=4 * self.k).reshape(4, self.k).T.copy()
+        self._cnt = np.bincount(key, minlength=4 * self.k).reshape(4, self.k).T.copy()
+
+    def _move(self, idx: np.ndarray, old: np.ndarray, new: np.ndarray) -> None:
+        """Apply state changes (unique idx) and keep kW/counts in step."""
+        self.state[idx] = new
+        k, m = self.k, 4 * self.k
+        tier = self._tier_of[idx]
+        w = self._slice_kw_flat[idx]
+        tier16 = tier.astype(np.int16)
+        key = np.concatenate([old.astype(np.int16) * k + tier16, new.astype(np.int16) * k + tier16 + m])
+        kw = np.bincount(key, weights=np.concatenate([w, w]), minlength=2 * m)
+        cnt = np.bincount(key, minlength=2 * m)
+        self._agg += (kw[m:] - kw[:m]).reshape(4, k).T
+        self._cnt += (cnt[m:] - cnt[:m]).reshape(4, k).T
 
     # ---- control vector ----------------------------------------------------------------
     def _vector_in_force(self, t_s: float, p_on, p_off) -> tuple[np.ndarray, np.ndarray]:
@@ -83,78 +143,199 @@ class VectorFleet:
             return np.ones(self.k), np.zeros(self.k)
         return self._vector
 
+    # ---- timing wheel ----------------------------------------------------------------------
+    def _key(self, ends: np.ndarray) -> np.ndarray:
+        """Wheel bucket: the first round time (multiple of round_s) >= the timer end."""
+        return np.ceil(ends / self.round_s - 1e-9).astype(np.int64)
+
+    def _file(self, idx: np.ndarray, ends: np.ndarray, replaced: bool = False) -> None:
+        """File slices under their timer's bucket; `replaced`: they may already be filed."""
+        if idx.size == 0:
+            return
+        keys = self._key(ends)
+        lo = int(keys.min())
+        rel = keys - lo
+        if int(rel.max()) < 32767:               # small range: stable radix sort on int16
+            rel = rel.astype(np.int16)
+        order = np.argsort(rel, kind="stable")
+        keys, idx = keys[order], idx[order]
+        cut = np.flatnonzero(np.diff(keys)) + 1
+        for key, part in zip(keys[np.r_[0, cut]], np.split(idx, cut)):
+            self._wheel.setdefault(int(key), []).append(part)
+            if replaced:
+                self._may_repeat.add(int(key))
+            if self._next_key is None or key < self._next_key:
+                self._next_key = int(key)
+
+    def _expire(self, t: float) -> None:
+        if self._next_key is None:
+            return
+        x = t / self.round_s
+        due = math.floor(x + 1e-9)
+        last = due if abs(x - round(x)) < 1e-9 else due + 1     # off-grid t: peek one bucket on
+        parts, repeat = [], False
+        for key in range(self._next_key, last + 1):
+            entries = self._wheel.pop(key, None)
+            if entries:
+                parts.extend(entries)
+                repeat = repeat or key in self._may_repeat
+                self._may_repeat.discard(key)
+        self._next_key = min(self._wheel) if self._wheel else None
+        if not parts:
+            return
+        idx = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        if repeat:
+            idx = np.unique(idx)
+        st = self.state[idx]
+        end = self.timer_end[idx]
+        live = ((st & 1) == 1) & (end <= t)
+        # refractory but not yet due: only entries of the peeked bucket are re-filed; others are
+        # stale (the timer was replaced and is filed under its own bucket)
+        if last > due:
+            later = (st % 2 == 1) & (end > t) & (self._key(end) <= last)
+            if later.any():
+                self._file(idx[later], end[later], replaced=True)
+        idx, st = idx[live], st[live]
+        if idx.size:
+            self.timer_end[idx] = np.inf
+            self._move(idx, st, st - 1)
+
     # ---- one round ------------------------------------------------------------------------
+    def _bernoulli(self, p: float) -> np.ndarray:
+        """Positions u in [0, n) of a Bernoulli(p) process (each independently with prob p)."""
+        n = self.n
+        if p <= 0.0:
+            return np.zeros(0, dtype=np.int64)
+        if p >= DENSE_P:
+            return np.flatnonzero(self.rng.random(n) < p)
+        log_q = math.log1p(-p)
+        out, start = [], -1
+        while True:
+            m = int(n * p + 6.0 * math.sqrt(n * p) + 16)
+            with np.errstate(divide="ignore"):      # u = 0 gives an infinite gap: clipped
+                gaps = np.minimum(np.floor(np.log(self.rng.random(m)) / log_q), n + 1.0).astype(np.int64) + 1
+            pos = start + np.cumsum(gaps)
+            out.append(pos[pos < n])
+            if pos[-1] >= n:
+                return np.concatenate(out)
+            start = int(pos[-1])
+
     def step(self, t_s: float, p_on=None, p_off=None) -> int:
         """Advance one round at time `t_s` (s) with the vector (None, None = nothing new arrived).
 
         Returns the number of slices that switched."""
-        st, te = self.state, self.timer_end_s
-        t32 = np.float32(t_s)
-        expired = te <= t32                                  # only refractory slices have finite timers
-        np.subtract(st, 1, out=st, where=expired)
-        te[expired] = INF
-        on, off = self._vector_in_force(t_s, p_on, p_off)
-        prob = self._prob
-        prob[EF * self.k:(EF + 1) * self.k] = off
-        prob[EF * self.k + self.k - 1] = 0.0                  # black never disabled
-        prob[DF * self.k:(DF + 1) * self.k] = on
-        prob[EF * self.k:(EF + 1) * self.k][self._no_slice] = 0.0   # a zero-share tier has no slice
-        prob[DF * self.k:(DF + 1) * self.k][self._no_slice] = 0.0
-        key = st.astype(np.int64) * self.k + self._tier_col
-        u = self.rng.random((self.n, self.k), dtype=np.float32)
-        switched = np.flatnonzero(u < prob[key])
-        n_sw = switched.size
+        t = float(t_s)
+        if self._t_reset is None:
+            self.reset_counters(t)
+        self._expire(t)
+        on, off = self._vector_in_force(t, p_on, p_off)
+        k = self.k
+        chosen = []
+        for i in range(k):
+            if self._no_slice[i]:
+                continue
+            p_ef = 0.0 if (i == k - 1 or self._cnt[i, EF] == 0) else float(off[i])
+            p_df = 0.0 if self._cnt[i, DF] == 0 else float(on[i])
+            p_max = max(p_ef, p_df)
+            if p_max <= 0.0:
+                continue
+            # one Bernoulli(p_max) process over the tier, thinned to p_off on EF, p_on on DF
+            cand = i + k * self._bernoulli(p_max)
+            st = self.state[cand]
+            if p_ef == p_df:
+                keep = (st & 1) == 0                         # every flexible candidate
+            else:
+                p_cand = np.where(st == EF, p_ef, np.where(st == DF, p_df, 0.0))
+                keep = self.rng.random(cand.size) * p_max < p_cand
+            chosen.append(cand[keep])
+        n_sw = 0
+        if chosen:
+            idx = np.concatenate(chosen)
+            n_sw = int(idx.size)
         if n_sw:
-            flat_st, flat_te = st.reshape(-1), te.reshape(-1)
-            new = 3 - flat_st[switched]
-            flat_st[switched] = new
-            u2 = self.rng.random(n_sw)
-            dur = np.where(new == ER, self.rp.t_ef_s + u2 * self.rp.t_ev_s,
-                           self.rp.t_df_s + u2 * self.rp.t_dv_s)
-            flat_te[switched] = (t_s + dur).astype(np.float32)
-            self.switches += np.bincount(switched // self.k, minlength=self.n)
-        if self.track_on_time:
-            self.enabled_rounds += st < DF
+            old = self.state[idx]
+            new = (3 - old).astype(np.int8)
+            u = self.rng.random(n_sw)
+            rp = self.rp
+            end = np.where(new == ER, (t + rp.t_ef_s) + u * rp.t_ev_s, (t + rp.t_df_s) + u * rp.t_dv_s)
+            self.timer_end[idx] = end
+            self._move(idx, old, new)
+            self._file(idx, end)
+            if self.track_on_time:
+                self._slice_switches[idx] += 1            # idx unique: one switch per slice
+                off_idx = idx[old == EF]
+                self._enabled_acc[off_idx] += t - self._enabled_since[off_idx]
+                self._enabled_since[idx[old == DF]] = t
         self.rounds += 1
-        return int(n_sw)
+        self._t_last = t
+        return n_sw
+
+    # ---- counters -----------------------------------------------------------------------------
+    def reset_counters(self, t_s: float) -> None:
+        """Restart switch counts and on-time accounting at time `t_s` (e.g. end of a warm-up)."""
+        self._slice_switches[:] = 0
+        self.rounds = 0
+        self._t_reset = float(t_s)
+        self._enabled_acc[:] = 0.0
+        self._enabled_since[:] = float(t_s)
+
+    @property
+    def switches(self) -> np.ndarray:
+        """(n,) slice switches per device since the last reset."""
+        return self._slice_switches.reshape(self.n, self.k).sum(axis=1)
+
+    def on_time_fraction(self) -> np.ndarray:
+        """(n, k) fraction of the time since the reset each slice spent enabled (EF or ER);
+        the state after a round counts until the next round."""
+        if self._t_reset is None or self._t_last is None:
+            return np.ones((self.n, self.k))
+        t_end = self._t_last + self.round_s
+        enabled = self.state < DF
+        acc = self._enabled_acc + np.where(enabled, t_end - np.maximum(self._enabled_since, self._t_reset), 0.0)
+        return (acc / (t_end - self._t_reset)).reshape(self.n, self.k)
 
     # ---- disturbances ------------------------------------------------------------------------
-    def start_override(self, devices, until_s: float | np.ndarray) -> None:
-        """Force devices on until `until_s`: all their slices ER with the timer at the end."""
-        idx = np.asarray(devices, dtype=np.int64)
-        self.state[idx, :] = ER
-        until = np.broadcast_to(np.asarray(until_s, dtype=float), idx.shape)
-        self.timer_end_s[idx, :] = until.astype(np.float32)[:, None]
-        self.override_until_s[idx] = until
+    def start_override(self, devices, until_s, t_s: float | None = None) -> None:
+        """Force devices on from `t_s` (default: the next round) until `until_s`: all their
+        slices ER with the timer at the end."""
+        dev_in = np.asarray(devices, dtype=np.int64).reshape(-1)
+        until_in = np.broadcast_to(np.asarray(until_s, dtype=float), dev_in.shape)
+        dev, first = np.unique(dev_in, return_index=True)
+        if dev.size == 0:
+            return
+        until = until_in[first]
+        idx = (dev[:, None] * self.k + np.arange(self.k)[None, :]).reshape(-1)
+        ends = np.repeat(until, self.k)
+        keep = ~np.tile(self._no_slice, dev.size)
+        idx, ends = idx[keep], ends[keep]
+        old = self.state[idx]
+        if self.track_on_time:
+            t_on = t_s if t_s is not None else (self._t_last + self.round_s if self._t_last is not None else 0.0)
+            self._enabled_since[idx[old >= DF]] = t_on
+        self._move(idx, old, np.full(idx.size, ER, dtype=np.int8))
+        self.timer_end[idx] = ends
+        self._file(idx, ends, replaced=True)
+        self.override_until_s[dev] = until
 
     # ---- aggregation -------------------------------------------------------------------------
-    def slice_kw(self) -> np.ndarray:
-        return self.demand_kw[:, None] * self.shares[None, :]
+    def aggregate(self) -> np.ndarray:
+        """(k, 4) kW of the whole fleet (kept up to date from the transitions)."""
+        return np.maximum(self._agg, 0.0)
+
+    def counts(self) -> np.ndarray:
+        """(k, 4) number of slices per tier and state (a zero-share tier has none)."""
+        out = self._cnt.copy()
+        out[self._no_slice] = 0
+        return out
 
     def gateway_reports(self) -> np.ndarray:
         """(n_gateways, k, 4) kW per gateway, tier and state (the per-round state report)."""
-        key = self._agg_base + self.state.astype(np.int64) * self.k
-        sums = np.bincount(key.reshape(-1), weights=self.slice_kw().reshape(-1),
-                           minlength=self.n_gateways * 4 * self.k)
-        return sums.reshape(self.n_gateways, 4, self.k).transpose(0, 2, 1)
-
-    def aggregate(self) -> np.ndarray:
-        """(k, 4) kW of the whole fleet."""
-        key = self.state.astype(np.int64) * self.k + self._tier_col
-        sums = np.bincount(key.reshape(-1), weights=self.slice_kw().reshape(-1), minlength=4 * self.k)
-        return sums.reshape(4, self.k).T
-
-    def counts(self) -> np.ndarray:
-        """(k, 4) number of slices per tier and state."""
-        key = self.state.astype(np.int64) * self.k + self._tier_col
-        out = np.bincount(key.reshape(-1), minlength=4 * self.k).reshape(4, self.k).T.copy()
-        out[self._no_slice] = 0                     # a zero-share tier has no slice
-        return out
+        k = self.k
+        key = ((self.gateway_of[:, None] * (4 * k) + np.arange(k)[None, :]).reshape(-1)
+               + self.state.astype(np.int64) * k)
+        sums = np.bincount(key, weights=self.slice_kw().reshape(-1), minlength=self.n_gateways * 4 * k)
+        return sums.reshape(self.n_gateways, 4, k).transpose(0, 2, 1)
 
     def enabled_fraction(self) -> np.ndarray:
         """(n,) share of each device's demand that is enabled (Σ shares of enabled slices)."""
-        return (self.state < DF) @ self.shares
-
-    def on_time_fraction(self) -> np.ndarray:
-        """(n, k) fraction of rounds each slice spent enabled (EF or ER)."""
-        return self.enabled_rounds / max(self.rounds, 1)
+        return (self.state_2d < DF) @ self.shares

@@ -53,18 +53,19 @@ def test_override_forces_on_until_end_then_flexible():
     f = fleet(n=10)
     f.step(0.0, np.zeros(3), np.array([1.0, 1.0, 0.0]))
     f.start_override([3, 4], 50.0)
-    assert (f.state[3] == ER).all() and (f.state[4] == ER).all()
+    assert (f.state_2d[3] == ER).all() and (f.state_2d[4] == ER).all()
     for t in (2.0, 48.0):
         f.step(t, np.zeros(3), np.ones(3))
-        assert (f.state[[3, 4]] == ER).all()                       # held: not switchable
+        assert (f.state_2d[[3, 4]] == ER).all()                       # held: not switchable
     f.step(50.0, np.zeros(3), np.zeros(3))
-    assert (f.state[[3, 4]] == EF).all()
+    assert (f.state_2d[[3, 4]] == EF).all()
 
 
 def test_aggregation_by_hand():
     f = VectorFleet(np.array([1.0, 2.0, 3.0, 4.0]), SH, np.random.default_rng(0), devices_per_gateway=2)
-    f.state[1, 0] = DR
-    f.state[2, 1] = ER
+    f.state_2d[1, 0] = DR
+    f.state_2d[2, 1] = ER
+    f.demand_kw = f.demand_kw                    # recount after editing the state by hand
     agg = f.aggregate()
     np.testing.assert_allclose(agg[0], [0.5 * (1 + 3 + 4), 0, 0, 0.5 * 2])
     np.testing.assert_allclose(agg[1], [0.3 * 7, 0.9, 0, 0])
