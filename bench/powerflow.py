@@ -8,7 +8,9 @@ and they are frozen (`set controlmode=off`):
   loads by a fresh random factor in [0.8, 1.2] and solves from the previous solution, in both
   tools (OpenDSS: `Solution.LoadMult`; colorgrid: new injection atoms, same factorization);
 - sensitivities (PTDF for every line·phase, dV/dP and dV/dQ for every bus·phase, loss factors)
-  on IEEE 123.
+  on IEEE 123;
+- the accuracy table of docs/powerflow.md: max |ΔV| and loss error vs OpenDSS for every shared
+  feeder (taps frozen as OpenDSS settled them), and losses vs the README's published figure.
 Ratios are colorgrid / OpenDSS (target ≤ 1.5x). `python -m bench.powerflow [--reps N] [--json PATH]`.
 """
 from __future__ import annotations
@@ -21,13 +23,42 @@ import numpy as np
 
 from bench._report import Report
 from market.network.opendss_import import compile_dss, feeder_from_engine
-from market.network.reference import freeze_controls, solve_opendss
+from market.network.reference import compare, freeze_controls, solve_opendss
 from market.network.sensitivity import SensitivityModel
 from market.network.solver import solve
 from market.network.ybus import build_network
 
 FEEDERS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "feeders"
 CASES = {"ieee123": "ieee123/IEEE123Master.dss", "ieee8500": "ieee8500/Master.dss"}
+# every shared feeder -> README reference losses (kW, OpenDSS with controls active)
+VALIDATION = {
+    "ieee13": ("ieee13/IEEE13Nodeckt.dss", 112.39), "ieee34_mod1": ("ieee34/ieee34Mod1.dss", 273.51),
+    "ieee34_mod2": ("ieee34/ieee34Mod2.dss", 273.55), "ieee37": ("ieee37/ieee37.dss", 152.34),
+    "ieee123": ("ieee123/IEEE123Master.dss", 95.98), "ieee8500": ("ieee8500/Master.dss", 1210.34),
+    "ieee8500_unbal": ("ieee8500/Master-unbal.dss", 1274.48), "lv390": ("lv-network-390/Master.dss", 549.77),
+    "4bus_dy": ("ieee4/4bus-dy-bal/4Bus-DY-Bal.DSS", 569.01),
+    "4bus_grdyd": ("ieee4/4bus-grdyd-bal/4Bus-GrdYD-Bal.DSS", 567.69),
+    "4bus_oyod_bal": ("ieee4/4bus-oyod-bal/4Bus-OYOD-Bal.DSS", 324.78),
+    "4bus_oyod_unbal": ("ieee4/4bus-oyod-unbal/4bus-OYOD-UnBal.dss", 387.77),
+    "4bus_yd": ("ieee4/4bus-yd-bal/4Bus-YD-Bal.DSS", 567.69), "4bus_yy": ("ieee4/4bus-yy-bal/4Bus-YY-Bal.DSS", 569.21),
+}
+
+
+def bench_validation(rep: Report) -> None:
+    """Accuracy table: colorgrid vs OpenDSS (same taps) and vs the README's published losses."""
+    for name, (path, readme_kw) in VALIDATION.items():
+        compile_dss(FEEDERS / path)
+        solve_opendss(controls=True)
+        freeze_controls()
+        ref = solve_opendss(controls=False)
+        feeder, _ = feeder_from_engine()
+        res = solve(build_network(feeder))
+        dv, loss_err = compare(ref, res)
+        loss_kw = res.losses_va().real / 1000.0
+        rep.figure(f"val_{name}_max_dv_pu", dv, "pu", target="<= 1e-3", note=f"{res.network.n} nodes")
+        rep.figure(f"val_{name}_loss_err_pct", 100.0 * loss_err, "%", target="<= 0.5")
+        rep.figure(f"val_{name}_loss_vs_readme_pct", 100.0 * (loss_kw - readme_kw) / readme_kw, "%",
+                   note=f"{loss_kw:.2f} kW vs {readme_kw} kW")
 
 
 def bench_case(rep: Report, name: str, path: Path, reps: int) -> None:
@@ -43,8 +74,11 @@ def bench_case(rep: Report, name: str, path: Path, reps: int) -> None:
     solve_opendss(controls=True)
     freeze_controls()
     dss.Text.Command("set tolerance=1e-6")
+    first = dss.Lines.AllNames()[0]
     t0 = time.perf_counter()
-    dss.Text.Command("calcvoltagebases")  # resets to a no-load start and forces a Y rebuild
+    dss.Lines.Name(first)
+    dss.Lines.Length(dss.Lines.Length())  # an edit: OpenDSS must rebuild its system Y
+    dss.Text.Command("calcvoltagebases")  # back to a no-load start
     dss.Solution.Solve()
     dss_cold_ms = (time.perf_counter() - t0) * 1000.0
     t0 = time.perf_counter()
@@ -55,7 +89,7 @@ def bench_case(rep: Report, name: str, path: Path, reps: int) -> None:
     rep.figure(f"{name}_nodes", net.n)
     rep.figure(f"{name}_build_factorize_ms", build_ms, "ms", note="once per topology/taps")
     rep.figure(f"{name}_cold_solve_ms", base.solve_ms, "ms", note=f"{base.iterations} iterations")
-    rep.figure(f"{name}_opendss_cold_solve_ms", dss_cold_ms, "ms", note="incl. its Y build")
+    rep.figure(f"{name}_opendss_cold_solve_ms", dss_cold_ms, "ms", note="Y rebuild + no-load start")
     rep.ratio(f"{name}_cold_ratio_colorgrid_over_opendss", cold_ms, dss_cold_ms, note="build+solve vs solve")
     # --- re-solve with new loads ----------------------------------------------------------
     rng = np.random.default_rng(7)
@@ -98,7 +132,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.powerflow")
     parser.add_argument("--reps", type=int, default=20, help="re-solves per feeder")
     parser.add_argument("--cases", default="ieee123,ieee8500", help="comma-separated: " + ",".join(CASES))
+    parser.add_argument("--no-validation", action="store_true", help="skip the accuracy table")
     rep = Report("powerflow", argv, parser)
+    if not rep.args.no_validation:
+        bench_validation(rep)
     for name in rep.args.cases.split(","):
         bench_case(rep, name, FEEDERS / CASES[name], rep.args.reps)
     bench_sensitivities(rep)

@@ -109,6 +109,8 @@ def _series_from_yprim(name: str, switch: bool) -> Line:
     y = _yprim()
     n = len(n1)
     ys = -y[:n, n:]
+    if np.linalg.cond(ys) > 1e14:
+        raise OpenDSSImportError(f"{name}: singular series admittance (open conductor or zero impedance)")
     shunt = (y[:n, :n] - ys) * 2.0
     if np.max(np.abs(shunt), initial=0.0) <= 1e-12 * np.max(np.abs(ys)):
         shunt = None
@@ -244,7 +246,7 @@ def _generators(unsupported: list[str]) -> list[Generator]:
     return out
 
 
-def _regulators() -> list[Regulator]:
+def _regulators(unsupported: list[str]) -> list[Regulator]:
     """All regcontrols, disabled ones too (held taps are still reported)."""
     dss = _dss()
     out = []
@@ -254,6 +256,10 @@ def _regulators() -> list[Regulator]:
         dss.RegControls.Name(name)
         _activate(f"regcontrol.{name}")
         pt_phase = _query(f"regcontrol.{name}.ptphase")
+        if not pt_phase.isdigit():
+            unsupported.append(f"regcontrol.{name} (ptphase={pt_phase}; only a fixed phase is supported)")
+        if _query(f"regcontrol.{name}.bus"):
+            unsupported.append(f"regcontrol.{name} (remote regulated bus)")
         out.append(Regulator(name, dss.RegControls.Transformer().lower(), int(dss.RegControls.Winding()),
                              float(dss.RegControls.ForwardVreg()), float(dss.RegControls.ForwardBand()),
                              float(dss.RegControls.PTRatio()), float(dss.RegControls.CTPrimary()),
@@ -310,7 +316,7 @@ def feeder_from_engine(strict: bool = True) -> tuple[Feeder, ImportReport]:
         name=dss.Circuit.Name(), buses=_buses(), source=_source(),
         lines=_lines() + _reactors(unsupported), transformers=_transformers(), capacitors=_capacitors(),
         loads=_loads(float(dss.Solution.LoadMult())), generators=_generators(unsupported),
-        regulators=_regulators(), cap_controls=_cap_controls(unsupported),
+        regulators=_regulators(unsupported), cap_controls=_cap_controls(unsupported),
         base_frequency_hz=float(dss.Solution.Frequency()), controls_on=report.controls_on)
     if unsupported and strict:
         raise UnsupportedElementError(

@@ -28,8 +28,15 @@ def line_yprim(line: Line) -> tuple[list[tuple[str, int]], np.ndarray]:
     """[[Ys + Ysh/2, −Ys], [−Ys, Ys + Ysh/2]] with Ys = Z⁻¹ (ohms → siemens)."""
     ys = np.linalg.inv(np.asarray(line.z_ohm, dtype=complex))
     n = ys.shape[0]
-    half = np.zeros((n, n), complex) if line.y_shunt_s is None else 0.5 * np.asarray(line.y_shunt_s, complex)
-    y = np.block([[ys + half, -ys], [-ys, ys + half]])
+    y = np.empty((2 * n, 2 * n), complex)
+    y[:n, :n] = ys
+    y[n:, n:] = ys
+    y[:n, n:] = -ys
+    y[n:, :n] = -ys
+    if line.y_shunt_s is not None:
+        half = 0.5 * np.asarray(line.y_shunt_s, complex)
+        y[:n, :n] += half
+        y[n:, n:] += half
     conds = [(line.bus1, k) for k in line.nodes1] + [(line.bus2, k) for k in line.nodes2]
     return conds, y
 

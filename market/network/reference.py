@@ -68,3 +68,15 @@ def transformer_taps() -> dict[str, list[float]]:
         out[dss.Transformers.Name().lower()] = taps
         ok = dss.Transformers.Next()
     return out
+
+
+def compare(ref: ReferenceSolution, res) -> tuple[float, float]:
+    """(max |ΔV| pu over every node OpenDSS reports, relative total-loss error) of a colorgrid
+    PowerFlowResult `res` against `ref`."""
+    net = res.network
+    keys = list(ref.v)
+    mine = np.array([res.v[net.index[k]] for k in keys])
+    theirs = np.array([ref.v[k] for k in keys])
+    base = np.array([net.vbase_v[net.index[k]] for k in keys])
+    loss = res.losses_va().real / 1000.0
+    return float(np.max(np.abs(mine - theirs) / base)), abs(loss - ref.losses_kw) / ref.losses_kw

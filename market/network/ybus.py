@@ -87,24 +87,17 @@ def build_network(feeder: Feeder) -> Network:
     t0 = time.perf_counter()
     nodes = node_list(feeder)
     index = {nd: i for i, nd in enumerate(nodes)}
-    rows, cols, vals = [], [], []
-    blocks: list[ElementBlock] = []
-    for kind, el, conds, yprim in all_branch_primitives(feeder):
-        blk = _block(kind, el.name, conds, yprim, index, _n_terminal1(kind, el, conds))
-        blocks.append(blk)
-        keep = np.nonzero(blk.index >= 0)[0]
-        ii, jj = np.meshgrid(keep, keep, indexing="ij")
-        rows.append(blk.index[ii].ravel())
-        cols.append(blk.index[jj].ravel())
-        vals.append(blk.yprim[ii, jj].ravel())
+    blocks = [_block(kind, el.name, conds, yprim, index, _n_terminal1(kind, el, conds))
+              for kind, el, conds, yprim in all_branch_primitives(feeder)]
+    n = len(nodes)
+    term_y, term_rows = _stack_terminals(blocks, n)
+    # Y = Cᵀ·(stacked Yprims·C): C maps every element conductor row to its node (ground rows drop)
+    ok = np.nonzero(term_rows >= 0)[0]
+    c_t = sp.csr_matrix((np.ones(len(ok)), (term_rows[ok], ok)), shape=(n, len(term_rows)))
     sconds, syp = source_yprim(feeder.source)
     sidx = np.array([index[c] for c in sconds])
-    ii, jj = np.meshgrid(np.arange(len(sidx)), np.arange(len(sidx)), indexing="ij")
-    rows.append(sidx[ii].ravel())
-    cols.append(sidx[jj].ravel())
-    vals.append(syp.ravel())
-    n = len(nodes)
-    y = sp.coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)).tocsc()
+    src = sp.coo_matrix((syp.ravel(), (np.repeat(sidx, len(sidx)), np.tile(sidx, len(sidx)))), shape=(n, n))
+    y = (c_t @ term_y + src).tocsc()
     y.sum_duplicates()
     _check_islands(y, nodes, sidx)
     i_src = np.zeros(n, complex)
@@ -114,7 +107,6 @@ def build_network(feeder: Feeder) -> Network:
         lu = splu((y + ydn).tocsc())
     except RuntimeError as exc:  # singular factor
         raise NonPositiveImpedanceError(f"Ybus is singular: {exc}") from exc
-    term_y, term_rows = _stack_terminals(blocks, n)
     vbase = np.array([feeder.buses[b].kv_base_ln * 1000.0 for b, _ in nodes])
     if np.any(vbase <= 0):
         v0 = np.abs(lu.solve(i_src))
@@ -145,10 +137,9 @@ def _stack_terminals(blocks: list[ElementBlock], n: int) -> tuple[sp.csr_matrix,
     for blk in blocks:
         m = len(blk.index)
         keep = np.nonzero(blk.index >= 0)[0]
-        ii, jj = np.meshgrid(np.arange(m), keep, indexing="ij")
-        rows.append((r0 + ii).ravel())
-        cols.append(blk.index[jj].ravel())
-        vals.append(blk.yprim[ii, jj].ravel())
+        rows.append(np.repeat(np.arange(r0, r0 + m), len(keep)))
+        cols.append(np.tile(blk.index[keep], m))
+        vals.append(blk.yprim[:, keep].ravel())
         term_rows.append(blk.index)
         r0 += m
     mat = sp.coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(r0, n)).tocsr()
