@@ -1,0 +1,77 @@
+"""Controller killed (SIGKILL) → every gateway fail-safes within fail_safe_s and all demand
+returns; controller restarted on the same SQLite registry → control resumes (round ids continue,
+no replay rejections: the first vector of the new controller is accepted by every gateway)."""
+import signal
+
+import pytest
+
+from cloud.clock import SimClock
+from cloud.registry import SqliteRegistry
+from firmware_sim.broker import MosquittoBroker
+from firmware_sim.gateway_fleet import FleetSpec
+from tests.integration.fleet_harness import FleetThread, controller_proc
+
+pytestmark = pytest.mark.broker
+KEY = b"r" * 32
+FAIL_SAFE_S = 2.0
+ROUND_S = 0.5
+
+
+def controlled(agents):
+    return all(not a.fail_safe and a.vector_round_id > 0 for a in agents)
+
+
+def test_controller_kill_fail_safe_and_resume_with_registry(tmp_path):
+    key_file = tmp_path / "key.hex"
+    key_file.write_text(KEY.hex())
+    db = tmp_path / "registry.db"
+    broker = MosquittoBroker().start()
+    procs = []
+    fleet = None
+    try:
+        clock = SimClock(1.0)
+        spec = FleetSpec("127.0.0.1", broker.port, gateways=10, devices_per_gateway=10, round_s=ROUND_S,
+                         fail_safe_s=FAIL_SAFE_S, t_ref_s=(1.0, 0.5, 1.0, 0.5), clock_spec=clock.spec(),
+                         key=KEY, thermostatic_fraction=0.0, seed=11)
+        fleet = FleetThread(spec).start()
+        total = fleet.total_w()
+        goal_kw = 0.5 * total / 1000.0
+        log = tmp_path / "controller.log"
+        procs.append(controller_proc(broker.port, clock, key_file, db, goal_kw, ROUND_S, log))
+        fleet.wait_for(controlled, 15.0)
+        fleet.wait_for(lambda a: fleet.last_enabled_w() < 0.8 * total, 10.0)   # it really sheds
+        round_before = max(a.vector_round_id for a in fleet.agents)
+
+        procs[0].send_signal(signal.SIGKILL)
+        procs[0].wait(5)
+        took = fleet.wait_for(lambda agents: all(a.fail_safe for a in agents), FAIL_SAFE_S + 3 * ROUND_S)
+        assert took <= FAIL_SAFE_S + 2 * ROUND_S
+        fleet.wait_for(lambda a: fleet.last_enabled_w() >= total - 10 * 10, 5.0)  # all demand back
+        reg = SqliteRegistry(db)                                                   # registry intact
+        assert sorted(g.gateway_id for g in reg.gateways() if g.online) == sorted(a.gateway_id for a in fleet.agents)
+        assert reg.last_round_id() >= round_before
+        reg.close()
+
+        mark = {gid: len(seen) for gid, seen in fleet.seen.items()}
+        procs.append(controller_proc(broker.port, clock, key_file, db, goal_kw, ROUND_S, log))
+        resumed = fleet.wait_for(lambda agents: all(not a.fail_safe and a.vector_round_id > round_before
+                                                    for a in agents), 15.0)
+        assert resumed < 10.0
+        fleet.wait_for(lambda a: fleet.last_enabled_w() < 0.8 * total, 10.0)
+        replays = [r for a in fleet.agents for _, r in a.rejections if "replay" in r]
+        assert replays == []
+        for gid, seen in fleet.seen.items():   # the very first vector of the new controller is taken
+            first = seen[mark[gid]]
+            assert first > round_before and first in fleet.accepted[gid]
+
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(10)
+                except Exception:
+                    p.kill()
+        if fleet is not None:
+            fleet.stop()
+        broker.close()
