@@ -22,7 +22,7 @@ excluded, buyers pay b_m, sellers receive a_m, and the operator keeps (b_m - a_m
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -63,7 +63,6 @@ class ClearingResult:
     marginal_ask_uusd_per_kwh: int | None = None
     reduced: bool = False
     operator_surplus_ntok: int = 0
-    notes: dict = field(default_factory=dict)
 
     @property
     def price_uusd_per_kwh(self) -> int | None:

@@ -84,13 +84,15 @@ def verify(public_hex: str, signature: bytes, message: bytes, what: str = "signa
     if _nacl_open is not None:
         if len(signature) != 64:
             raise SignatureError(f"{what}: malformed signature (length {len(signature)})")
+        public_raw = _public_raw(public_hex)  # KeyError_ for a malformed key, before the try
         try:
-            _nacl_open(bytes(signature) + message, _public_raw(public_hex))
+            _nacl_open(bytes(signature) + message, public_raw)
         except (_NaclBad, ValueError) as exc:
             raise SignatureError(f"{what}: Ed25519 signature does not verify") from exc
         return
+    key = _public_key(public_hex)  # KeyError_ for a malformed key, before the try
     try:
-        _public_key(public_hex).verify(signature, message)
+        key.verify(signature, message)
     except InvalidSignature as exc:
         raise SignatureError(f"{what}: Ed25519 signature does not verify") from exc
     except ValueError as exc:  # wrong signature length etc.

@@ -81,9 +81,6 @@ class LedgerState:
             raise LedgerError(f"entry {seq}: unknown kind {kind!r}")
         return handler(seq, payload)
 
-    def signer_key(self, signer: str) -> str:
-        return self.registry.public_hex(signer, role="operator")
-
     # -- kinds ------------------------------------------------------------------------------
     def _genesis(self, seq: int, signer: str, p: dict) -> None:
         if seq != 0 or self.operator_id is not None:
