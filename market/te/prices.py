@@ -63,6 +63,15 @@ class TablePriceLookup:
     def locations(self) -> list[str]:
         return sorted({loc for loc, _ in self._table})
 
+    def buses(self) -> list[str]:
+        """Locations without a `.phase` suffix (per-bus prices), sorted."""
+        phased = {loc for loc in self.locations() if "." in loc}
+        return [loc for loc in self.locations() if loc not in phased]
+
+    def n_intervals(self) -> int:
+        return 1 + max((t for _, t in self._table), default=-1)
+
+
     @classmethod
     def from_dlmp_csv(cls, path: str | Path) -> "TablePriceLookup":
         """Read `dlmp.csv` (columns bus, phase, interval, dlmp_usd_per_mwh): per bus.phase and per bus (mean)."""
@@ -84,3 +93,16 @@ class TablePriceLookup:
         table = dict(per_phase)
         table.update({key: sum(v) / len(v) for key, v in per_bus.items()})
         return cls(table)
+
+
+class ResampledLookup:
+    """Ask `inner` (n_inner intervals per day) for the interval covering t of n_outer per day:
+    t_inner = t x n_inner // n_outer — e.g. hourly LEM prices for a 15-minute P2P market."""
+
+    def __init__(self, inner: PriceLookup, n_inner: int, n_outer: int) -> None:
+        if n_inner < 1 or n_outer < 1:
+            raise PriceLookupError(f"resampling needs positive interval counts, got {n_inner}, {n_outer}")
+        self.inner, self.n_inner, self.n_outer = inner, n_inner, n_outer
+
+    def price_usd_per_mwh(self, location: str, interval: int) -> float:
+        return self.inner.price_usd_per_mwh(location, int(interval) * self.n_inner // self.n_outer)

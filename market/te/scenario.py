@@ -1,6 +1,6 @@
 """A day of P2P trading: PV prosumers and consumers on a feeder, with synthetic prices.
 
-Participant i sits at bus `b{i % buses + 1:02d}`; a share `pv_share` has rooftop PV.  Powers in
+Participant i sits at bus `b{i % 10 + 1:02d}` (or on the LEM's buses); a share `pv_share` has rooftop PV.  Powers in
 kW, energies per interval in integer Wh.  Hour of day h = (interval + 0.5) x 24 / intervals.
 
     clear-sky PV      pv_kw(h) = kwp x max(0, sin(pi (h - 6) / 14))^1.2      (06:00 - 20:00)
@@ -53,7 +53,14 @@ def load_shape(hours: np.ndarray) -> np.ndarray:
     return 0.6 + 0.5 * np.exp(-((hours - 8) ** 2) / 4) + 0.9 * np.exp(-((hours - 19) ** 2) / 6)
 
 
-def build_scenario(n_participants: int, intervals: int, seed: int, pv_share: float = 0.5, buses: int = 10) -> Scenario:
+def default_buses(n: int = 10) -> list[str]:
+    return [f"b{k:02d}" for k in range(1, n + 1)]
+
+
+def build_scenario(n_participants: int, intervals: int, seed: int, pv_share: float = 0.5,
+                   buses: list[str] | None = None) -> Scenario:
+    """Participant i sits at buses[i % len(buses)] (default b01..b10)."""
+    buses = buses or default_buses()
     rng = np.random.default_rng(seed)
     hours = hours_of(intervals)
     has_pv = rng.random(n_participants) < pv_share
@@ -73,7 +80,7 @@ def build_scenario(n_participants: int, intervals: int, seed: int, pv_share: flo
     actual = np.rint((pv_act - load_act) * wh_per_kw).astype(np.int64)
     limit_u = rng.random((n_participants, intervals))
     arrival = np.stack([rng.permutation(n_participants) for _ in range(intervals)])
-    participants = [Participant(f"p{i:03d}", f"b{i % buses + 1:02d}", f"p{i:03d}", bool(has_pv[i]))
+    participants = [Participant(f"p{i:03d}", buses[i % len(buses)], f"p{i:03d}", bool(has_pv[i]))
                     for i in range(n_participants)]
     return Scenario(participants, kwp, forecast, actual, limit_u, arrival, hours)
 

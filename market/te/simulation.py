@@ -20,7 +20,7 @@ from market.te.keys import KeyPair, KeyRegistry
 from market.te.ledger import Ledger, WitnessValidator, sign_reading
 from market.te.model import BUY, SELL, Order, sign_order, verify_order
 from market.te.order_book import OrderBook
-from market.te.prices import FlatTariff, PriceLookup, price_uusd_per_kwh
+from market.te.prices import FlatTariff, PriceLookup, ResampledLookup, TablePriceLookup
 from market.te.scenario import PCC, build_scenario, participant_keys, synthetic_dlmps
 from market.te.settlement import Reading, SettlementPolicy, settle_interval
 from market.te.store import LedgerStore
@@ -126,8 +126,14 @@ def _setup_ledger(store: LedgerStore, cfg: SimConfig, sc, pkeys, mkeys) -> tuple
 
 
 def run_day(cfg: SimConfig, store: LedgerStore, prices: PriceLookup | None = None, verify_workers: int = 1) -> DayResult:
-    """Simulate the day; `prices` are DLMPs per (bus, interval) incl. 'pcc' (synthetic if None)."""
-    sc = build_scenario(cfg.participants, cfg.intervals, cfg.seed, cfg.pv_share)
+    """Simulate the day; `prices` are DLMPs per (bus, interval) (synthetic if None).  A
+    `TablePriceLookup` (the LEM's dlmp.csv) places participants on its buses and maps each P2P
+    interval to the LEM interval covering it."""
+    buses = None
+    if isinstance(prices, TablePriceLookup):  # e.g. the LEM's dlmp.csv: its buses, resampled in time
+        buses = prices.buses()
+        prices = ResampledLookup(prices, prices.n_intervals(), cfg.intervals)
+    sc = build_scenario(cfg.participants, cfg.intervals, cfg.seed, cfg.pv_share, buses)
     prices = prices or synthetic_dlmps(cfg.intervals)
     charge: NetworkCharge = DlmpDifferenceCharge(prices) if cfg.charges == "dlmp" else NoCharge()
     grid = GridOfLastResort(FlatTariff(cfg.grid_sell_usd_per_mwh), FlatTariff(cfg.grid_buy_usd_per_mwh), PCC)

@@ -122,3 +122,23 @@ def test_te_run_with_postgres_ledger(tmp_path, capsys):
         assert "ledger OK" in capsys.readouterr().out
     finally:
         PostgresStore(dsn, ns).drop()
+
+
+def test_te_run_on_lem_dlmps(tmp_path):
+    # hourly-style LEM prices for 2 intervals; the 8 P2P intervals map 0-3 -> 0 and 4-7 -> 1
+    csv_path = tmp_path / "dlmp.csv"
+    csv_path.write_text("bus,phase,interval,dlmp_usd_per_mwh,energy,loss,congestion,voltage\n"
+                        "671,1,0,40.0,40,0,0,0\n671,2,0,42.0,40,2,0,0\n675,1,0,45.5,40,1.5,4,0\n"
+                        "671,1,1,50.0,50,0,0,0\n671,2,1,52.0,50,2,0,0\n675,1,1,65.5,50,1.5,14,0\n")
+    out = tmp_path / "run"
+    assert main(["te", "run", "--participants", "10", "--intervals", "8", "--dlmp-csv", str(csv_path),
+                 "--out", str(out)]) == 0
+    locations = {r["participant_id"]: r["location"] for r in rows(out / "orders.csv")}
+    assert set(locations.values()) <= {"671", "675"}
+    dlmp_uusd_per_kwh = {("671", 0): 41_000, ("675", 0): 45_500, ("671", 1): 51_000, ("675", 1): 65_500}
+    p2p = [t for t in rows(out / "trades.csv") if "grid" not in (t["buyer_id"], t["seller_id"])]
+    assert p2p
+    for t in p2p:  # charge = (DLMP buyer - DLMP seller) x delivered Wh, with the LEM interval t * 2 // 8
+        lem_t = int(t["interval"]) * 2 // 8
+        rate = dlmp_uusd_per_kwh[(locations[t["buyer_id"]], lem_t)] - dlmp_uusd_per_kwh[(locations[t["seller_id"]], lem_t)]
+        assert int(t["network_charge_ntok"]) == rate * int(t["delivered_wh"])
