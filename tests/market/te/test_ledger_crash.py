@@ -32,17 +32,35 @@ while True:
 """
 
 
+def _wait_for_growth(path: Path, entries: int, timeout_s: float = 20.0) -> None:
+    """Poll (read-only) until the writer has committed at least `entries` entries."""
+    import sqlite3
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        db = sqlite3.connect(path)
+        try:
+            n = db.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
+        finally:
+            db.close()
+        if n >= entries:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"writer did not reach {entries} entries in {timeout_s} s")
+
+
 def test_sigkill_during_batched_appends_leaves_a_valid_chain(tmp_path):
     path = tmp_path / "ledger.db"
     new_ledger(SQLiteStore(path))[0].store.close()  # genesis only
     root = Path(__file__).resolve().parents[3]
     env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     previous = 1
-    for round_, wait_s in enumerate((0.12, 0.2, 0.15)):
+    for round_, wait_s in enumerate((0.0, 0.013, 0.007)):
         child = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], env=env, stdout=subprocess.PIPE)
         try:
             assert child.stdout.readline().strip() == b"ready"
-            time.sleep(wait_s)  # killed while it is appending
+            _wait_for_growth(path, previous + 2 * BATCH)
+            time.sleep(wait_s)  # killed while it is appending (at different points of a batch)
         finally:
             os.kill(child.pid, signal.SIGKILL)
             child.wait(timeout=10)
