@@ -1,9 +1,9 @@
-"""`colorgrid ledger verify PATH`: verify a settlement ledger (SQLite) end to end."""
+"""`colorgrid ledger verify PATH` / `colorgrid ledger prove PATH SEQ`: a settlement ledger (SQLite or PostgreSQL)."""
 from __future__ import annotations
 
 import sys
 
-HELP = "verify a P2P settlement ledger: hash chain, signatures, rules, k-of-n checkpoints, tokens"
+HELP = "P2P settlement ledger: verify it (chain, signatures, rules, k-of-n checkpoints, tokens) or prove an entry"
 
 
 def add_arguments(parser) -> None:
@@ -18,28 +18,73 @@ def add_arguments(parser) -> None:
                         help="expected operator public key (64 hex); without it the genesis key is trusted")
     verify.add_argument("--workers", type=int, default=1, help="processes for signature checks (default 1)")
     add_out_argument(verify)
+    prove = sub.add_parser("prove", help="inclusion proof of one entry in its co-signed checkpoint (JSON)")
+    prove.add_argument("path", metavar="PATH", help="ledger database or postgresql:// DSN")
+    prove.add_argument("seq", type=int, help="entry sequence number")
+    prove.add_argument("--namespace", default="te_ledger", help="PostgreSQL table prefix (default te_ledger)")
+    add_out_argument(prove)
+
+
+def _open(args):
+    from market.te.sqlite_store import SQLiteStore
+
+    if str(args.path).startswith(("postgresql://", "postgres://")):
+        from market.te.postgres_store import PostgresStore
+
+        return PostgresStore(args.path, args.namespace, create=False)
+    return SQLiteStore(args.path, create=False)
 
 
 def run(args) -> int:
-    from colorgrid.results import RunOutput
-    from market.te.errors import StoreError
-    from market.te.sqlite_store import SQLiteStore
-    from market.te.verify import verify_ledger
+    from market.te.errors import TeError
 
     try:
-        if str(args.path).startswith(("postgresql://", "postgres://")):
-            from market.te.postgres_store import PostgresStore
-
-            store = PostgresStore(args.path, args.namespace, create=False)
-        else:
-            store = SQLiteStore(args.path, create=False)
-    except StoreError as exc:
-        print(f"colorgrid ledger verify: {exc}", file=sys.stderr)
+        store = _open(args)
+    except TeError as exc:
+        print(f"colorgrid ledger {args.action}: {exc}", file=sys.stderr)
         return 2
     try:
-        report = verify_ledger(store, args.trusted_operator_key, max(1, args.workers))
+        return _verify(args, store) if args.action == "verify" else _prove(args, store)
+    except TeError as exc:
+        print(f"colorgrid ledger {args.action}: {exc}", file=sys.stderr)
+        return 1
     finally:
         store.close()
+
+
+def _prove(args, store) -> int:
+    """Print the proof as JSON (and write proof.json under --out); exit 1 if it does not verify."""
+    import json
+
+    from colorgrid.results import RunOutput
+    from market.te import canonical
+    from market.te.ledger import Ledger, verify_proof
+
+    ledger = Ledger(store)
+    proof = ledger.prove(args.seq)
+    ok = verify_proof(proof, dict(ledger.state.validators), ledger.state.threshold_k)
+    doc = {"seq": proof.seq, "entry_hash": proof.entry_hash.hex(), "leaf_index": proof.index,
+           "tree_size": proof.tree_size, "audit_path": [h.hex() for h in proof.path],
+           "statement": canonical.decode(proof.statement),
+           "signatures": [{"validator": v, "signature": s} for v, s in proof.signatures],
+           "validators": dict(sorted(ledger.state.validators.items())), "threshold_k": ledger.state.threshold_k,
+           "verified": ok}
+    text = json.dumps(doc, indent=2, sort_keys=True)
+    out = RunOutput(args.out, "ledger prove", {"path": str(args.path), "seq": args.seq})
+    path = out.path("proof.json")
+    if path is not None:
+        path.write_text(text + "\n")
+    out.figure("verified", ok)
+    out.finish()
+    print(text)
+    return 0 if ok else 1
+
+
+def _verify(args, store) -> int:
+    from colorgrid.results import RunOutput
+    from market.te.verify import verify_ledger
+
+    report = verify_ledger(store, args.trusted_operator_key, max(1, args.workers))
     out = RunOutput(args.out, "ledger verify", {"path": str(args.path), "trusted_operator_key": args.trusted_operator_key})
     out.figure("ledger_ok", report.ok)
     out.figure("entries_checked", report.entries_checked)

@@ -142,3 +142,30 @@ def test_te_run_on_lem_dlmps(tmp_path):
         lem_t = int(t["interval"]) * 2 // 8
         rate = dlmp_uusd_per_kwh[(locations[t["buyer_id"]], lem_t)] - dlmp_uusd_per_kwh[(locations[t["seller_id"]], lem_t)]
         assert int(t["network_charge_ntok"]) == rate * int(t["delivered_wh"])
+
+
+def test_ledger_prove_gives_a_checkable_inclusion_proof(tmp_path, capsys):
+    import hashlib
+
+    from market.te import canonical, merkle
+    from market.te.keys import is_valid
+
+    out = tmp_path / "run"
+    assert te_run(out) == 0
+    db = sqlite3.connect(out / "ledger.sqlite")
+    body = db.execute("SELECT body FROM entries WHERE seq=40").fetchone()[0]
+    db.close()
+    capsys.readouterr()
+    assert main(["ledger", "prove", str(out / "ledger.sqlite"), "40", "--out", str(tmp_path / "p")]) == 0
+    proof = json.loads(capsys.readouterr().out)
+    assert proof == json.loads((tmp_path / "p" / "proof.json").read_text())
+    assert proof["verified"] is True and proof["entry_hash"] == hashlib.sha256(body).hexdigest()
+    st = proof["statement"]
+    assert merkle.verify_inclusion(bytes.fromhex(proof["entry_hash"]), proof["leaf_index"], st["tree_size"],
+                                   [bytes.fromhex(h) for h in proof["audit_path"]], bytes.fromhex(st["root"]))
+    statement = canonical.encode(st)
+    good = [s for s in proof["signatures"]
+            if is_valid(proof["validators"][s["validator"]], bytes.fromhex(s["signature"]), statement)]
+    assert len(good) >= proof["threshold_k"] == 2
+    assert main(["ledger", "prove", str(out / "ledger.sqlite"), "10000000"]) == 1
+    assert "not covered by a checkpoint" in capsys.readouterr().err
