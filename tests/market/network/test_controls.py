@@ -88,3 +88,26 @@ def test_qv_curve_settles_on_the_curve(feeders_dir):
     target = float(np.interp(v, [p[0] for p in curve], [p[1] for p in curve]))
     assert abs(g.kvar - target) <= 0.02
     assert abs(g.kvar) > 1.0  # off 1.0 pu, so the DER really exchanges vars
+
+
+def test_capacitor_controls_switch_like_opendss(feeders_dir):
+    """IEEE 8500 with every capacitor opened: kvar-type controls (voltage override) reclose them
+    in the same pattern as OpenDSS, alongside 12 regulators."""
+    import opendssdirect as dss
+
+    compile_dss(feeders_dir / "ieee8500/Master.dss")
+    for name in dss.Capacitors.AllNames():
+        dss.Text.Command(f"edit capacitor.{name} states=[0]")
+    feeder, _ = feeder_from_engine()
+    solve_with_controls(feeder)
+    solve_opendss(controls=True)
+    closed = 0
+    for cap in feeder.capacitors:
+        dss.Capacitors.Name(cap.name)
+        assert list(dss.Capacitors.States()) == cap.states, cap.name
+        closed += cap.states[0]
+    assert closed >= 3  # controls really acted
+    taps = transformer_taps()
+    for reg in feeder.regulators:
+        w = feeder.transformer(reg.transformer).windings[reg.winding - 1]
+        assert w.tap_pu == pytest.approx(taps[reg.transformer][reg.winding - 1], abs=1e-9), reg.name
