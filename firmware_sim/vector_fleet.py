@@ -35,6 +35,8 @@ from cloud.estimator import RefractoryParams
 
 EF, ER, DF, DR = 0, 1, 2, 3
 DENSE_P = 0.25
+SWITCH = (DR, ER, ER, DR)       # to_state[old] for switching (only EF and DF switch)
+TIMER_END = (EF, EF, DF, DF)    # to_state[old] for an ended timer (only ER and DR end)
 
 
 class FleetError(ValueError):
@@ -114,18 +116,19 @@ class VectorFleet:
         self._agg = np.bincount(key, weights=self._slice_kw_flat, minlength=4 * self.k).reshape(4, self.k).T.copy()
         self._cnt = np.bincount(key, minlength=4 * self.k).reshape(4, self.k).T.copy()
 
-    def _move(self, idx: np.ndarray, old: np.ndarray, new: np.ndarray) -> None:
-        """Apply state changes (unique idx) and keep kW/counts in step."""
-        self.state[idx] = new
-        k, m = self.k, 4 * self.k
-        tier = self._tier_of[idx]
-        w = self._slice_kw_flat[idx]
-        tier16 = tier.astype(np.int16)
-        key = np.concatenate([old.astype(np.int16) * k + tier16, new.astype(np.int16) * k + tier16 + m])
-        kw = np.bincount(key, weights=np.concatenate([w, w]), minlength=2 * m)
-        cnt = np.bincount(key, minlength=2 * m)
-        self._agg += (kw[m:] - kw[:m]).reshape(4, k).T
-        self._cnt += (cnt[m:] - cnt[:m]).reshape(4, k).T
+    def _move(self, idx: np.ndarray, old: np.ndarray, to_state: tuple[int, int, int, int]) -> None:
+        """Move slices `idx` (unique) from `old` to `to_state[old]`, keeping kW/counts in step."""
+        k = self.k
+        self.state[idx] = np.asarray(to_state, dtype=np.int8)[old]
+        key = old.astype(np.int16) * k + self._tier_of[idx]
+        kw = np.bincount(key, weights=self._slice_kw_flat[idx], minlength=4 * k).reshape(4, k)
+        cnt = np.bincount(key, minlength=4 * k).reshape(4, k)
+        for s_old, s_new in enumerate(to_state):
+            if s_old != s_new:
+                self._agg[:, s_old] -= kw[s_old]
+                self._agg[:, s_new] += kw[s_old]
+                self._cnt[:, s_old] -= cnt[s_old]
+                self._cnt[:, s_new] += cnt[s_old]
 
     # ---- control vector ----------------------------------------------------------------
     def _vector_in_force(self, t_s: float, p_on, p_off) -> tuple[np.ndarray, np.ndarray]:
@@ -159,9 +162,11 @@ class VectorFleet:
             rel = rel.astype(np.int16)
         order = np.argsort(rel, kind="stable")
         keys, idx = keys[order], idx[order]
-        cut = np.flatnonzero(np.diff(keys)) + 1
-        for key, part in zip(keys[np.r_[0, cut]], np.split(idx, cut)):
-            self._wheel.setdefault(int(key), []).append(part)
+        cut = (np.flatnonzero(np.diff(keys)) + 1).tolist()
+        starts, stops = [0] + cut, cut + [idx.size]
+        for a, b in zip(starts, stops):
+            key = int(keys[a])
+            self._wheel.setdefault(key, []).append(idx[a:b])
             if replaced:
                 self._may_repeat.add(int(key))
             if self._next_key is None or key < self._next_key:
@@ -198,7 +203,7 @@ class VectorFleet:
         idx, st = idx[live], st[live]
         if idx.size:
             self.timer_end[idx] = np.inf
-            self._move(idx, st, st - 1)
+            self._move(idx, st, TIMER_END)
 
     # ---- one round ------------------------------------------------------------------------
     def _bernoulli(self, p: float) -> np.ndarray:
@@ -254,12 +259,11 @@ class VectorFleet:
             n_sw = int(idx.size)
         if n_sw:
             old = self.state[idx]
-            new = (3 - old).astype(np.int8)
             u = self.rng.random(n_sw)
             rp = self.rp
-            end = np.where(new == ER, (t + rp.t_ef_s) + u * rp.t_ev_s, (t + rp.t_df_s) + u * rp.t_dv_s)
+            end = np.where(old == DF, (t + rp.t_ef_s) + u * rp.t_ev_s, (t + rp.t_df_s) + u * rp.t_dv_s)
             self.timer_end[idx] = end
-            self._move(idx, old, new)
+            self._move(idx, old, SWITCH)
             self._file(idx, end)
             if self.track_on_time:
                 self._slice_switches[idx] += 1            # idx unique: one switch per slice
@@ -312,7 +316,7 @@ class VectorFleet:
         if self.track_on_time:
             t_on = t_s if t_s is not None else (self._t_last + self.round_s if self._t_last is not None else 0.0)
             self._enabled_since[idx[old >= DF]] = t_on
-        self._move(idx, old, np.full(idx.size, ER, dtype=np.int8))
+        self._move(idx, old, (ER, ER, ER, ER))
         self.timer_end[idx] = ends
         self._file(idx, ends, replaced=True)
         self.override_until_s[dev] = until
