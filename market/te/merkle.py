@@ -42,7 +42,14 @@ def root(leaves: list[bytes]) -> bytes:
     """Merkle tree hash of `leaves` (the raw leaf data, hashed with the 0x00 prefix here)."""
     if not leaves:
         return EMPTY_ROOT
-    return _levels(leaves)[-1][0]
+    level = [_sha(b"\x00" + d).digest() for d in leaves]
+    while len(level) > 1:
+        odd = level.pop() if len(level) % 2 else None
+        pairs = iter(level)
+        level = [_sha(b"\x01" + left + right).digest() for left, right in zip(pairs, pairs)]
+        if odd is not None:
+            level.append(odd)
+    return level[0]
 
 
 def inclusion_proof(index: int, leaves: list[bytes]) -> list[bytes]:
