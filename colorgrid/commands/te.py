@@ -1,6 +1,7 @@
 """`colorgrid te run`: simulate a day of P2P trading with PV prosumers, settle it on the ledger."""
 from __future__ import annotations
 
+import re
 import sys
 
 HELP = "transactive P2P market: simulate a day (call auction, McAfee or order book) and settle it on a signed ledger"
@@ -59,6 +60,8 @@ def run(args) -> int:
         print(f"colorgrid te run: {exc}", file=sys.stderr)
         return 2
     params = {k: v for k, v in vars(args).items() if k not in ("out", "action")}
+    if params.get("ledger_pg"):  # never write a password into summary.json
+        params["ledger_pg"] = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", re.sub(r"password=\S+", "password=***", params["ledger_pg"]))
     out = RunOutput(args.out, "te run", params, args.seed)
     try:
         store = _store(out, args.ledger_pg, args.ledger_namespace)
