@@ -63,6 +63,13 @@ def test_te_run_writes_consistent_files(tmp_path, mechanism, capsys):
         assert int(o["filled_wh"]) == filled.get(oid, 0) <= int(o["qty_wh"])
     balances = rows(out / "balances.csv")
     assert sum(int(b["balance_ntok"]) for b in balances) == fig["minted_ntok"] - fig["burned_ntok"]
+    by_account = {b["account"]: int(b["balance_ntok"]) for b in balances}
+    assert by_account["dso"] == fig["network_charges_ntok"] == sum(int(t["network_charge_ntok"]) for t in trades)
+    assert by_account["operator"] == fig["operator_surplus_ntok"]
+    if mechanism == "mcafee":
+        assert fig["operator_surplus_ntok"] > 0  # trade reduction happened and its surplus was settled
+    else:
+        assert fig["operator_surplus_ntok"] == 0
     assert main(["ledger", "verify", str(out / "ledger.sqlite")]) == 0
 
 
