@@ -24,6 +24,14 @@ class FleetThread:
         for agent in self.worker.agents:
             self._instrument(agent)
         self._stop = threading.Event()
+        self.paused = threading.Event()   # set: the worker thread stops servicing anything
+        run_once = self.worker.loop.run_once
+
+        def pausable_run_once(timeout_s):
+            while self.paused.is_set() and not self._stop.is_set():
+                time.sleep(0.01)
+            return run_once(timeout_s)
+        self.worker.loop.run_once = pausable_run_once
         self.thread = threading.Thread(target=self.worker.run, args=(self._stop.is_set,), daemon=True)
 
     def _instrument(self, agent) -> None:
