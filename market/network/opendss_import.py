@@ -213,7 +213,7 @@ def _loads(load_mult: float) -> list[Load]:
             (bus, nodes), = _terminals()[:1]
             model = int(dss.Loads.Model())
             zipv = tuple(float(z) for z in dss.Loads.ZipV()) if model == 8 else None
-            mult = 1.0 if int(dss.Loads.Status()) == 2 else load_mult  # 2 = exempt
+            mult = load_mult if int(dss.Loads.Status()) == 0 else 1.0  # fixed (1) and exempt (2) ignore LoadMult
             out.append(Load(name, bus, nodes, int(dss.CktElement.NumPhases()), float(dss.Loads.kW()) * mult,
                             float(dss.Loads.kvar()) * mult, float(dss.Loads.kV()),
                             "delta" if dss.Loads.IsDelta() else "wye", model, zipv,
