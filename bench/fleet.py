@@ -128,6 +128,7 @@ def main(argv: list[str] | None = None) -> None:
         (10_000, "10k_lag1_loss5", dict(reg, lag_rounds=1, report_loss=0.05)),
         (10_000, "10k_fresh_amp10", dict(reg, amplitude=0.10)),
         (10_000, "10k_fresh_amp20", dict(reg, amplitude=0.20)),
+        (10_000, "10k_fresh_amp20_start20000s", dict(reg, amplitude=0.20, start_s=20_000.0)),
         (10_000, "10k_fresh_goal_now", dict(reg, goal_mode="now")),
         (10_000, "10k_mixed_thermostatic_fresh", dict(reg, load_model="mixed", amplitude=0.10)),
         (100_000, "100k_fresh", dict(reg)),

@@ -217,8 +217,13 @@ class VectorFleet:
         out, start = [], -1
         while True:
             m = int(n * p + 6.0 * math.sqrt(n * p) + 16)
+            # float32 uniforms: 2^-24 resolution, the same as the edge agent's 24-bit draws
             with np.errstate(divide="ignore"):      # u = 0 gives an infinite gap: clipped
-                gaps = np.minimum(np.floor(np.log(self.rng.random(m)) / log_q), n + 1.0).astype(np.int64) + 1
+                if n < 2 ** 24:
+                    g = np.log(self.rng.random(m, dtype=np.float32)) * np.float32(1.0 / log_q)
+                else:                               # float32 gaps would lose integer precision
+                    g = np.log(self.rng.random(m)) / log_q
+                gaps = np.minimum(g, n + 1.0).astype(np.int64) + 1   # g >= 0: truncation = floor
             pos = start + np.cumsum(gaps)
             out.append(pos[pos < n])
             if pos[-1] >= n:
