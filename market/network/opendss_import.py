@@ -297,6 +297,9 @@ def _cap_controls(unsupported: list[str]) -> list[CapControl]:
 def feeder_from_engine(strict: bool = True) -> tuple[Feeder, ImportReport]:
     """Read the circuit currently compiled in the engine; raise UnsupportedElementError if strict."""
     dss = _dss()
+    if int(dss.Solution.Mode()) != 0:
+        raise OpenDSSImportError("only snapshot mode is supported (load shapes are not applied); "
+                                 f"the circuit is in solution mode {dss.Solution.Mode()}")
     dss.Text.Command("makebuslist")  # elements added after the last solve get their node lists
     report = ImportReport(controls_on=int(dss.Solution.ControlMode()) != -1)
     unsupported: list[str] = []

@@ -123,3 +123,12 @@ def test_transformer_and_capacitor_yprims_match_opendss(feeders_dir, path):
         ref = _yprim()
         _, mine = capacitor_yprim(cap, feeder.base_frequency_hz)
         assert np.max(np.abs(ref - mine)) <= 1e-9 * np.max(np.abs(ref)), cap.name
+
+
+def test_non_snapshot_mode_is_refused(tmp_path, feeders_dir):
+    from market.network.errors import OpenDSSImportError
+
+    dss_file = tmp_path / "daily.dss"
+    dss_file.write_text(f'redirect "{(feeders_dir / "ieee13" / "IEEE13Nodeckt.dss").resolve()}"\nset mode=daily\n')
+    with pytest.raises(OpenDSSImportError, match="snapshot"):
+        load_dss(dss_file)
