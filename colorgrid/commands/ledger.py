@@ -1,4 +1,4 @@
-"""`colorgrid ledger verify PATH` / `colorgrid ledger prove PATH SEQ`: a settlement ledger (SQLite or PostgreSQL)."""
+"""`colorgrid ledger verify|prove|anchor`: a P2P settlement ledger (SQLite or PostgreSQL)."""
 from __future__ import annotations
 
 import sys
@@ -23,6 +23,15 @@ def add_arguments(parser) -> None:
     prove.add_argument("seq", type=int, help="entry sequence number")
     prove.add_argument("--namespace", default="te_ledger", help="PostgreSQL table prefix (default te_ledger)")
     add_out_argument(prove)
+    anchor = sub.add_parser("anchor", help="anchor checkpoint roots in the Ethereum contract (extra [evm]); check them")
+    anchor.add_argument("path", metavar="PATH", help="ledger database or postgresql:// DSN")
+    anchor.add_argument("--rpc", metavar="URL", default=None,
+                        help="JSON-RPC of a lab node, e.g. http://127.0.0.1:8545 (anvil); default: in-process py-evm")
+    anchor.add_argument("--contract", metavar="ADDRESS", default=None,
+                        help="an existing deployment (otherwise the contract is deployed and its address printed)")
+    anchor.add_argument("--check-only", action="store_true", help="anchor nothing, only compare")
+    anchor.add_argument("--namespace", default="te_ledger", help="PostgreSQL table prefix (default te_ledger)")
+    add_out_argument(anchor)
 
 
 def _open(args):
@@ -44,7 +53,7 @@ def run(args) -> int:
         print(f"colorgrid ledger {args.action}: {exc}", file=sys.stderr)
         return 2
     try:
-        return _verify(args, store) if args.action == "verify" else _prove(args, store)
+        return {"verify": _verify, "prove": _prove, "anchor": _anchor}[args.action](args, store)
     except TeError as exc:
         print(f"colorgrid ledger {args.action}: {exc}", file=sys.stderr)
         return 1
@@ -78,6 +87,31 @@ def _prove(args, store) -> int:
     out.finish()
     print(text)
     return 0 if ok else 1
+
+
+def _anchor(args, store) -> int:
+    """Anchor the not-yet-anchored checkpoints, then compare all; exit 1 on any mismatch."""
+    from colorgrid.results import RunOutput
+    from market.te.evm_anchor import EvmSettlementChain, anchor_checkpoints, check_anchors
+    from market.te.evm_backends import JsonRpcBackend
+
+    chain = EvmSettlementChain(JsonRpcBackend(args.rpc) if args.rpc else None, address=args.contract)
+    anchored = [] if args.check_only else anchor_checkpoints(store, chain)
+    mismatched = check_anchors(store, chain)
+    out = RunOutput(args.out, "ledger anchor", {"path": str(args.path), "rpc": args.rpc, "contract": args.contract,
+                                                "check_only": args.check_only})
+    out.figure("contract", chain.address)
+    out.figure("checkpoints", len(store.checkpoints()))
+    out.figure("anchored_now", len(anchored))
+    out.figure("mismatched_periods", mismatched)
+    out.finish()
+    print(f"contract {chain.address}: anchored {len(anchored)} checkpoint(s) now"
+          + (f" (periods {anchored[0]}..{anchored[-1]})" if anchored else ""))
+    if mismatched:
+        print(f"checkpoints of periods {mismatched} differ from the chain's anchors (or are not anchored)", file=sys.stderr)
+        return 1
+    print(f"all {len(store.checkpoints())} checkpoints match their anchors")
+    return 0
 
 
 def _verify(args, store) -> int:

@@ -1,12 +1,12 @@
 """Optional Ethereum backend (extra `[evm]`: vyper, eth-tester[py-evm]): an ERC-20 settlement
 token and a write-once checkpoint anchor, compiled offline from `evm/SettlementToken.vy`.
 
-`EvmSettlementChain` deploys the contract on an in-process py-evm chain (eth-tester) — or on any
-chain reachable through a `send/call` pair with the same semantics, e.g. a lab's local `anvil`
-(docs/te.md).  `mirror_ledger` replays a ledger's token entries onto it, **one transaction per
+`EvmSettlementChain` deploys the contract on an in-process py-evm chain (eth-tester) or, through
+`JsonRpcBackend`, on a lab's local node such as `anvil` (docs/te.md).  `mirror_ledger` replays a ledger's token entries onto it, **one transaction per
 interval** (mints, then transfers, then burns; reordering keeps every balance non-negative when
 the ledger's own credit limit is 0), and anchors each checkpoint's Merkle root and statement hash.
-`check_anchors` then compares the ledger's checkpoints with what the chain holds.  Accounts are
+`anchor_checkpoints` anchors the checkpoints of any ledger (credit accounts included) that are not
+on the chain yet; `check_anchors` compares the ledger's checkpoints with what the chain holds.  Accounts are
 mapped to deterministic addresses (first 20 bytes of SHA-256("colorgrid.te|" + account)); the
 operator, who deployed the contract, moves tokens on the participants' behalf as the ledger did.
 """
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from market.te import canonical
-from market.te.errors import TeError
+from market.te.evm_backends import EVM_EXTRA, EthTesterBackend, EvmBackend, EvmError
 from market.te.store import LedgerStore
 
 CONTRACT_PATH = Path(__file__).resolve().parent / "evm" / "SettlementToken.vy"
@@ -25,16 +25,12 @@ MAX_BATCH = 256  # the contract's DynArray bound
 SETTLE_SIG = "settle_batch(address[],uint256[],address[],address[],uint256[],address[],uint256[])"
 
 
-class EvmError(TeError):
-    """Compilation failed, a transaction reverted, or the chain disagrees with the ledger."""
-
-
 def compile_contract() -> dict:
     """Compile the Vyper source offline; returns {'abi': [...], 'bytecode': '0x…'}."""
     try:
         import vyper
     except ImportError as exc:
-        raise EvmError("the EVM backend needs the [evm] extra: pip install vyper==0.4.3 'eth-tester[py-evm]==0.13.0b1'") from exc
+        raise EvmError(EVM_EXTRA) from exc
     return vyper.compile_code(CONTRACT_PATH.read_text(), output_formats=["abi", "bytecode"])
 
 
@@ -45,44 +41,35 @@ def address_of(account: str) -> str:
 
 
 class EvmSettlementChain:
-    def __init__(self, name: str = "colorgrid settlement token", symbol: str = "CGT") -> None:
+    """The deployed contract on a backend (in-process py-evm by default); `address` attaches to
+    an existing deployment instead of deploying a new one."""
+
+    def __init__(self, backend: EvmBackend | None = None, address: str | None = None,
+                 name: str = "colorgrid settlement token", symbol: str = "CGT") -> None:
         try:
             import eth_abi
-            from eth_tester import EthereumTester, PyEVMBackend
-            from eth_tester.exceptions import TransactionFailed
             from eth_utils import function_signature_to_4byte_selector
         except ImportError as exc:
-            raise EvmError("the EVM backend needs the [evm] extra: pip install vyper==0.4.3 'eth-tester[py-evm]==0.13.0b1'") from exc
-        self._abi, self._selector, self._failed = eth_abi, function_signature_to_4byte_selector, TransactionFailed
-        self.tester = EthereumTester(PyEVMBackend())
-        self.operator = self.tester.get_accounts()[0]
-        compiled = compile_contract()
-        data = compiled["bytecode"] + eth_abi.encode(["string", "string", "uint8"], [name, symbol, 9]).hex()
-        receipt = self._send({"from": self.operator, "gas": 5_000_000, "data": data, "value": 0}, "deploy")
-        self.address = receipt["contract_address"]
+            raise EvmError(EVM_EXTRA) from exc
+        self._abi, self._selector = eth_abi, function_signature_to_4byte_selector
+        self.backend = backend or EthTesterBackend()
+        self.operator = self.backend.accounts()[0]
         self.transactions = 0
-
-    def _send(self, tx: dict, what: str) -> dict:
-        try:
-            self.tester.call({k: v for k, v in tx.items() if k != "gas"})  # surfaces the revert reason
-        except self._failed as exc:
-            raise EvmError(f"{what}: reverted ({exc})") from None
-        receipt = self.tester.get_transaction_receipt(self.tester.send_transaction(tx))
-        if receipt["status"] != 1:
-            raise EvmError(f"{what}: transaction failed")
-        return receipt
+        if address is None:
+            data = compile_contract()["bytecode"] + eth_abi.encode(["string", "string", "uint8"], [name, symbol, 9]).hex()
+            address = self.backend.send({"from": self.operator, "gas": 5_000_000, "data": data}, "deploy")["contract_address"]
+        self.address = address
 
     def transact(self, signature: str, types: list[str], values: list, sender: str | None = None) -> dict:
         data = "0x" + self._selector(signature).hex() + self._abi.encode(types, values).hex()
-        tx = {"from": sender or self.operator, "to": self.address, "gas": 25_000_000, "data": data, "value": 0}
-        receipt = self._send(tx, signature.split("(")[0])
+        tx = {"from": sender or self.operator, "to": self.address, "gas": 25_000_000, "data": data}
+        receipt = self.backend.send(tx, signature.split("(")[0])
         self.transactions += 1
         return receipt
 
     def call(self, signature: str, types: list[str], values: list, returns: list[str]):
         data = "0x" + self._selector(signature).hex() + self._abi.encode(types, values).hex()
-        raw = self.tester.call({"from": self.operator, "to": self.address, "data": data})
-        out = self._abi.decode(returns, bytes.fromhex(raw[2:]) if isinstance(raw, str) else raw)
+        out = self._abi.decode(returns, self.backend.call({"from": self.operator, "to": self.address, "data": data}))
         return out[0] if len(out) == 1 else out
 
     def settle_batch(self, mints: list[tuple[str, int]], transfers: list[tuple[str, str, int]],
@@ -162,6 +149,17 @@ def mirror_ledger(store: LedgerStore, chain: EvmSettlementChain) -> MirrorReport
             report.anchors += 1
     flush()
     return report
+
+
+def anchor_checkpoints(store: LedgerStore, chain: EvmSettlementChain) -> list[int]:
+    """Anchor every checkpoint of any ledger that the chain does not hold yet; the periods anchored now."""
+    done = []
+    for cp in store.checkpoints():
+        if chain.anchored(cp.period)[1] == b"\x00" * 32:
+            chain.anchor(cp.period, bytes.fromhex(canonical.decode(cp.statement)["root"]),
+                         hashlib.sha256(cp.statement).digest())
+            done.append(cp.period)
+    return done
 
 
 def check_anchors(store: LedgerStore, chain: EvmSettlementChain) -> list[int]:

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from market.te.evm_anchor import EvmError, EvmSettlementChain, address_of, check_anchors, mirror_ledger
+from market.te.evm_anchor import (EvmError, EvmSettlementChain, address_of, anchor_checkpoints, check_anchors,
+                                  mirror_ledger)
 from market.te.store import FakeLedgerStore
 
 from .conftest import add_meter, new_ledger
@@ -54,10 +55,20 @@ def test_anchor_is_write_once_and_detects_a_rewritten_checkpoint(mirrored):
 
 def test_only_the_operator_mints_and_batches_revert_whole(mirrored):
     _, ledger, chain, _ = mirrored
-    outsider = chain.tester.get_accounts()[1]
+    outsider = chain.backend.accounts()[1]
     with pytest.raises(EvmError, match="only the operator"):
         chain.transact("mint(address,uint256)", ["address", "uint256"], [address_of("x"), 1], sender=outsider)
     before = chain.balance_ntok("p1")
     with pytest.raises(EvmError, match="insufficient balance"):
         chain.settle_batch([("p1", 7)], [("p1", "p2", before + 10**12)], [])
     assert chain.balance_ntok("p1") == before  # the mint in the reverted batch did not happen
+
+
+def test_anchor_checkpoints_of_a_credit_ledger_once(mirrored):
+    store, _, _, _ = mirrored
+    chain = EvmSettlementChain()  # a fresh deployment: nothing anchored yet
+    assert check_anchors(store, chain) == [1, 2, 3]
+    assert anchor_checkpoints(store, chain) == [1, 2, 3]
+    assert anchor_checkpoints(store, chain) == [] and check_anchors(store, chain) == []
+    attached = EvmSettlementChain(chain.backend, address=chain.address)  # attach, do not redeploy
+    assert attached.anchored(2) == chain.anchored(2)
