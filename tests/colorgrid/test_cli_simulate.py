@@ -85,3 +85,23 @@ def test_non_number_flag_is_argparse_error(capsys):
         main(["simulate", "--devices", "lots"])
     assert exc.value.code == 2
     assert "--devices" in capsys.readouterr().err
+
+
+def test_custom_signal_and_device_csv(tmp_path):
+    import math
+    sig = tmp_path / "sig.csv"
+    sig.write_text("# my signal\n" + "\n".join(f"{math.sin(i / 20):.6f}" for i in range(600)) + "\n")
+    sizes = tmp_path / "sizes.csv"
+    sizes.write_text("p_kw\n2.0\n3.0\n4.0\n")
+    out = tmp_path / "o"
+    assert main(["simulate", *FAST, "--signal", str(sig), "--device-kw", str(sizes),
+                 "--amplitude", "0.1", "--out", str(out)]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["params"]["signal"] == str(sig)
+    assert s["figures"]["pjm_score"] > 0.8
+    rows = (out / "timeseries.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    first_scored = next(r.split(",") for r in rows[1:] if r.endswith(",1"))
+    goal = float(first_scored[header.index("goal_kw")])
+    fleet = s["figures"]["fleet_demand_kw"]
+    assert goal == pytest.approx(fleet * (0.5 + 0.1 * 0.0), rel=1e-9)   # sin(0) = 0
