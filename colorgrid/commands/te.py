@@ -75,6 +75,7 @@ def run(args) -> int:
         return 1
     finally:
         store.close()
+    assert day.report is not None  # run_day always verifies
     _write(out, day)
     _figures(out, cfg, day)
     out.finish()

@@ -119,9 +119,9 @@ def _allocate(qty_sorted: np.ndarray, price_sorted: np.ndarray, rank_sorted: np.
         num = remaining * q
         base, rem = num // total, num % total
     else:  # exact big-integer path
-        num = [remaining * int(x) for x in q]
-        base = np.array([n // total for n in num], dtype=np.int64)
-        rem = np.array([n % total for n in num], dtype=np.int64)
+        big = [remaining * int(x) for x in q]
+        base = np.array([n // total for n in big], dtype=np.int64)
+        rem = np.array([n % total for n in big], dtype=np.int64)
     left = remaining - int(base.sum())
     if left:
         order = np.lexsort((rank_sorted[lvl], -rem))[:left]  # largest remainder, then order id

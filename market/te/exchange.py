@@ -63,7 +63,7 @@ def _capped(asks: list[Order], bids: list[Order], cap_wh: int, cfg: AuctionConfi
     if res.volume_wh > cap_wh:  # re-clear with quantities truncated to the capped volume
         res = _truncate(arrays, cfg, cap_wh)
     trades = [Trade(interval, book[b].participant_id, book[s].participant_id, book[b].order_id, book[s].order_id,
-                    int(q), res.buyer_price_uusd_per_kwh, res.seller_price_uusd_per_kwh)
+                    int(q), res.buyer_price_uusd_per_kwh or 0, res.seller_price_uusd_per_kwh or 0)
               for b, s, q in pair_trades(arrays, res.fill_wh)]
     return trades, {o.order_id: int(f) for o, f in zip(book, res.fill_wh) if f}
 

@@ -107,9 +107,10 @@ def clear_interval(interval: int, orders: list[Order], cfg: AuctionConfig = Auct
     arrays = OrderArrays.from_orders(book)
     res = clear(arrays, cfg)
     trades = []
+    buyer_price, seller_price = res.buyer_price_uusd_per_kwh or 0, res.seller_price_uusd_per_kwh or 0  # set when trading
     for b, s, q in pair_trades(arrays, res.fill_wh):
         trades.append(Trade(interval, book[b].participant_id, book[s].participant_id, book[b].order_id,
-                            book[s].order_id, int(q), res.buyer_price_uusd_per_kwh, res.seller_price_uusd_per_kwh))
+                            book[s].order_id, int(q), buyer_price, seller_price))
     grid_sold = sum(t.qty_wh for t in trades if t.seller_id == GRID)
     grid_bought = sum(t.qty_wh for t in trades if t.buyer_id == GRID)
     return IntervalResult(interval, book, res, trades, grid_sold, grid_bought)

@@ -21,8 +21,8 @@ try:  # libsodium via PyNaCl: the same RFC 8032 signatures, about twice as fast 
     from nacl.bindings import crypto_sign_open as _nacl_open
     from nacl.exceptions import BadSignatureError as _NaclBad
 except ImportError:  # pragma: no cover - depends on the installation
-    _nacl_sign = _nacl_open = None
-    _NaclBad = Exception
+    _nacl_sign = _nacl_open = None  # type: ignore[assignment]
+    _NaclBad = Exception  # type: ignore[misc,assignment]
 BACKEND = "libsodium (PyNaCl)" if _nacl_sign is not None else "OpenSSL (cryptography)"
 
 ROLES = ("operator", "participant", "meter", "validator")

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Protocol
+from typing import Iterator, Protocol, Sequence
 
 from market.te import canonical, merkle
 from market.te.errors import InsufficientSignatures, LedgerError
@@ -122,7 +122,7 @@ class Ledger:
             self._commit([row])
         return seq
 
-    def _commit(self, rows: list[EntryRow], checkpoints: list[CheckpointRow] = ()) -> None:
+    def _commit(self, rows: list[EntryRow], checkpoints: Sequence[CheckpointRow] = ()) -> None:
         try:
             self.store.write(rows, checkpoints)
         except BaseException:

@@ -33,7 +33,7 @@ class PostgresStore:
                     self._db.execute(f"CREATE TABLE IF NOT EXISTS {namespace}_checkpoints (period BIGINT PRIMARY KEY, "
                                      "first_seq BIGINT NOT NULL, last_seq BIGINT NOT NULL, statement BYTEA NOT NULL, "
                                      "signatures BYTEA NOT NULL)")
-            elif self._db.execute("SELECT to_regclass(%s)", (f"{namespace}_entries",)).fetchone()[0] is None:
+            elif (self._db.execute("SELECT to_regclass(%s)", (f"{namespace}_entries",)).fetchone() or [None])[0] is None:
                 raise StoreError(f"no ledger tables {namespace}_entries/_checkpoints in the database")
         except psycopg.Error as exc:
             raise StoreError(f"PostgreSQL: cannot open ledger ({exc})") from exc
@@ -54,14 +54,15 @@ class PostgresStore:
 
     def head(self) -> EntryRow | None:
         row = self._db.execute(f"SELECT * FROM {self._ns}_entries ORDER BY seq DESC LIMIT 1").fetchone()
-        return self._entry(row) if row else None
+        return self._entry(row) if row is not None else None
 
     def count(self) -> int:
-        return int(self._db.execute(f"SELECT COUNT(*) FROM {self._ns}_entries").fetchone()[0])
+        row = self._db.execute(f"SELECT COUNT(*) FROM {self._ns}_entries").fetchone()
+        return int(row[0]) if row is not None else 0
 
     def entries(self, first_seq: int = 0, last_seq: int | None = None) -> Iterator[EntryRow]:
         last = 2**62 if last_seq is None else last_seq
-        with self._db.cursor(name=None) as cur:
+        with self._db.cursor() as cur:
             cur.execute(f"SELECT * FROM {self._ns}_entries WHERE seq BETWEEN %s AND %s ORDER BY seq", (first_seq, last))
             while True:
                 rows = cur.fetchmany(5000)

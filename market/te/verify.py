@@ -68,7 +68,7 @@ def _entry_problem(row, expected_seq: int, prev: bytes, state: LedgerState, trus
             if trusted_operator_hex is not None and public_hex != trusted_operator_hex:
                 return "genesis operator key differs from the trusted key"
         else:
-            public_hex = state.registry.public_hex(row.signer, role="operator")
+            public_hex = state.registry.public_hex(str(row.signer), role="operator")
     except (KeyError_, AttributeError) as exc:
         return f"signer not registered as operator ({exc})"
     sig_tasks.append((row.seq, public_hex, row.sig, row.hash, f"signature of {row.signer!r} does not verify"))
@@ -85,7 +85,7 @@ def _meter_task(seq: int, payload: dict, state: LedgerState, sig_tasks: list) ->
     """Queue the meter's signature of a reading (the rule checks run in `state.apply`)."""
     meter = payload.get("meter_id")
     try:
-        public_hex = state.registry.public_hex(meter, role="meter")
+        public_hex = state.registry.public_hex(str(meter), role="meter")
         sig = bytes.fromhex(payload.get("meter_sig") or "")
         message = reading_message(payload)
     except (KeyError_, KeyError, ValueError, TypeError, LedgerError) as exc:
@@ -142,7 +142,9 @@ def verify_ledger(store: LedgerStore, trusted_operator_hex: str | None = None, w
     """Verify everything; signatures are checked after the structural pass (in parallel if
     `workers` > 1) and the lowest failing seq of either pass is reported."""
     state = LedgerState()
-    prev, hashes, tasks = ZERO_HASH, [], []
+    prev = ZERO_HASH
+    hashes: list[bytes] = []
+    tasks: list[tuple] = []
     structural = None
     for row in store.entries():
         problem = _entry_problem(row, len(hashes), prev, state, trusted_operator_hex, tasks)
