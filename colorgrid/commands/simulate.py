@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     for name, value in res.metrics.items():
         unit = _unit(name)
         out.figure(name, value, unit)
-        shown = f"{value:.4g}" if isinstance(value, float) else str(value)
+        shown = (f"{value:.1f}" if abs(value) >= 1000 else f"{value:.4f}") if isinstance(value, float) else str(value)
         print(f"  {name:<36} {shown:>12} {unit}")
     if out.enabled:
         from firmware_sim.plot import plot_result
