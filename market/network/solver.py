@@ -84,6 +84,7 @@ def solve_fixed_point(net: Network, atoms: Atoms, tol_pu: float = 1e-9, max_iter
 
     Anderson: with residuals f_k = G(V_k) − V_k, γ = argmin ‖f_k − ΔF γ‖ over the last m
     differences, V_{k+1} = G(V_k) − ΔG γ; the history is dropped whenever the residual grows.
+    The first 4 steps are plain (fast-converging cases never pay for the least squares).
     Convergence is always judged on the plain step max |G(V_k) − V_k| / Vbase < tol_pu.
     `s_inject_va` (per node, VA, generation positive) adds constant-power injections conj(S/V),
     e.g. market schedules at bus·phase, without touching loads or the factorization."""
@@ -124,7 +125,7 @@ def solve_fixed_point(net: Network, atoms: Atoms, tol_pu: float = 1e-9, max_iter
             hist_f.clear()
             hist_g.clear()
         err, last_f, last_g = new_err, f, g
-        if hist_f:  # real least squares (the map is R-linear: conj terms), via the m×m Gram matrix
+        if hist_f and it >= 5:  # plain steps first (cheap when they suffice); real least squares (the map is R-linear: conj terms), via the m×m Gram matrix
             fr = f * inv_base
             m = len(hist_f)
             gram = np.array([[np.vdot(hist_f[i], hist_f[j]).real for j in range(m)] for i in range(m)])
