@@ -1,6 +1,7 @@
 """`colorgrid ledger verify|prove|anchor`: a P2P settlement ledger (SQLite or PostgreSQL)."""
 from __future__ import annotations
 
+import os
 import sys
 
 HELP = "P2P settlement ledger: verify it (chain, signatures, rules, k-of-n checkpoints, tokens) or prove an entry"
@@ -16,7 +17,8 @@ def add_arguments(parser) -> None:
     verify.add_argument("--namespace", default="te_ledger", help="PostgreSQL table prefix (default te_ledger)")
     verify.add_argument("--trusted-operator-key", metavar="HEX", default=None,
                         help="expected operator public key (64 hex); without it the genesis key is trusted")
-    verify.add_argument("--workers", type=int, default=1, help="processes for signature checks (default 1)")
+    verify.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
+                        help="processes for signature checks (default: cores, at most 4)")
     add_out_argument(verify)
     prove = sub.add_parser("prove", help="inclusion proof of one entry in its co-signed checkpoint (JSON)")
     prove.add_argument("path", metavar="PATH", help="ledger database or postgresql:// DSN")
