@@ -36,6 +36,7 @@ class Action:
     delay_s: float
     kind: str  # "tap" | "cap" | "qv"
     apply: object  # callable() -> None
+    element: tuple[str, str] | None = None  # (kind, name) whose Yprim the action changes
 
 
 def block_slice(res: PowerFlowResult, kind: str, name: str) -> tuple[object, slice]:
@@ -92,7 +93,7 @@ def _regulator_action(feeder: Feeder, res: PowerFlowResult, reg: Regulator) -> A
     def apply() -> None:
         wd.tap_pu = float(np.clip(wd.tap_pu + np.sign(pending) * n * step, wd.min_tap_pu, wd.max_tap_pu))
 
-    return Action(reg.delay_s, "tap", apply)
+    return Action(reg.delay_s, "tap", apply, ("transformer", tr.name))
 
 
 def _monitored(res: PowerFlowResult, cc: CapControl) -> tuple[complex, complex]:
@@ -135,7 +136,7 @@ def _cap_action(feeder: Feeder, res: PowerFlowResult, cc: CapControl) -> Action 
     def apply() -> None:
         cap.states = [1 if want else 0] * len(cap.states)
 
-    return Action(cc.delay_s if want else cc.delay_off_s, "cap", apply)
+    return Action(cc.delay_s if want else cc.delay_off_s, "cap", apply, ("capacitor", cap.name))
 
 
 def _qv_actions(feeder: Feeder, res: PowerFlowResult) -> list[Action]:
@@ -171,8 +172,9 @@ def solve_with_controls(feeder: Feeder, max_control_iter: int = 100, tol_pu: flo
         todo = [a for a in actions if a.delay_s == first]
         for a in todo:
             a.apply()
-        if any(a.kind != "qv" for a in todo):
-            net = build_network(feeder)
+        changed = {a.element for a in todo if a.element is not None}
+        if changed:
+            net = build_network(feeder, previous=net, changed=changed)
         res = solve(net, tol_pu, max_iter, v0=res.v)
     raise PowerFlowNotConverged(f"controls on {feeder.name!r} still acting after {max_control_iter} iterations",
                                 max_control_iter, float("inf"))

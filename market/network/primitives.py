@@ -174,11 +174,25 @@ def transformer_yprim(tr: Transformer) -> tuple[list[tuple[str, int]], np.ndarra
     return conds, y
 
 
+def all_branch_elements(feeder: Feeder):
+    """Yield (kind, element) for every element that enters the Ybus, in a fixed order."""
+    for line in feeder.lines:
+        yield "line", line
+    for tr in feeder.transformers:
+        yield "transformer", tr
+    for cap in feeder.capacitors:
+        yield "capacitor", cap
+
+
+def element_primitive(kind: str, el, freq_hz: float) -> tuple[list[tuple[str, int]], np.ndarray]:
+    if kind == "line":
+        return line_yprim(el)
+    if kind == "transformer":
+        return transformer_yprim(el)
+    return capacitor_yprim(el, freq_hz)
+
+
 def all_branch_primitives(feeder: Feeder):
     """Yield (kind, element, conductors, yprim) for every element that enters the Ybus."""
-    for line in feeder.lines:
-        yield ("line", line, *line_yprim(line))
-    for tr in feeder.transformers:
-        yield ("transformer", tr, *transformer_yprim(tr))
-    for cap in feeder.capacitors:
-        yield ("capacitor", cap, *capacitor_yprim(cap, feeder.base_frequency_hz))
+    for kind, el in all_branch_elements(feeder):
+        yield (kind, el, *element_primitive(kind, el, feeder.base_frequency_hz))

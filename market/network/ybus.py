@@ -17,7 +17,7 @@ from scipy.sparse.linalg import splu
 
 from market.network.errors import IslandedSectionError, NonPositiveImpedanceError
 from market.network.model import Feeder
-from market.network.primitives import all_branch_primitives, source_norton_a, source_yprim
+from market.network.primitives import all_branch_elements, element_primitive, source_norton_a, source_yprim
 
 
 @dataclass
@@ -82,13 +82,26 @@ def _check_islands(y: sp.csc_matrix, nodes, source_nodes: np.ndarray) -> None:
         raise IslandedSectionError(f"{len(bad)} node(s) have no path to the source: {shown}")
 
 
-def build_network(feeder: Feeder) -> Network:
-    """Assemble Y (COO → CSC), check islands, factorize with SuperLU."""
+def build_network(feeder: Feeder, previous: Network | None = None,
+                  changed: set[tuple[str, str]] | None = None) -> Network:
+    """Assemble Y = Cᵀ·(stacked Yprims), check islands, factorize with SuperLU.
+
+    With `previous` (same topology) and `changed` = {(kind, name)}, only the changed elements'
+    Yprims are recomputed (the control loop's tap and capacitor moves)."""
     t0 = time.perf_counter()
     nodes = node_list(feeder)
     index = {nd: i for i, nd in enumerate(nodes)}
-    blocks = [_block(kind, el.name, conds, yprim, index, _n_terminal1(kind, el, conds))
-              for kind, el, conds, yprim in all_branch_primitives(feeder)]
+    reuse = {}
+    if previous is not None and previous.nodes == nodes and changed is not None:
+        reuse = {(b.kind, b.name): b for b in previous.blocks}
+    blocks = []
+    for kind, el in all_branch_elements(feeder):
+        key = (kind, el.name)
+        if key in reuse and key not in changed:
+            blocks.append(reuse[key])
+            continue
+        conds, yprim = element_primitive(kind, el, feeder.base_frequency_hz)
+        blocks.append(_block(kind, el.name, conds, yprim, index, _n_terminal1(kind, el, conds)))
     n = len(nodes)
     term_y, term_rows = _stack_terminals(blocks, n)
     # Y = Cᵀ·(stacked Yprims·C): C maps every element conductor row to its node (ground rows drop)

@@ -132,3 +132,14 @@ def test_non_snapshot_mode_is_refused(tmp_path, feeders_dir):
     dss_file.write_text(f'redirect "{(feeders_dir / "ieee13" / "IEEE13Nodeckt.dss").resolve()}"\nset mode=daily\n')
     with pytest.raises(OpenDSSImportError, match="snapshot"):
         load_dss(dss_file)
+
+
+def test_incremental_rebuild_equals_full_build(feeders_dir):
+    feeder, _ = load_dss(feeders_dir / "ieee13/IEEE13Nodeckt.dss")
+    net = build_network(feeder)
+    feeder.transformer("reg2").windings[1].tap_pu = 1.0125
+    feeder.capacitors[0].states = [0]
+    fresh = build_network(feeder)
+    inc = build_network(feeder, previous=net, changed={("transformer", "reg2"), ("capacitor", feeder.capacitors[0].name)})
+    assert abs(inc.y - fresh.y).max() == 0.0
+    assert abs(inc.y - net.y).max() > 0.0
