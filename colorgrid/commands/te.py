@@ -78,7 +78,8 @@ def run(args) -> int:
     assert day.report is not None  # run_day always verifies
     _write(out, day)
     _figures(out, cfg, day)
-    out.finish()
+    if out.enabled:  # summary.json (its versions block imports the whole stack: only when asked)
+        out.finish()
     _print(out, day)
     return 0 if day.report.ok else 1
 
