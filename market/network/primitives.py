@@ -64,8 +64,7 @@ def capacitor_yprim(cap: Capacitor, freq_hz: float) -> tuple[list[tuple[str, int
     """Closed steps in parallel; C = Q / (ω kV²) per wye phase, Q / (3 ω kV²) per delta branch."""
     kvar = sum(k for k, s in zip(cap.kvar_steps, cap.states) if s)
     n = len(cap.nodes)
-    w = 2 * math.pi * freq_hz
-    v2 = (cap.kv * 1000.0) ** 2
+    v2 = (cap.kv * 1000.0) ** 2  # B = ωC with C = Q/(ω·kV²): frequency cancels at base frequency
     if cap.conn == "delta":
         per = kvar * 1000.0 / v2 / (3.0 if n >= 3 else 1.0)
         b = 1j * per
@@ -81,7 +80,6 @@ def capacitor_yprim(cap: Capacitor, freq_hz: float) -> tuple[list[tuple[str, int
     y = np.block([[b, -b], [-b, b]])
     bus2 = cap.bus2 or cap.bus
     nodes2 = cap.nodes2 if cap.nodes2 is not None else (0,) * n
-    del w
     return [(cap.bus, k) for k in cap.nodes] + [(bus2, k) for k in nodes2], y
 
 
