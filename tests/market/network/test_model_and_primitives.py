@@ -143,3 +143,21 @@ def test_incremental_rebuild_equals_full_build(feeders_dir):
     inc = build_network(feeder, previous=net, changed={("transformer", "reg2"), ("capacitor", feeder.capacitors[0].name)})
     assert abs(inc.y - fresh.y).max() == 0.0
     assert abs(inc.y - net.y).max() > 0.0
+
+
+def test_single_phase_transformer_yprim_hand_computed():
+    """1-phase 7.2 kV / 240 V, 50 kVA, %r = 1 + 1, X = 2 %: shorted-secondary admittance seen from
+    the primary is 1/Zsc with Zsc = (0.02 + j0.02)·7200²/50 kVA, and the open-circuit voltage ratio
+    is 7200/240 (no-load branch off)."""
+    from market.network.model import Transformer, Winding
+
+    tr = Transformer("t", 1, [Winding("a", (1, 0), "wye", 7.2, 50.0, 1.0), Winding("b", (1, 0), "wye", 0.24, 50.0, 1.0)],
+                     [2.0], ppm_antifloat=0.0)
+    _, y = transformer_yprim(tr)
+    zsc = complex(0.02, 0.02) * 7200.0 ** 2 / 50e3
+    assert abs(y[0, 0] - 1 / zsc) < 1e-9 * abs(1 / zsc)
+    # open secondary: I2 = 0 → V2 = −y21/y22 · V1
+    assert abs(-y[2, 0] / y[2, 2] - 240.0 / 7200.0) < 1e-12
+    tr.windings[1].tap_pu = 1.05  # a 1.05 tap on winding 2 raises the open-circuit secondary voltage 5 %
+    _, y = transformer_yprim(tr)
+    assert abs(-y[2, 0] / y[2, 2] - 240.0 * 1.05 / 7200.0) < 1e-12
