@@ -117,3 +117,33 @@ def test_expected_after_switch():
     np.testing.assert_allclose(y[0], [8.0, 5.0, 5.0, 2.0])
     np.testing.assert_allclose(y[1], [18.0, 0.0, 0.0, 2.0])
     assert y.sum() == pytest.approx(BASE.sum())
+
+
+# ---- invariants over random states (hypothesis) -------------------------------------------
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+kw = st.floats(min_value=0.0, max_value=1e4, allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(k=st.integers(1, 5), data=st.data(), goal=st.floats(-1e3, 6e4, allow_nan=False))
+def test_invariants(k, data, goal):
+    x = np.array([[data.draw(kw) for _ in range(4)] for _ in range(k)])
+    x[k - 1, 2:] = 0.0                      # black is never disabled
+    d = compute_control(x, goal)
+    for arr in (d.p_on, d.p_off):
+        assert np.all((arr >= 0.0) & (arr <= 1.0)) and np.all(np.isfinite(arr))
+    assert d.p_off[k - 1] == 0.0
+    lo = x[:, 1].copy()
+    lo[k - 1] += x[k - 1, 0]
+    hi = x[:, 0] + x[:, 1] + x[:, 2]
+    assert np.all(d.target_kw >= lo - 1e-9) and np.all(d.target_kw <= hi + 1e-9)
+    assert d.target_kw.sum() == pytest.approx(d.goal_clipped_kw, rel=1e-9, abs=1e-6)
+    assert lo.sum() - 1e-6 <= d.goal_clipped_kw <= hi.sum() + 1e-6
+    assert d.saturated == (goal < lo.sum() - 1e-9 or goal > hi.sum() + 1e-9) or \
+        abs(goal - d.goal_clipped_kw) < 1e-6
+    # alpha = 1: the expected enabled demand after switching is the clipped goal (the fairness
+    # swap is net zero)
+    assert d.expected_enabled_kw == pytest.approx(d.goal_clipped_kw, rel=1e-9, abs=1e-6)
+    # the swap never exceeds what is flexible
+    assert np.all(d.on_kw <= x[:, 2] + 1e-9) and np.all(d.off_kw <= x[:, 0] + 1e-9)
