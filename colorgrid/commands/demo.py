@@ -27,6 +27,8 @@ def add_arguments(parser) -> None:
 
     parser.add_argument("--broker", default=None,
                         help="mqtt://host[:port] of an existing broker (default: start a private one)")
+    parser.add_argument("--embedded-broker", action="store_true",
+                        help="use the embedded pure-Python broker (amqtt) even when mosquitto is installed")
     parser.add_argument("--gateways", type=int, default=50, help="simulated gateways (default 50)")
     parser.add_argument("--devices-per-gateway", type=int, default=40, help="devices per gateway (default 40)")
     parser.add_argument("--processes", type=int, default=1, help="fleet worker processes (default 1)")
@@ -104,7 +106,7 @@ def run(args) -> int:
             host, port = parse_broker_url(args.broker)
             broker_kind = "external"
         else:
-            broker = start_broker()
+            broker = start_broker("amqtt" if args.embedded_broker else "auto")
             host, port, broker_kind = "127.0.0.1", broker.port, broker.kind
         print(f"broker: {broker_kind} at mqtt://{host}:{port}")
         clock = SimClock(args.speed)

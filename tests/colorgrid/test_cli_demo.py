@@ -55,3 +55,16 @@ def test_demo_uses_given_broker_and_rejects_bad_goal(tmp_path):
         ok = run_demo(tmp_path / "ok", "--broker", broker.url, "--minutes", "1", "--goal", "constant:40")
         assert ok.returncode == 0, ok.stdout + ok.stderr
         assert "broker: external" in ok.stdout
+
+
+def test_demo_embedded_amqtt_broker_fallback(tmp_path):
+    """The pure-Python broker the demo falls back to when mosquitto is missing (forced here)."""
+    cmd = [sys.executable, "-m", "colorgrid", "demo", "--embedded-broker", "--gateways", "8",
+           "--devices-per-gateway", "20", "--minutes", "3", "--speed", "30", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "broker: amqtt" in proc.stdout
+    f = json.loads((tmp_path / "summary.json").read_text())["figures"]
+    assert f["connects"] == 8 and f["vectors_rejected"] == 0
+    assert f["rounds_with_fresh_vector_pct"] > 90.0
+    assert f["vectors_delivered"] >= 8 * 80      # ≈ 90 rounds × 8 gateways went through amqtt
