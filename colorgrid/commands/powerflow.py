@@ -145,7 +145,8 @@ def run(args) -> int:
     out.figure("v_max_node", f"{net.nodes[i_max][0]}.{net.nodes[i_max][1]}")
     out.figure("n_nodes", net.n)
     out.figure("regulator_taps_pu", {k: float(v) for k, v in sorted(res.taps.items())}, "pu")
-    print(f"converged in {res.iterations} iterations ({res.control_iterations} control iterations); "
+    controls = "controls active" if feeder.controls_on else "controls held (controlmode=off)"
+    print(f"converged in {res.iterations} iterations ({res.control_iterations} control iterations, {controls}); "
           f"build {build_ms:.1f} ms, solve {solve_ms:.1f} ms")
     print(f"losses {losses.real:.2f} kW, {losses.imag:.2f} kvar; V min {vpu[i_min]:.4f} pu at "
           f"{net.nodes[i_min][0]}.{net.nodes[i_min][1]}, V max {vpu[i_max]:.4f} pu at "
