@@ -69,15 +69,15 @@ def _cell(value: Any, where: str) -> str:
 
 
 def versions() -> dict[str, str]:
+    """Installed versions of the distributions a run depends on (read from metadata, no imports)."""
+    from importlib import metadata
+
     found = {"colorgrid": __version__, "python": platform.python_version()}
-    for mod in ("numpy", "scipy", "pyomo", "highspy", "opendssdirect", "paho.mqtt"):
+    for dist in ("numpy", "scipy", "pyomo", "highspy", "opendssdirect.py", "paho-mqtt", "cryptography"):
         try:
-            module = __import__(mod, fromlist=["__version__"])
-        except Exception:  # not installed or broken: simply not reported
+            found[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:  # not installed: simply not reported
             continue
-        ver = getattr(module, "__version__", None)
-        if ver is not None:
-            found[mod] = str(ver)
     return found
 
 

@@ -14,11 +14,21 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${need_apt[@]}"
 fi
 
-"$PY" -m pip install -q -e '.[test]'
+"$PY" -m pip install -q -e '.[test,evm]'
 
 # MicroPython (WebAssembly build) used to execute the edge_agent core's tests under real MicroPython.
 if [ -f tools/mpy_wasm/package.json ]; then
   (cd tools/mpy_wasm && { npm ci --no-audit --no-fund --silent || npm install --no-audit --no-fund --silent; })
+fi
+
+# anvil (local Ethereum node, shipped as an npm package) for the ledger's optional anchor tests.
+if [ -f tests/market/te/anvil/package.json ]; then
+  (cd tests/market/te/anvil && { npm ci --no-audit --no-fund --silent || npm install --no-audit --no-fund --silent; })
+fi
+
+# PostgreSQL (ledger store option): this machine kind starts it; start it if it is installed but down.
+if command -v pg_ctlcluster >/dev/null 2>&1 && ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
 fi
 
 exec "$PY" -m pytest -q -p no:cacheprovider "$@"
