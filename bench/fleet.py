@@ -134,6 +134,8 @@ def main(argv: list[str] | None = None) -> None:
         (10_000, "10k_fresh_amp20_start20000s", dict(reg, amplitude=0.20, start_s=20_000.0)),
         (10_000, "10k_fresh_goal_now", dict(reg, goal_mode="now")),
         (10_000, "10k_mixed_thermostatic_fresh", dict(reg, load_model="mixed", amplitude=0.10)),
+        (10_000, "10k_lag1_loss5_override5_noise2", dict(reg, lag_rounds=1, report_loss=0.05,
+                                                          override_fraction=0.05, noise_std=0.02)),
         (100_000, "100k_fresh", dict(reg)),
         (100_000, "100k_lag1_loss5", dict(reg, lag_rounds=1, report_loss=0.05)),
     ]
@@ -153,6 +155,13 @@ def main(argv: list[str] | None = None) -> None:
     rep.figure("10k_step_down_error_pct_after_2_refractory", step["step_error_pct_after_2_refractory"], "%",
                target="< 2", note="step 0.5 -> 0.3 of demand; % of the goal")
     rep.figure("10k_step_down_settle_s", step.get("step_settle_s", -1.0), "s", target="<= 360")
+    step_lag = tracking(rep, 10_000, "step", scenario="step", base=0.5, amplitude=-0.2, duration_s=900.0,
+                        lag_rounds=1, report_loss=0.05, goal_mode="now")["m"]
+    rep.figure("10k_step_down_lag1_loss5_goal_now_error_pct_after_2_refractory",
+               step_lag["step_error_pct_after_2_refractory"], "%", target="< 2",
+               note="goal not known ahead, one-round-old estimate, 5 % reports lost")
+    rep.figure("10k_step_down_lag1_loss5_goal_now_settle_s", step_lag.get("step_settle_s", -1.0), "s",
+               target="<= 360")
     step_up = tracking(rep, 10_000, "step", scenario="step", base=0.3, amplitude=0.2, duration_s=900.0)["m"]
     rep.figure("10k_step_up_error_pct_after_2_refractory", step_up["step_error_pct_after_2_refractory"], "%",
                target="< 2")
