@@ -131,3 +131,13 @@ def test_sampling_is_stable_and_scaled():
     assert s.n_fresh == n_in and s.n_sampled_out == 400 - n_in
     assert s.scale == pytest.approx(400 / n_in)
     assert s.scaled_state_kw[0, 0] == pytest.approx(400.0)
+
+
+def test_resume_from_registry_accepts_any_next_seq_then_enforces_order():
+    agg = Aggregator()
+    agg.resume("a", "g1", 5, 3, 10.0)
+    assert agg.groups() == ["g1"]
+    assert agg.on_state("a", 5, 200, KW_A, None, 0, 0) is True     # re-synchronises on any seq
+    assert agg.on_state("a", 5, 202, KW_A, None, 0, 10) is False   # then gaps count again
+    assert agg.on_state("a", 4, 203, KW_A, None, 0, 20) is False   # older session: not used
+    assert [g for g, _ in agg.drain_rebirths()] == ["a"]
