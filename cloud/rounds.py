@@ -89,6 +89,7 @@ class ControllerCore:
         self.rejected: dict[str, int] = {}
         self.received = 0
         self.published = 0
+        self.round_errors = 0
         self._fail_safe: dict[str, bool] = {}
         self._dead_bd: dict[str, int] = {}
         self._txn = 0
@@ -214,24 +215,31 @@ class ControllerCore:
         out = self._rebirth_commands(now_ms)
         self.round_id += 1
         for group in self.group_list():
-            snap = self.aggregator.snapshot(group, now_ms)
-            if snap.n_fresh + snap.n_carried == 0:
-                log.info("round %d group %s: no reports, no vector", self.round_id, group)
-                continue
-            state = self.estimate(group, snap, now_ms)
-            goal = self.goal_for(group, state, now_ms)
-            decision = compute_control(state, goal, self.params)
-            if group in self.estimators:
-                self.estimators[group].record_decision(now_ms, decision)
-            payload = security.make_vector(group, self.round_id, decision.p_on.tolist(),
-                                           decision.p_off.tolist(), now_ms, self.ttl_ms,
-                                           self.key_id, self.key)
-            self.registry.log_command(self.round_id, group, now_ms, now_ms + self.ttl_ms, payload.decode())
-            out.append((topics.vector(group), payload, 1, False))
-            if self.keep_records:
-                self.records.append(self._record(group, snap, state, goal, decision, now_ms))
+            try:
+                out.extend(self._group_round(group, now_ms))
+            except (ValueError, ArithmeticError) as exc:  # one bad group never stops the others
+                self.round_errors += 1
+                log.error("round %d group %s: %s; no vector this round", self.round_id, group, exc)
         self.published += len(out)
         return out
+
+    def _group_round(self, group: str, now_ms: int) -> list[Publish]:
+        snap = self.aggregator.snapshot(group, now_ms)
+        if snap.n_fresh + snap.n_carried == 0:
+            log.info("round %d group %s: no reports, no vector", self.round_id, group)
+            return []
+        state = self.estimate(group, snap, now_ms)
+        goal = self.goal_for(group, state, now_ms)
+        decision = compute_control(state, goal, self.params)
+        if group in self.estimators:
+            self.estimators[group].record_decision(now_ms, decision)
+        payload = security.make_vector(group, self.round_id, decision.p_on.tolist(),
+                                       decision.p_off.tolist(), now_ms, self.ttl_ms,
+                                       self.key_id, self.key)
+        self.registry.log_command(self.round_id, group, now_ms, now_ms + self.ttl_ms, payload.decode())
+        if self.keep_records:
+            self.records.append(self._record(group, snap, state, goal, decision, now_ms))
+        return [(topics.vector(group), payload, 1, False)]
 
     def _record(self, group, snap, state, goal, decision, now_ms) -> RoundRecord:
         fail_safe = sum(1 for gid, fs in self._fail_safe.items()

@@ -144,7 +144,11 @@ class ControllerService:
                 n += int(late)
                 boundary = origin + n * round_ms
             t0 = time.perf_counter()
-            out = self.core.control_round(boundary)
+            try:
+                out = self.core.control_round(boundary)
+            except Exception:  # a defect in a round must not stop the service
+                log.exception("control round at %d failed", boundary)
+                out = []
             self.round_compute_ms.append((time.perf_counter() - t0) * 1000.0)
             await self._publish(client, out)
             self.rounds += 1

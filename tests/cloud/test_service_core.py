@@ -131,3 +131,19 @@ def test_fraction_of_demand_goal_scales_with_fleet():
 def test_no_reports_no_vector():
     c = core(groups=["g9"])
     assert c.control_round(2000) == []
+
+
+def test_a_failing_group_does_not_stop_the_others():
+    class Picky:
+        def goal_kw(self, group, t_ms):
+            if group == "bad":
+                raise ValueError("goal: no schedule for group bad")
+            return 3.0
+    c = core(goal=Picky())
+    c.handle(*birth("a", group="bad"), 0)
+    c.handle(*birth("b", group="good"), 0)
+    c.handle(*state("a", 1, P_W, group="bad"), 10)
+    c.handle(*state("b", 1, P_W, group="good"), 10)
+    out = c.control_round(2000)
+    assert [t for t, *_ in out] == [topics.vector("good")]
+    assert c.round_errors == 1
