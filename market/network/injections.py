@@ -21,8 +21,9 @@ Injection into the network: −I at node a, +I at node b.
 """
 from __future__ import annotations
 
+import copy
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -59,6 +60,7 @@ class Atoms:
         self.v95_abs = self.vmin * self.vb
         self.v105_abs = self.vmax * self.vb
         self.not_z = self.kind != Z
+        self.fused = _fused_constants(self)
 
     def set_power(self, owner: str, kw: float, kvar: float) -> None:
         """New kW/kvar for one load ("load.name") or generator ("generator.name"), in place.
@@ -73,12 +75,45 @@ class Atoms:
 
     def scaled(self, factor: float) -> "Atoms":
         """A copy with every load (not generator) power multiplied by `factor`."""
-        s = np.where(self.kind == GEN, self.s_va, self.s_va * factor)
-        return replace(self, s_va=s)
+        out = copy.copy(self)  # shares the static index arrays (no __post_init__ again)
+        out.s_va = np.where(self.kind == GEN, self.s_va, self.s_va * factor)
+        return out
 
     def injection(self, v_ext: np.ndarray) -> np.ndarray:
         """Node current injections (A) for node voltages `v_ext` (ground appended last)."""
         return -(self.incidence @ currents(self, v_ext[self.a] - v_ext[self.b]))
+
+
+def _fused_constants(at: "Atoms") -> dict:
+    """Per-atom constants of reduced.CompensatedCurrents' fused formula (independent of s_va).
+
+    Current I = conj(S)·x·(FA/|x|² + FB + FC/|x|) with real factors per region (rows of the
+    flattened 4×m tables: 0 below Vlow, 1 between Vlow and Vmin, 2 in band, 3 above Vmax), as
+    `currents`/`_fallback`: band — PQ/generator FA = 1, Z FB = 1/Vb², I FC = 1/Vb; low — FB = 1/Vb²
+    (Yeq); mid — I = (I_low + slope·(|x| − V_low))·x/|x| with I_low = Yeq·V_low; high — FB =
+    1/(Vb²·vmax²) (1/(Vb²·vmax) for I); generators below Vmin — FB = 1/(Vb²·vmin²)."""
+    kind = at.kind
+    pq = (kind == PQ) | (kind == GEN)
+    zk, ik, gen = kind == Z, kind == I, kind == GEN
+    vl, v95 = at.vlow * at.vb, at.v95_abs
+    inv_vb2 = 1.0 / at.vb ** 2
+    i_low = inv_vb2 * vl
+    with np.errstate(divide="ignore", invalid="ignore"):  # vmin = 0 (never below it): unused entries
+        gen_b = inv_vb2 / at.vmin ** 2
+        i95 = np.where(ik, inv_vb2 * at.vb, inv_vb2 / at.vmin ** 2 * v95)  # per unit of conj(S)
+        slope = np.nan_to_num((i95 - i_low) / (v95 - vl))
+    zero = np.zeros(len(kind))
+    fa = np.concatenate((zero, zero, pq.astype(float), zero))
+    fb = np.concatenate((np.where(gen, gen_b, inv_vb2), np.where(gen, gen_b, slope), np.where(zk, inv_vb2, 0.0),
+                         np.where(ik, inv_vb2 / at.vmax, inv_vb2 / at.vmax ** 2)))
+    fc = np.concatenate((zero, np.where(gen, 0.0, i_low - slope * vl), np.where(ik, 1.0 / at.vb, 0.0), zero))
+    vl2 = np.minimum(vl ** 2, v95 ** 2)
+    return {"pq": pq, "z": zk, "i": ik, "any_i": bool(np.any(ik)),
+            "generic": bool(np.any((kind == MOTOR) | (kind == CVR))),
+            "t0": np.where(zk, -1.0, vl2), "lo2": np.where(zk, -1.0, v95 ** 2),
+            "hi2": np.where(zk, np.inf, at.v105_abs ** 2),
+            "inv_vb2": inv_vb2, "inv_vb": 1.0 / at.vb, "fa": fa, "fb": fb, "fc": fc,
+            "f_pq": pq.astype(float), "f_z": np.where(zk, inv_vb2, 0.0), "f_i": np.where(ik, 1.0 / at.vb, 0.0)}
 
 
 def _vbase(phases: int, conn: str, kv: float) -> float:

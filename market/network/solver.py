@@ -16,7 +16,12 @@ import numpy as np
 
 from market.network.errors import PowerFlowNotConverged
 from market.network.injections import Atoms, compile_atoms
+from market.network import chord
+from market.network.anderson import _anderson_gamma, _combine
+from market.network.reduced import DENSE_MAX_ATOMS, CompensatedCurrents, ReducedSystem
 from market.network.ybus import Network
+
+CHORD_MAX_STEPS = 25  # chord steps before a warm solve falls back to Anderson from v0
 
 
 @dataclass
@@ -141,9 +146,187 @@ def solve_fixed_point(net: Network, atoms: Atoms, tol_pu: float = 1e-9, max_iter
         f"(last max |dV| = {err:.3g} pu)", max_iter, err)
 
 
+def _reduced_for(net: Network, atoms: Atoms, extra: np.ndarray | None) -> ReducedSystem | None:
+    """The cached ReducedSystem for these atoms (+ extra injection nodes), or None if the atoms do
+    not have the build-time structure (then the Yd compensation per atom is unknown)."""
+    seen = net.reduced_cache.get("atoms")  # the last verified (a, b) arrays (scaled copies share them)
+    if seen is None or seen[0] is not atoms.a or seen[1] is not atoms.b:
+        if net.atom_a is None or not (np.array_equal(atoms.a, net.atom_a) and np.array_equal(atoms.b, net.atom_b)):
+            return None
+        net.reduced_cache["atoms"] = (atoms.a, atoms.b)
+    key = () if extra is None else tuple(extra.tolist())
+    cached = net.reduced_cache.get("system")
+    if cached is None or cached[0] != key:
+        a, b = atoms.a, atoms.b
+        if extra is not None:
+            a = np.concatenate((a, extra))
+            b = np.concatenate((b, np.full(len(extra), -1)))
+        cached = (key, ReducedSystem(net, a, b))
+        net.reduced_cache["system"] = cached
+    return cached[1]
+
+
+def solve_reduced(net: Network, atoms: Atoms, tol_pu: float = 1e-9, max_iter: int = 200,
+                  v0: np.ndarray | None = None, anderson: int = 4,
+                  s_inject_va: np.ndarray | None = None) -> PowerFlowResult | None:
+    """solve_fixed_point's iteration, carried on the atoms' branch voltages x (reduced.py).
+
+    Every iterate is V_k = V_s + M⁻¹C·w̃_k (w̃_k: the same Anderson combination of past w(x) as
+    x̃_k of past G_x; tracked as w̃ when dense, as M⁻¹C·w̃ otherwise), so the node-space test of
+    solve_fixed_point, max_i |G(V_k) − V_k|_i / Vbase_i < tol_pu with G(V_k) − V_k = M⁻¹C(w(x̃_k) − w̃_k),
+    is evaluated at every step (dense: through an upper bound, exactly when the bound is not
+    conclusive) and the answer is G(V_k). A warm start V_0 = v0 is tested exactly at step 1.
+    Anderson (least squares on the x residuals, pu of each atom's base) from step 2. None if the
+    atoms do not have the network's build-time structure."""
+    extra = s_x = None
+    if s_inject_va is not None and np.any(s_inject_va):
+        extra = np.nonzero(s_inject_va)[0]
+        s_x = np.asarray(s_inject_va, complex)[extra]
+    t0 = time.perf_counter()
+    red = _reduced_for(net, atoms, extra)
+    if red is None:
+        return None
+    yd = net.atom_yd if extra is None else np.concatenate((net.atom_yd, np.zeros(len(extra))))
+    w_of = CompensatedCurrents(atoms, yd, s_x)
+    vb = atoms.vb if extra is None else np.concatenate((atoms.vb, net.vbase_v[extra]))
+    inv_vb = 1.0 / vb
+    inv_base = 1.0 / net.vbase_v
+    dense = red.k_blocks is not None
+    if dense and v0 is not None:
+        res = _solve_chord(net, atoms, red, w_of, v0, inv_vb, inv_base, tol_pu, max_iter, s_inject_va, t0)
+        if res is not None:
+            return res
+    if v0 is None:
+        x, track = red.x_s, (np.zeros(red.m, complex) if dense else np.zeros(net.n, complex))
+    else:
+        v0 = np.asarray(v0, complex)
+        x, track = red.inc_t @ v0, None
+    err = np.inf
+    hist_f: list[np.ndarray] = []
+    hist_g: list[np.ndarray] = []
+    hist_t: list[np.ndarray] = []
+    last_f = last_g = last_t = None
+    for it in range(1, max_iter + 1):
+        w = w_of(x)
+        gx, u = red.g_x(w)
+        f = (gx - x) * inv_vb
+        new_err = float(np.max(np.abs(f)))
+        if not np.isfinite(new_err):
+            err = new_err
+            break
+        t_new = w if dense else u  # the tracked quantity of G(V_k)
+        node_err, v_new = _node_test(red, w, u, track, v0, inv_base, tol_pu, new_err)
+        if node_err < tol_pu:
+            if dense:
+                red.last_v, red.last_w = v_new, w
+            ms = (time.perf_counter() - t0) * 1000.0
+            return PowerFlowResult(net, atoms, v_new, it, node_err, ms, s_inject_va=s_inject_va)
+        if anderson and last_f is not None and new_err < err:
+            hist_f.append(f - last_f)
+            hist_g.append(gx - last_g)
+            hist_t.append(t_new - last_t)
+            if len(hist_f) > anderson:
+                hist_f.pop(0)
+                hist_g.pop(0)
+                hist_t.pop(0)
+        else:
+            hist_f.clear()
+            hist_g.clear()
+            hist_t.clear()
+        err, last_f, last_g, last_t = new_err, f, gx, t_new
+        if hist_f and it >= 2:
+            gamma = _anderson_gamma(hist_f, f)
+            x, track = _combine(gx, hist_g, gamma), _combine(t_new, hist_t, gamma)
+        else:
+            x, track = gx, t_new
+    raise PowerFlowNotConverged(
+        f"power flow on {net.feeder.name!r} did not converge in {max_iter} iterations "
+        f"(last max |dV| = {err:.3g} pu)", max_iter, err)
+
+
+def _solve_chord(net: Network, atoms: Atoms, red: ReducedSystem, w_of: CompensatedCurrents, v0: np.ndarray,
+                 inv_vb: np.ndarray, inv_base: np.ndarray, tol_pu: float, max_iter: int,
+                 s_inject_va: np.ndarray | None, t0: float) -> PowerFlowResult | None:
+    """Warm start on a dense system by chord steps (chord.py). From the previous answer (v0 is it)
+    the iterate is w̃ = its w; from any other v0 the first step is the plain one, tested exactly
+    at V_0 = v0 as in solve_fixed_point. None (then Anderson takes over from v0) if the chord
+    steps do not converge within CHORD_MAX_STEPS."""
+    v0 = np.asarray(v0)
+    it0 = 0
+    if v0 is red.last_v:
+        wt = red.last_w
+    else:
+        x0 = red.inc_t @ v0
+        wt = w_of(x0)
+        it0 = 1
+        gx, _ = red.g_x(wt)
+        if float(np.max(np.abs(gx - x0) * inv_vb)) < tol_pu:
+            v_new = red.node_v(wt)
+            node_err = float(np.max(np.abs(v_new - v0) * inv_base))
+            if node_err < tol_pu:
+                red.last_v, red.last_w = v_new, wt
+                return PowerFlowResult(net, atoms, v_new, 1, node_err, (time.perf_counter() - t0) * 1000.0,
+                                       s_inject_va=s_inject_va)
+    ch = chord.chord_for(red, w_of, v0)
+    if ch is None:
+        return None
+    v_new, w, steps, err = chord.iterate(red, w_of, ch, wt, inv_base, tol_pu, min(CHORD_MAX_STEPS, max_iter - it0))
+    if v_new is None:
+        ch.stale = True
+        return None
+    if it0 + steps > chord.REFRESH_STEPS:
+        ch.stale = True
+    red.last_v, red.last_w = v_new, w
+    return PowerFlowResult(net, atoms, v_new, it0 + steps, err, (time.perf_counter() - t0) * 1000.0,
+                           s_inject_va=s_inject_va)
+
+
+def _node_test(red: ReducedSystem, w: np.ndarray, u: np.ndarray | None, track: np.ndarray | None,
+               v0: np.ndarray | None, inv_base: np.ndarray, tol_pu: float, x_err: float) -> tuple[float, np.ndarray | None]:
+    """(max_i |G(V_k) − V_k|_i / Vbase_i or an upper bound of it, G(V_k) if below tol_pu).
+
+    Dense: the cheap bound first; the exact product only when the bound fails but the x residual
+    says the iterate may have converged (an exact test that fails costs a product, not a step)."""
+    if red.k_blocks is None:  # sparse: u = M⁻¹C·w(x̃_k) is at hand, track = M⁻¹C·w̃_k (or v0 − V_s)
+        dv = u - track if track is not None else red.v_s + u - v0
+        return float(np.max(np.abs(dv) * inv_base)), red.v_s + u
+    if track is not None:
+        bound = red.node_bound_pu(w - track, inv_base)
+        if bound < tol_pu:
+            return bound, red.node_v(w)
+        if x_err >= tol_pu:
+            return np.inf, None
+        v_new = red.node_v(w)
+        return float(np.max(np.abs(v_new - red.node_v(track)) * inv_base)), v_new
+    if x_err >= tol_pu:
+        return np.inf, None
+    v_new = red.node_v(w)
+    return float(np.max(np.abs(v_new - v0) * inv_base)), v_new
+
+
 def solve(net: Network, tol_pu: float = 1e-9, max_iter: int = 200, atoms: Atoms | None = None,
-          v0: np.ndarray | None = None, anderson: int = 4, s_inject_va: np.ndarray | None = None) -> PowerFlowResult:
-    """Solve with the feeder's current loads/DER (compiled into injection atoms)."""
+          v0: np.ndarray | None = None, anderson: int = 4, s_inject_va: np.ndarray | None = None,
+          method: str = "auto") -> PowerFlowResult:
+    """Solve with the feeder's current loads/DER (compiled into injection atoms).
+
+    method "reduced" (reduced.py, chord.py) or "plain" (solve_fixed_point, node space): the same
+    fixed point and convergence test. "auto" takes the reduced one whenever the atoms have the
+    build-time structure (always, unless loads/DER were added to the feeder after the build),
+    except for a first cold solve (v0 None) of a small network, where building the dense
+    reduction would cost more than it saves.
+
+    Warm starts: pass v0 = the previous result's `v` (the market's re-solves do); on small systems
+    this resumes from the previous iterate exactly and takes chord steps (chord.py)."""
     if atoms is None:
         atoms = compile_atoms(net.feeder, net.index, net.n)
+    if method not in ("auto", "reduced", "plain"):
+        raise ValueError(f"method must be auto, reduced or plain, not {method!r}")
+    if method == "auto" and v0 is None and "system" not in net.reduced_cache and len(atoms.a) <= DENSE_MAX_ATOMS:
+        method = "plain"  # a first cold solve on a small system: not worth building the dense reduction
+    if method != "plain":
+        res = solve_reduced(net, atoms, tol_pu, max_iter, v0, anderson, s_inject_va)
+        if res is not None:
+            return res
+        if method == "reduced":
+            raise ValueError("method='reduced' needs the atoms of the network's build-time loads/DER")
     return solve_fixed_point(net, atoms, tol_pu, max_iter, v0, anderson, s_inject_va)

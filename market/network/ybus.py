@@ -8,7 +8,7 @@ injections), so Y depends on topology, taps and capacitor states only and is fac
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
@@ -46,6 +46,10 @@ class Network:
     term_rows: np.ndarray  # global node index (−1 ground) of each stacked row
     source_nodes: np.ndarray
     build_ms: float
+    atom_a: np.ndarray | None = None  # build-time load/DER atoms (from/to node, −1 ground) ...
+    atom_b: np.ndarray | None = None
+    atom_yd: np.ndarray | None = None  # ... and their nominal admittances (S): ydn = C·diag(atom_yd)·Cᵀ
+    reduced_cache: dict = field(default_factory=dict, repr=False, compare=False)  # solver.solve_reduced
 
     @property
     def n(self) -> int:
@@ -115,7 +119,7 @@ def build_network(feeder: Feeder, previous: Network | None = None,
     _check_islands(y, nodes, sidx)
     i_src = np.zeros(n, complex)
     i_src[sidx] += source_norton_a(feeder.source)
-    ydn = load_admittance(feeder, index, n)
+    ydn, (atom_a, atom_b, atom_yd) = load_admittance(feeder, index, n)
     try:
         lu = splu((y + ydn).tocsc())
     except RuntimeError as exc:  # singular factor
@@ -125,11 +129,12 @@ def build_network(feeder: Feeder, previous: Network | None = None,
         v0 = np.abs(lu.solve(i_src))
         vbase = np.where(vbase > 0, vbase, np.maximum(v0, 1.0))
     ms = (time.perf_counter() - t0) * 1000.0
-    return Network(feeder, nodes, index, y, ydn, lu, i_src, vbase, blocks, term_y, term_rows, sidx, ms)
+    return Network(feeder, nodes, index, y, ydn, lu, i_src, vbase, blocks, term_y, term_rows, sidx, ms,
+                   atom_a, atom_b, atom_yd)
 
 
-def load_admittance(feeder: Feeder, index, n: int) -> sp.csc_matrix:
-    """Node matrix C·diag(y_d)·Cᵀ of the nominal load/DER admittances at build time.
+def load_admittance(feeder: Feeder, index, n: int):
+    """(C·diag(y_d)·Cᵀ, (atom from-nodes, atom to-nodes, y_d)): node matrix C·diag(y_d)·Cᵀ of the nominal load/DER admittances at build time.
 
     As in OpenDSS, loads and generators are represented in the factorized matrix by a nominal
     admittance (loads: Yeq = conj(S)/Vbase²; generators: |S|/Vbase² conductance) and the solver
@@ -141,7 +146,7 @@ def load_admittance(feeder: Feeder, index, n: int) -> sp.csc_matrix:
     at = compile_atoms(feeder, index, n)
     yeq = np.conj(at.s_va) / at.vb ** 2
     yd = np.where(at.kind == GEN, np.abs(at.s_va) / at.vb ** 2, yeq)
-    return (at.incidence @ sp.diags(yd) @ at.incidence.T).tocsc()
+    return (at.incidence @ sp.diags(yd) @ at.incidence.T).tocsc(), (at.a, at.b, yd)
 
 
 def _stack_terminals(blocks: list[ElementBlock], n: int) -> tuple[sp.csr_matrix, np.ndarray]:

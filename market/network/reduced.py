@@ -1,0 +1,149 @@
+"""The implicit-Zbus fixed point reduced to the load/DER atoms' branch voltages (fast re-solves).
+
+With M = Y + C·diag(y_d)·Cᵀ factorized once (C: n×m atom incidence, +1 at a, −1 at b), every
+iterate of solver.solve_fixed_point is affine in the atoms' compensated currents
+w(x) = y_d·x − I(x) (A, x = Cᵀ·V the atoms' branch voltages, V):
+
+    V = V_s + M⁻¹·C·w,   V_s = M⁻¹·I_src
+so the iteration needs only the m branch voltages (m = atoms ≪ n nodes):
+
+    x ← G_x(x) = x_s + Cᵀ·M⁻¹·C·w(x),   x_s = Cᵀ·V_s.
+
+Cᵀ·M⁻¹·C is a dense m×m matrix when m is small (one matrix-vector product per step, no sparse
+substitution), otherwise it is applied through the SuperLU factors. The step is
+Anderson-accelerated in x (residuals in pu of each atom's base), from the second step on.
+
+Convergence is judged exactly as before, on the node voltages: when the x-step is below the
+tolerance, V = V_s + M⁻¹·C·w(x) is formed, one plain node step G(V) is taken and
+max_i |G(V) − V|_i / Vbase_i < tol_pu is required (otherwise the iteration goes on with a 10×
+tighter internal threshold); the answer is G(V), as in solve_fixed_point.
+
+Constant-power node injections (`s_inject_va`, generation +) are extra atoms node→ground with
+I = −conj(S)/conj(V) and y_d = 0 (no voltage band, as in solve_fixed_point).
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from market.network.injections import Atoms, currents
+
+DENSE_MAX_ATOMS = 300  # up to this many atoms Cᵀ·M⁻¹·C is kept dense (m×m complex, ≤ 1.5 MB)
+_BLOCK = 4096  # elements per matrix-vector block: OpenBLAS runs zgemv single-threaded below 4096
+# (threads only contend on a loaded machine for products this small)
+DENSE_MAX_NODE_ELEMENTS = 1_000_000  # M⁻¹C kept dense up to n·m elements (16 MB)
+
+
+def _blocks(mat: np.ndarray, limit: int) -> list[np.ndarray]:
+    """Row blocks of at most `limit` elements (C-contiguous)."""
+    rows = max(1, limit // max(1, mat.shape[1]))
+    return [np.ascontiguousarray(mat[i:i + rows]) for i in range(0, mat.shape[0], rows)]
+
+
+def _matvec(blocks: list[np.ndarray], x: np.ndarray) -> np.ndarray:
+    return np.concatenate([blk @ x for blk in blocks])
+
+
+class ReducedSystem:
+    """Cᵀ·M⁻¹·C and x_s for one network and one set of atoms (build-time atoms + extra nodes).
+
+    Dense (m ≤ DENSE_MAX_ATOMS and n·m ≤ DENSE_MAX_NODE_ELEMENTS): K = Cᵀ M⁻¹ C and M⁻¹ C (n×m,
+    for the node voltages and the convergence bound) are kept as row blocks; otherwise both are
+    applied through the SuperLU factors."""
+
+    def __init__(self, net, a: np.ndarray, b: np.ndarray, dense_max: int = DENSE_MAX_ATOMS):
+        n, m = net.n, len(a)
+        r = np.concatenate([a, b])
+        c = np.concatenate([np.arange(m), np.arange(m)])
+        val = np.concatenate([np.ones(m), -np.ones(m)])
+        keep = r >= 0
+        self.inc = sp.csr_matrix((val[keep], (r[keep], c[keep])), shape=(n, m))
+        self.inc_t = self.inc.T.tocsr()
+        self.lu = net.lu
+        self.m = m
+        self.v_s = net.solve_linear(net.i_source_a)
+        self.x_s = self.inc_t @ self.v_s
+        self.i_src = net.i_source_a
+        self.k: np.ndarray | None = None
+        self.k_blocks: list[np.ndarray] | None = None
+        self.node_blocks: list[np.ndarray] | None = None
+        self.colmax_pu: np.ndarray | None = None
+        self.chord = None  # chord.Chord, built at the first warm start (dense only)
+        self.last_v: np.ndarray | None = None  # the last answer V = V_s + M⁻¹C·last_w (dense only)
+        self.last_w: np.ndarray | None = None
+        if 0 < m <= dense_max and n * m <= DENSE_MAX_NODE_ELEMENTS:
+            node = net.lu.solve(self.inc.toarray().astype(complex))  # n×m, M⁻¹ C
+            self.k = np.asarray(self.inc_t @ node)  # m×m, Cᵀ M⁻¹ C
+            self.k_blocks = _blocks(self.k, _BLOCK)
+            self.node_blocks = _blocks(node, _BLOCK)
+
+    def node_part(self, w: np.ndarray) -> np.ndarray:
+        """M⁻¹·C·w (V)."""
+        return self.lu.solve(self.inc @ w)
+
+    def g_x(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(x_s + Cᵀ M⁻¹ C w, M⁻¹ C w if it was formed on the way, else None)."""
+        if self.k_blocks is not None:
+            return self.x_s + _matvec(self.k_blocks, w), None
+        u = self.node_part(w)
+        return self.x_s + self.inc_t @ u, u
+
+    def node_bound_pu(self, dw: np.ndarray, inv_base: np.ndarray) -> float:
+        """An upper bound of max_i |(M⁻¹C·dw)_i| / Vbase_i: Σ_j colmax_j·|dw_j|, colmax_j = max_i |(M⁻¹C)_ij|/Vbase_i."""
+        if self.colmax_pu is None:
+            self.colmax_pu = np.max(np.abs(np.concatenate(self.node_blocks)) * inv_base[:, None], axis=0)
+        return float(self.colmax_pu @ np.abs(dw))
+
+    def node_v(self, w: np.ndarray) -> np.ndarray:
+        """V_s + M⁻¹·C·w (V)."""
+        if self.node_blocks is not None:
+            return self.v_s + _matvec(self.node_blocks, w)
+        return self.v_s + self.node_part(w)
+
+
+class CompensatedCurrents:
+    """w(x) = y_d·x − I(x) per atom (A) for the current loads: fused PQ/Z/I formula
+
+        I = x·(c_p/|x|² + c_z + c_i/|x|),  c_p = conj(S) (PQ, generators), c_z = conj(S)/Vb² (Z),
+        c_i = conj(S)/Vb (I),
+    with OpenDSS's out-of-band fallbacks (as injections._fallback; per-region factors of conj(S)
+    precomputed in injections._fused_constants) for atoms outside (Vmin, Vmax];
+    motor/CVR loads use injections.currents. Extra node injections follow the atoms."""
+
+    def __init__(self, at: Atoms, yd: np.ndarray, s_extra_va: np.ndarray | None):
+        st = at.fused
+        self.at, self.ma, self.st = at, len(at.a), st
+        cs = self.cs = np.conj(at.s_va)
+        cp = cs * st["f_pq"]
+        c0 = yd[:self.ma] - cs * st["f_z"]  # yd: atoms then extras (0)
+        self.ci = cs * st["f_i"] if st["any_i"] else None
+        self.lo2, self.hi2 = st["lo2"], st["hi2"]
+        if s_extra_va is not None and len(s_extra_va):
+            e = len(s_extra_va)
+            cp = np.concatenate((cp, -np.conj(s_extra_va)))  # drawn current −conj(S)/conj(V)
+            c0 = np.concatenate((c0, np.zeros(e)))
+            if self.ci is not None:
+                self.ci = np.concatenate((self.ci, np.zeros(e)))
+            self.lo2 = np.concatenate((self.lo2, np.full(e, -1.0)))
+            self.hi2 = np.concatenate((self.hi2, np.full(e, np.inf)))
+        self.cp, self.c0, self.yd = cp, c0, yd
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        m2 = x.real * x.real + x.imag * x.imag
+        if self.ci is None:
+            w = x * (self.c0 - self.cp / m2)
+        else:
+            w = x * (self.c0 - self.cp / m2 - self.ci / np.sqrt(m2))
+        ma = self.ma
+        if self.st["generic"]:
+            w[:ma] = self.yd[:ma] * x[:ma] - currents(self.at, x[:ma])
+            return w
+        out = (m2 <= self.lo2) | (m2 > self.hi2)
+        if out.any():  # region 0 low, 1 mid, 2 normal, 3 high per atom; I = conj(S)·x·(FA/|x|² + FB + FC/|x|)
+            idx = np.nonzero(out)[0]
+            st = self.st
+            sub = m2[idx]
+            k = ((sub > st["t0"][idx]).astype(np.intp) + (sub > self.lo2[idx]) + (sub > self.hi2[idx])) * ma + idx
+            coef = st["fb"].take(k) + st["fa"].take(k) / sub + st["fc"].take(k) / np.sqrt(sub)
+            w[idx] = x[idx] * (self.yd[idx] - self.cs[idx] * coef)
+        return w
