@@ -5,8 +5,13 @@ and they are frozen (`set controlmode=off`):
 - cold: OpenDSS's first solve after compile (it builds its Y) vs colorgrid build+factorize and a
   solve from the no-load start;
 - re-solve with new loads (what the market does every interval): every repetition scales all
-  loads by a fresh random factor in [0.8, 1.2] and solves from the previous solution, in both
-  tools (OpenDSS: `Solution.LoadMult`; colorgrid: new injection atoms, same factorization);
+  loads by a fresh random factor in [0.8, 1.2] and solves from the previous solution (warm start),
+  in both tools (OpenDSS: `Solution.LoadMult`; colorgrid: new injection atoms, same
+  factorization; setting the loads is untimed in both), resuming its previous iterate with chord steps); the first warm re-solve (which
+  builds colorgrid's reduction and chord Jacobian) is reported apart, and the previous
+  algorithm (plain node-space iteration) is timed on the same loads as the before figure;
+- the same re-solves from the flat (no-load) start in both tools (OpenDSS: `calcvoltagebases`,
+  untimed, then `Solve`; colorgrid: no v0);
 - sensitivities (PTDF for every line·phase, dV/dP and dV/dQ for every bus·phase, loss factors)
   on IEEE 123;
 - the accuracy table of docs/powerflow.md: max |ΔV| and loss error vs OpenDSS for every shared
@@ -91,27 +96,68 @@ def bench_case(rep: Report, name: str, path: Path, reps: int) -> None:
     rep.figure(f"{name}_cold_solve_ms", base.solve_ms, "ms", note=f"{base.iterations} iterations")
     rep.figure(f"{name}_opendss_cold_solve_ms", dss_cold_ms, "ms", note="Y rebuild + no-load start")
     rep.ratio(f"{name}_cold_ratio_colorgrid_over_opendss", cold_ms, dss_cold_ms, note="build+solve vs solve")
-    # --- re-solve with new loads ----------------------------------------------------------
+    # --- re-solve with new loads, warm (from the previous solution, both tools) ----------------
+    # colorgrid's default (solve(..., v0=previous.v)): it resumes its previous iterate and takes
+    # chord steps (market/network/chord.py); the first warm re-solve also builds that machinery
+    # (dense reduction on small feeders, chord Jacobian) and is reported on its own. The plain
+    # node-space iteration (the previous algorithm, method="plain") runs on the same loads from the
+    # same start as the before figure.
     rng = np.random.default_rng(7)
-    factors = rng.uniform(0.8, 1.2, reps)
-    dss_ms, our_ms, iters = [], [], []
+    factors = rng.uniform(0.8, 1.2, reps + 1)
+    dss_ms, our_ms, plain_ms, iters, plain_iters = [], [], [], [], []
     v = base.v
+    first_ms = first_it = None
     for k in factors:
+        dss.Solution.LoadMult(float(k))  # setting the loads is untimed in both tools
+        atoms = base.atoms.scaled(float(k))
+        t0 = time.perf_counter()
+        dss.Solution.Solve()
+        d_ms = (time.perf_counter() - t0) * 1000.0
+        t0 = time.perf_counter()
+        res = solve(net, tol_pu=1e-6, atoms=atoms, v0=v)
+        o_ms = (time.perf_counter() - t0) * 1000.0
+        t0 = time.perf_counter()
+        plain = solve(net, tol_pu=1e-6, atoms=atoms, v0=v, method="plain")
+        p_ms = (time.perf_counter() - t0) * 1000.0
+        v = res.v
+        if first_ms is None:
+            first_ms, first_it = o_ms, res.iterations
+            continue
+        dss_ms.append(d_ms)
+        our_ms.append(o_ms)
+        plain_ms.append(p_ms)
+        iters.append(res.iterations)
+        plain_iters.append(plain.iterations)
+    d, o, p = float(np.median(dss_ms)), float(np.median(our_ms)), float(np.median(plain_ms))
+    rep.figure(f"{name}_opendss_resolve_ms", d, "ms", note=f"median of {reps}, new LoadMult each, warm")
+    rep.figure(f"{name}_resolve_ms", o, "ms",
+               note=f"median of {reps}, warm (previous iterate), {np.median(iters):.0f} iterations")
+    rep.ratio(f"{name}_resolve_ratio_colorgrid_over_opendss", o, d, target="<= 1.5")
+    rep.figure(f"{name}_resolve_plain_ms", p, "ms",
+               note=f"before: plain node-space iteration, same loads/start, {np.median(plain_iters):.0f} iterations")
+    rep.ratio(f"{name}_resolve_plain_ratio_colorgrid_over_opendss", p, d)
+    rep.figure(f"{name}_first_resolve_ms", first_ms, "ms",
+               note=f"first warm re-solve: builds the reduction/chord Jacobian, {first_it} iterations")
+    rep.ratio(f"{name}_build_over_resolve", build_ms, o, note="factorize once, re-solve many")
+    # --- re-solve with new loads from the flat (no-load) start, both tools ------------------------
+    dss_ms, our_ms, iters = [], [], []
+    for k in factors[:reps]:
+        dss.Solution.LoadMult(1.0)
+        dss.Text.Command("calcvoltagebases")  # OpenDSS back to its no-load voltages (untimed)
         dss.Solution.LoadMult(float(k))
+        atoms = base.atoms.scaled(float(k))
         t0 = time.perf_counter()
         dss.Solution.Solve()
         dss_ms.append((time.perf_counter() - t0) * 1000.0)
         t0 = time.perf_counter()
-        atoms = base.atoms.scaled(float(k))
-        res = solve(net, tol_pu=1e-6, atoms=atoms, v0=v)
+        res = solve(net, tol_pu=1e-6, atoms=atoms)
         our_ms.append((time.perf_counter() - t0) * 1000.0)
         iters.append(res.iterations)
-        v = res.v
     d, o = float(np.median(dss_ms)), float(np.median(our_ms))
-    rep.figure(f"{name}_opendss_resolve_ms", d, "ms", note=f"median of {reps}, new LoadMult each")
-    rep.figure(f"{name}_resolve_ms", o, "ms", note=f"median of {reps}, {np.median(iters):.0f} iterations")
-    rep.ratio(f"{name}_resolve_ratio_colorgrid_over_opendss", o, d, target="<= 1.5")
-    rep.ratio(f"{name}_build_over_resolve", build_ms, o, note="factorize once, re-solve many")
+    rep.figure(f"{name}_opendss_resolve_flat_ms", d, "ms", note=f"median of {reps}, from no-load voltages")
+    rep.figure(f"{name}_resolve_flat_ms", o, "ms",
+               note=f"median of {reps}, flat start, same factorization, {np.median(iters):.0f} iterations")
+    rep.ratio(f"{name}_resolve_flat_ratio_colorgrid_over_opendss", o, d)
 
 
 def bench_sensitivities(rep: Report) -> None:

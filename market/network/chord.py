@@ -16,6 +16,8 @@ bound is within 5× of the tolerance; the answer is G(V(w̃)) = V_s + M⁻¹C·w
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import splu
@@ -24,7 +26,7 @@ from market.network.injections import derivatives
 from market.network.reduced import CompensatedCurrents, ReducedSystem, _blocks, _matvec
 
 REFRESH_STEPS = 6  # a solve needing more steps marks Q stale (rebuilt at the next warm start)
-_BLOCK_REAL = 8192  # dgemv runs single-threaded below 9216 elements
+_BLOCK_REAL = 9215  # s/dgemv run single-threaded below 9216 (= 2304·4) elements
 
 
 def jacobian_terms(w_of: CompensatedCurrents, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -52,13 +54,16 @@ class Chord:
         jac -= np.eye(2 * m)
         # SuperLU on the dense 2m×2m matrix: LAPACK's inverse spawns BLAS threads, which on a
         # loaded 2-core machine turned 1 ms into ~100 ms
-        self.blocks = _blocks(splu(sp.csc_matrix(jac)).solve(np.eye(2 * m)), _BLOCK_REAL)
+        # float32: Q only preconditions (the fixed point and the test use the float64 K, M⁻¹C and
+        # w); half the memory traffic per step
+        q = splu(sp.csc_matrix(jac)).solve(np.eye(2 * m))
+        self.blocks = _blocks(q.astype(np.float32), _BLOCK_REAL)
         self.m = m
         self.stale = False
 
     def step(self, r: np.ndarray) -> np.ndarray:
         """−Q·r (the change of w̃)."""
-        d = _matvec(self.blocks, np.concatenate((r.real, r.imag)))
+        d = _matvec(self.blocks, np.concatenate((r.real, r.imag)).astype(np.float32))
         return -(d[:self.m] + 1j * d[self.m:])
 
 
@@ -83,14 +88,15 @@ def iterate(red: ReducedSystem, w_of: CompensatedCurrents, ch: Chord, wt: np.nda
         w = w_of(x)
         r = w - wt
         err = red.node_bound_pu(r, inv_base)
-        if not np.isfinite(err):
+        if not math.isfinite(err):
             return None, w, it, err
         if err < tol_pu:
             return red.node_v(w), w, it, err
         if err < 5.0 * tol_pu:  # the bound may be loose (2–5× here): the exact test costs two products, not a step
-            exact = float(np.max(np.abs(_matvec(red.node_blocks, r)) * inv_base))
+            both = _matvec(red.node_blocks, np.column_stack((r, w)))  # one pass over M⁻¹C for both
+            exact = float(np.max(np.abs(both[:, 0]) * inv_base))
             if exact < tol_pu:
-                return red.node_v(w), w, it, exact
+                return red.v_s + both[:, 1], w, it, exact
         wt = wt + ch.step(r)
     return None, w, max_steps, err
 

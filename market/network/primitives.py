@@ -41,6 +41,54 @@ def line_yprim(line: Line) -> tuple[list[tuple[str, int]], np.ndarray]:
     return conds, y
 
 
+def line_yprims(lines: list[Line]) -> list[tuple[list[tuple[str, int]], np.ndarray]]:
+    """line_yprim for many lines at once: one batched inverse per conductor count (same maths)."""
+    out: list = [None] * len(lines)
+    groups: dict[int, list[int]] = {}
+    for i, line in enumerate(lines):
+        groups.setdefault(len(line.nodes1), []).append(i)
+    for n, members in groups.items():
+        z = np.array([lines[i].z_ohm for i in members], dtype=complex).reshape(len(members), n, n)
+        ys = np.linalg.inv(z)
+        y = np.empty((len(members), 2 * n, 2 * n), complex)
+        y[:, :n, :n] = ys
+        y[:, n:, n:] = ys
+        y[:, :n, n:] = -ys
+        y[:, n:, :n] = -ys
+        for j, i in enumerate(members):
+            line = lines[i]
+            if line.y_shunt_s is not None:
+                half = 0.5 * np.asarray(line.y_shunt_s, complex)
+                y[j, :n, :n] += half
+                y[j, n:, n:] += half
+            conds = [(line.bus1, k) for k in line.nodes1] + [(line.bus2, k) for k in line.nodes2]
+            out[i] = (conds, y[j])
+    return out
+
+
+def _transformer_key(tr: Transformer) -> tuple:
+    """Everything transformer_yprim's matrix depends on (not the buses): equal keys, equal Yprims."""
+    return (tr.phases, tr.ppm_antifloat, tr.pct_noload_loss, tr.pct_imag, tuple(tr.xsc_pct),
+            tuple((w.conn, w.kv, w.kva, w.r_pct, w.tap_pu, w.rneut_ohm, w.xneut_ohm, len(w.nodes))
+                  for w in tr.windings))
+
+
+def transformer_yprims(transformers: list[Transformer]) -> list[tuple[list[tuple[str, int]], np.ndarray]]:
+    """transformer_yprim for many transformers, computing each distinct electrical type once
+    (a feeder's service transformers are mostly identical); the matrices are shared read-only."""
+    cache: dict[tuple, np.ndarray] = {}
+    out = []
+    for tr in transformers:
+        key = _transformer_key(tr)
+        y = cache.get(key)
+        if y is None:
+            y = transformer_yprim(tr)[1]
+            y.flags.writeable = False
+            cache[key] = y
+        out.append(([(w.bus, k) for w in tr.windings for k in w.nodes], y))
+    return out
+
+
 def source_yprim(src: Source) -> tuple[list[tuple[str, int]], np.ndarray]:
     """Thevenin admittance Z⁻¹ at the source bus (the EMF side is ground)."""
     y = np.linalg.inv(np.asarray(src.z_ohm, dtype=complex))

@@ -29,7 +29,7 @@ import scipy.sparse as sp
 from market.network.injections import Atoms, currents
 
 DENSE_MAX_ATOMS = 300  # up to this many atoms Cᵀ·M⁻¹·C is kept dense (m×m complex, ≤ 1.5 MB)
-_BLOCK = 4096  # elements per matrix-vector block: OpenBLAS runs zgemv single-threaded below 4096
+_BLOCK = 4095  # elements per matrix-vector block: OpenBLAS runs zgemv single-threaded below 4096
 # (threads only contend on a loaded machine for products this small)
 DENSE_MAX_NODE_ELEMENTS = 1_000_000  # M⁻¹C kept dense up to n·m elements (16 MB)
 

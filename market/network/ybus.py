@@ -17,7 +17,8 @@ from scipy.sparse.linalg import splu
 
 from market.network.errors import IslandedSectionError, NonPositiveImpedanceError
 from market.network.model import Feeder
-from market.network.primitives import all_branch_elements, element_primitive, source_norton_a, source_yprim
+from market.network.primitives import (all_branch_elements, element_primitive, line_yprims, source_norton_a,
+                                      source_yprim, transformer_yprims)
 
 
 @dataclass
@@ -63,6 +64,19 @@ def node_list(feeder: Feeder) -> list[tuple[str, int]]:
     return [(b.name, k) for b in feeder.buses.values() for k in sorted(b.nodes) if k != 0]
 
 
+def _primitives(todo, freq_hz: float) -> dict:
+    """{(kind, name): (conductors, Yprim)}: lines batched per conductor count, transformers per
+    distinct electrical type (primitives.line_yprims / transformer_yprims), the rest one by one."""
+    lines = [el for kind, el in todo if kind == "line"]
+    trs = [el for kind, el in todo if kind == "transformer"]
+    out = {("line", el.name): p for el, p in zip(lines, line_yprims(lines))}
+    out.update({("transformer", el.name): p for el, p in zip(trs, transformer_yprims(trs))})
+    for kind, el in todo:
+        if kind not in ("line", "transformer"):
+            out[(kind, el.name)] = element_primitive(kind, el, freq_hz)
+    return out
+
+
 def _block(kind: str, name: str, conds, yprim, index, n1: int) -> ElementBlock:
     idx = np.array([index.get(c, -1) if c[1] != 0 else -1 for c in conds], dtype=np.int64)
     return ElementBlock(kind, name, list(conds), idx, np.asarray(yprim, complex), n1)
@@ -98,13 +112,16 @@ def build_network(feeder: Feeder, previous: Network | None = None,
     reuse = {}
     if previous is not None and previous.nodes == nodes and changed is not None:
         reuse = {(b.kind, b.name): b for b in previous.blocks}
+    elements = list(all_branch_elements(feeder))
+    todo = [(kind, el) for kind, el in elements if (kind, el.name) not in reuse or (kind, el.name) in changed]
+    prims = _primitives(todo, feeder.base_frequency_hz)
     blocks = []
-    for kind, el in all_branch_elements(feeder):
+    for kind, el in elements:
         key = (kind, el.name)
         if key in reuse and key not in changed:
             blocks.append(reuse[key])
             continue
-        conds, yprim = element_primitive(kind, el, feeder.base_frequency_hz)
+        conds, yprim = prims[key]
         blocks.append(_block(kind, el.name, conds, yprim, index, _n_terminal1(kind, el, conds)))
     n = len(nodes)
     term_y, term_rows = _stack_terminals(blocks, n)
@@ -150,15 +167,24 @@ def load_admittance(feeder: Feeder, index, n: int):
 
 
 def _stack_terminals(blocks: list[ElementBlock], n: int) -> tuple[sp.csr_matrix, np.ndarray]:
-    rows, cols, vals, term_rows = [], [], [], []
-    r0 = 0
-    for blk in blocks:
-        m = len(blk.index)
-        keep = np.nonzero(blk.index >= 0)[0]
-        rows.append(np.repeat(np.arange(r0, r0 + m), len(keep)))
-        cols.append(np.tile(blk.index[keep], m))
-        vals.append(blk.yprim[:, keep].ravel())
-        term_rows.append(blk.index)
-        r0 += m
-    mat = sp.coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(r0, n)).tocsr()
-    return mat, np.concatenate(term_rows)
+    """Stacked Yprims as an (Σ conductors × n) sparse matrix (ground columns dropped), assembled
+    per block size in batched numpy: rows r0+i, columns index[j], values Yprim[i, j]."""
+    sizes = np.array([len(blk.index) for blk in blocks], dtype=np.int64)
+    starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+    term_rows = np.concatenate([blk.index for blk in blocks]) if blocks else np.zeros(0, np.int64)
+    rows, cols, vals = [], [], []
+    for size in np.unique(sizes):
+        members = np.nonzero(sizes == size)[0]
+        idx = term_rows[starts[members][:, None] + np.arange(size)]  # (L, s) node of each conductor
+        yp = np.stack([blocks[i].yprim for i in members])  # (L, s, s)
+        r = np.broadcast_to(starts[members][:, None, None] + np.arange(size)[None, :, None], yp.shape)
+        c = np.broadcast_to(idx[:, None, :], yp.shape)
+        keep = c >= 0
+        rows.append(r[keep])
+        cols.append(c[keep])
+        vals.append(yp[keep])
+    total = int(sizes.sum())
+    if not rows:
+        return sp.csr_matrix((total, n), dtype=complex), term_rows
+    mat = sp.coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(total, n)).tocsr()
+    return mat, term_rows
