@@ -93,6 +93,8 @@ class ControllerCore:
         self._fail_safe: dict[str, bool] = {}
         self._dead_bd: dict[str, int] = {}
         self._txn = 0
+        self.pending_txns: dict[str, str] = {}   # txn -> gateway id (request/response pairs)
+        self.responses: dict[str, dict] = {}
         self._resume_from_registry()
 
     # ------------------------------------------------------------------ start-up
@@ -132,7 +134,7 @@ class ControllerCore:
             elif kind == "state":
                 self._state(gid, msg, now_ms)
             else:
-                log.info("gateway %s answered txn %s ok=%s %s", gid, msg["txn"], msg["ok"], msg["error"])
+                self._response(gid, msg)
         except (codec.CodecError, AggregatorError, ValueError) as exc:
             return self._reject(topic, f"{kind}: {exc}")
         return self._rebirth_commands(now_ms)
@@ -171,13 +173,30 @@ class ControllerCore:
             stamp = (min(msg["ts_ms"], now_ms) // self.round_ms) * self.round_ms
             est.update_one(gid, kw, stamp)
 
+    def request(self, gateway_id: str, cmd: str, now_ms: int, params: dict | None = None,
+                ttl_ms: int = 30_000) -> tuple[str, Publish]:
+        """A signed command (rebirth | config_get | config_set) for one gateway: returns its
+        transaction id and the message to publish; the answer lands in `responses[txn]`."""
+        codec.check_id(gateway_id, "gateway_id")
+        self._txn += 1
+        txn = f"{self.controller_id}-{now_ms}-{self._txn}"[-64:]
+        payload = security.make_cmd(txn, cmd, now_ms, ttl_ms, self.key_id, self.key, params)
+        self.pending_txns[txn] = gateway_id
+        return txn, (topics.cmd(gateway_id), payload, 1, False)
+
+    def _response(self, gid: str, msg: dict) -> None:
+        txn = msg["txn"]
+        if self.pending_txns.get(txn) != gid:
+            raise codec.CodecError("txn", f"no request {txn!r} pending for {gid}")
+        del self.pending_txns[txn]
+        self.responses[txn] = msg
+        log.info("gateway %s answered txn %s ok=%s %s", gid, txn, msg["ok"], msg["error"])
+
     def _rebirth_commands(self, now_ms: int) -> list[Publish]:
         out = []
         for gid, _why in self.aggregator.drain_rebirths():
-            self._txn += 1
-            txn = f"{self.controller_id}-{now_ms}-{self._txn}"[:64]
-            payload = security.make_cmd(txn, "rebirth", now_ms, 30_000, self.key_id, self.key)
-            out.append((topics.cmd(gid), payload, 1, False))
+            _, item = self.request(gid, "rebirth", now_ms)
+            out.append(item)
         return out
 
     # ------------------------------------------------------------------ rounds

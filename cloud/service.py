@@ -67,6 +67,7 @@ class ControllerService:
         self.missed_rounds = 0
         self.round_compute_ms: list[float] = []
         self.publish_errors = 0
+        self._live: aiomqtt.Client | None = None
 
     def _client(self) -> aiomqtt.Client:
         will = aiomqtt.Will(topics.controller_status(), self.core.status_payload(False, self.clock.now_ms()),
@@ -100,12 +101,14 @@ class ControllerService:
         await client.subscribe(topics.ALL_GATEWAYS, qos=1)
         await client.publish(topics.controller_status(), self.core.status_payload(True, self.clock.now_ms()),
                              qos=1, retain=True)
+        self._live = client
         self.connected.set()
         log.info("controller %s connected to %s:%d", self.core.controller_id, self.host, self.port)
         reader = asyncio.create_task(self._reader(client))
         ticker = asyncio.create_task(self._ticker(client))
         stopper = asyncio.create_task(stop.wait())
         done, pending = await asyncio.wait({reader, ticker, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        self._live = None
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
@@ -115,6 +118,21 @@ class ControllerService:
         if stop.is_set():
             await client.publish(topics.controller_status(),
                                  self.core.status_payload(False, self.clock.now_ms()), qos=1, retain=True)
+
+    async def request(self, gateway_id: str, cmd: str, params: dict | None = None,
+                      timeout_s: float = 10.0) -> dict:
+        """Send a signed command to one gateway and wait for its response (same `txn`)."""
+        if self._live is None:
+            raise ServiceError("request: not connected")
+        txn, (topic, payload, qos, retain) = self.core.request(gateway_id, cmd, self.clock.now_ms(), params)
+        await self._live.publish(topic, payload, qos=qos, retain=retain)
+        deadline = time.monotonic() + timeout_s
+        while txn not in self.core.responses:
+            if time.monotonic() > deadline:
+                self.core.pending_txns.pop(txn, None)
+                raise ServiceError(f"request {txn}: no response from {gateway_id} within {timeout_s} s")
+            await asyncio.sleep(0.02)
+        return self.core.responses.pop(txn)
 
     async def _reader(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:

@@ -95,3 +95,34 @@ async def test_service_round_trip_and_garbage(broker):
     assert core.aggregator.snapshot("g1", int(time.time() * 1000)).n_live == 1
     listen.close()
     gw.close()
+
+
+async def test_config_request_response_with_a_real_agent(broker):
+    """Signed config_set / config_get to a real edge_agent over mosquitto; answer paired by txn."""
+    from firmware_sim.gateway_fleet import FleetSpec
+    from tests.integration.fleet_harness import FleetThread
+
+    clock = SimClock(1.0)
+    spec = FleetSpec("127.0.0.1", broker.port, gateways=1, devices_per_gateway=3, round_s=0.5,
+                     clock_spec=clock.spec(), key=KEY, thermostatic_fraction=0.0)
+    fleet = FleetThread(spec).start()
+    core = ControllerCore("ctlq", ConstantGoal(1.0), "k1", KEY, round_ms=500)
+    service = ControllerService(core, "127.0.0.1", broker.port, clock)
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.run(stop))
+    try:
+        await asyncio.wait_for(service.connected.wait(), 5)
+        gid = spec.gateway_id(0)
+        ok = await service.request(gid, "config_set", {"fail_safe_ms": 7000})
+        assert ok["ok"] is True and ok["params"]["fail_safe_ms"] == 7000
+        assert fleet.agents[0].fail_safe_ms == 7000
+        bad = await service.request(gid, "config_set", {"round_ms": 5})
+        assert bad["ok"] is False and "round_ms" in bad["error"]
+        got = await service.request(gid, "config_get")
+        assert got["params"]["fail_safe_ms"] == 7000 and got["txn"] != ok["txn"]
+        with pytest.raises(ServiceError, match="no response"):
+            await service.request("gw-nobody", "config_get", timeout_s=0.5)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        fleet.stop()

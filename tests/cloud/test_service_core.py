@@ -147,3 +147,18 @@ def test_a_failing_group_does_not_stop_the_others():
     out = c.control_round(2000)
     assert [t for t, *_ in out] == [topics.vector("good")]
     assert c.round_errors == 1
+
+
+def test_request_response_pairs_by_txn_and_rejects_strays():
+    c = core()
+    txn, (topic, payload, qos, _) = c.request("gw7", "config_get", 100)
+    assert topic == topics.cmd("gw7") and qos == 1
+    cmd = codec.decode_cmd(payload)
+    assert cmd["txn"] == txn and security.CmdGuard({"k1": KEY}).check(cmd, 200) == ""
+    resp = codec.encode_resp("gw7", 0, 3, 300, txn, True, "", {"fail_safe_ms": 60000})
+    c.handle(topics.resp("gw7"), resp, 300)
+    assert c.responses[txn]["params"] == {"fail_safe_ms": 60000} and c.pending_txns == {}
+    c.handle(topics.resp("gw7"), resp, 400)                     # a second answer: nothing pending
+    stray = codec.encode_resp("gw8", 0, 3, 300, "nobody-asked", True, "", {})
+    c.handle(topics.resp("gw8"), stray, 400)
+    assert sum(v for k, v in c.rejected.items() if k.startswith("resp: txn")) == 2
