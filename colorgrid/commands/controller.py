@@ -127,7 +127,7 @@ def write_rounds(out, core, start_ms: int) -> None:
 
 def run(args) -> int:
     from cloud.clock import SimClock
-    from cloud.service import ControllerService, parse_broker_url
+    from cloud.service import ControllerService, ServiceError, parse_broker_url
     from colorgrid.results import RunOutput
 
     logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
@@ -137,7 +137,7 @@ def run(args) -> int:
         key_id, key = read_key(args.hmac_key_file, args.key_id)
         clock = SimClock.from_spec(args.clock) if args.clock else SimClock(args.speed)
         core = build_core(args, key_id, key, clock.origin_ms, args.controller_id)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, ServiceError) as exc:
         print(f"colorgrid controller: {exc}")
         return 2
     password = Path(args.password_file).read_text().strip() if args.password_file else None

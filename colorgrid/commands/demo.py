@@ -91,7 +91,7 @@ def _plot(out, rows, k: int) -> None:
 
 def run(args) -> int:
     from cloud.clock import SimClock
-    from cloud.service import parse_broker_url
+    from cloud.service import ServiceError, parse_broker_url
     from colorgrid.commands.controller import CommandError, build_core
     from colorgrid.results import RunOutput
     from firmware_sim.broker import BrokerError, start_broker
@@ -118,7 +118,7 @@ def run(args) -> int:
               f"{args.minutes:g} simulated min at {args.speed:g}x, goal {args.goal}")
         result = run_closed_loop(host, port, spec, core, clock, args.minutes * 60.0, args.processes, _bar)
         print()
-    except (BrokerError, CommandError, FleetError, ValueError, OSError, RuntimeError) as exc:
+    except (BrokerError, CommandError, FleetError, ServiceError, ValueError, OSError, RuntimeError) as exc:
         print(f"\ncolorgrid demo: {exc}")
         return 2
     finally:

@@ -37,7 +37,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from cloud.clock import SimClock
-    from cloud.service import parse_broker_url
+    from cloud.service import ServiceError, parse_broker_url
     from colorgrid.commands.controller import read_key
     from colorgrid.results import RunOutput
     from firmware_sim.gateway_fleet import FleetError, FleetProcesses, FleetSpec, summarize
@@ -55,7 +55,7 @@ def run(args) -> int:
                          username=args.username, password=password)
         processes = args.processes or max(1, (args.gateways + 499) // 500)
         fleet = FleetProcesses(spec, processes).start()
-    except (ValueError, OSError, FleetError) as exc:
+    except (ValueError, OSError, FleetError, ServiceError) as exc:
         print(f"colorgrid fleet: {exc}")
         return 2
     print(f"fleet: {args.gateways} gateways x {args.devices_per_gateway} devices in {processes} "

@@ -68,3 +68,35 @@ def test_demo_embedded_amqtt_broker_fallback(tmp_path):
     assert f["connects"] == 8 and f["vectors_rejected"] == 0
     assert f["rounds_with_fresh_vector_pct"] > 90.0
     assert f["vectors_delivered"] >= 8 * 80      # ≈ 90 rounds × 8 gateways went through amqtt
+
+
+def test_controller_flag_parsing(tmp_path):
+    from cloud.goals import FileGoal, RegulationGoal
+    from cloud.rounds import FractionOfDemand
+    from colorgrid.cli import main
+    from colorgrid.commands.controller import CommandError, parse_goal, read_key
+
+    assert parse_goal("constant:12.5", 0).goal_kw("g", 0) == 12.5
+    reg = parse_goal("regulation", 0)
+    assert isinstance(reg, FractionOfDemand) and (reg.inner.base_kw, reg.inner.amplitude_kw) == (0.5, 0.15)
+    kw = parse_goal("regulation:400:100", 0)
+    assert isinstance(kw, RegulationGoal) and kw.base_kw == 400 and kw.amplitude_kw == 100
+    goal_csv = tmp_path / "g.csv"
+    goal_csv.write_text("t_s,goal_kw\n0,5\n10,7\n")
+    assert isinstance(parse_goal(f"file:{goal_csv}", 0), FileGoal)
+    assert parse_goal(f"file:{goal_csv}", 1000).goal_kw("g", 11_500) == 7
+    for bad in ("nope", "constant:x", "regulation:50%:100", f"file:{tmp_path}/missing.csv"):
+        with pytest.raises(CommandError, match="--goal"):
+            parse_goal(bad, 0)
+    key = tmp_path / "k.json"
+    key.write_text(json.dumps({"a": "00" * 16, "b": "11" * 20}))
+    assert read_key(str(key), "b") == ("b", b"\x11" * 20)
+    assert read_key(str(key), "zz") == ("a", b"\x00" * 16)
+    (tmp_path / "short.hex").write_text("abcd")
+    with pytest.raises(CommandError, match="shorter than 16"):
+        read_key(str(tmp_path / "short.hex"), "k1")
+    (tmp_path / "junk.hex").write_text("not hex at all")
+    with pytest.raises(CommandError, match="--hmac-key-file"):
+        read_key(str(tmp_path / "junk.hex"), "k1")
+    assert main(["controller", "--broker", "tcp://x", "--hmac-key-file", str(key)]) == 2
+    assert main(["controller", "--broker", "mqtt://127.0.0.1:1", "--hmac-key-file", str(tmp_path / "none")]) == 2
