@@ -107,13 +107,12 @@ def _fused_constants(at: "Atoms") -> dict:
     fb = np.concatenate((np.where(gen, gen_b, inv_vb2), np.where(gen, gen_b, slope), np.where(zk, inv_vb2, 0.0),
                          np.where(ik, inv_vb2 / at.vmax, inv_vb2 / at.vmax ** 2)))
     fc = np.concatenate((zero, np.where(gen, 0.0, i_low - slope * vl), np.where(ik, 1.0 / at.vb, 0.0), zero))
-    vl2 = np.minimum(vl ** 2, v95 ** 2)
-    return {"pq": pq, "z": zk, "i": ik, "any_i": bool(np.any(ik)),
-            "generic": bool(np.any((kind == MOTOR) | (kind == CVR))),
-            "t0": np.where(zk, -1.0, vl2), "lo2": np.where(zk, -1.0, v95 ** 2),
-            "hi2": np.where(zk, np.inf, at.v105_abs ** 2),
-            "inv_vb2": inv_vb2, "inv_vb": 1.0 / at.vb, "fa": fa, "fb": fb, "fc": fc,
-            "f_pq": pq.astype(float), "f_z": np.where(zk, inv_vb2, 0.0), "f_i": np.where(ik, 1.0 / at.vb, 0.0)}
+    t0_v, lo_v, hi_v = np.where(zk, -1.0, np.minimum(vl, v95)), np.where(zk, -1.0, v95), np.where(zk, np.inf, at.v105_abs)
+    return {"generic": bool(np.any((kind == MOTOR) | (kind == CVR))),
+            "t0_v": t0_v, "lo_v": lo_v, "hi_v": hi_v, "fa": fa, "fb": fb, "fc": fc,
+            "lb": np.concatenate((np.full(len(kind), -1.0), t0_v, lo_v, hi_v)),  # region brackets (lb, ub]
+            "ub": np.concatenate((t0_v, lo_v, hi_v, np.full(len(kind), np.inf))),
+            "f_pq": pq.astype(float)}
 
 
 def _vbase(phases: int, conn: str, kv: float) -> float:

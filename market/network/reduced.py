@@ -64,6 +64,7 @@ class ReducedSystem:
         self.v_s = net.solve_linear(net.i_source_a)
         self.x_s = self.inc_t @ self.v_s
         self.i_src = net.i_source_a
+        self.inv_base = 1.0 / net.vbase_v
         self.k: np.ndarray | None = None
         self.k_blocks: list[np.ndarray] | None = None
         self.node_blocks: list[np.ndarray] | None = None
@@ -102,48 +103,58 @@ class ReducedSystem:
 
 
 class CompensatedCurrents:
-    """w(x) = y_d·x − I(x) per atom (A) for the current loads: fused PQ/Z/I formula
+    """w(x) = y_d·x − I(x) per atom (A) for the current loads, as one fused formula
 
-        I = x·(c_p/|x|² + c_z + c_i/|x|),  c_p = conj(S) (PQ, generators), c_z = conj(S)/Vb² (Z),
-        c_i = conj(S)/Vb (I),
-    with OpenDSS's out-of-band fallbacks (as injections._fallback; per-region factors of conj(S)
-    precomputed in injections._fused_constants) for atoms outside (Vmin, Vmax];
-    motor/CVR loads use injections.currents. Extra node injections follow the atoms."""
+        w = x·(C0 − CP/|x|² − CI/|x|)
+    with per-atom coefficients for the voltage region each atom is in (OpenDSS's load models and
+    out-of-band fallbacks, injections._fused_constants: in band C0 = y_d − conj(S)/Vb² for Z,
+    CP = conj(S) for PQ/generators, CI = conj(S)/Vb for I; below Vlow, between Vlow and Vmin and
+    above Vmax the Yeq / interpolation / Yeq/vmax² terms). The region assignment is made at the
+    first call and re-made only when some |x| leaves its region's bracket. Motor/CVR loads use
+    injections.currents. Extra node injections (constant power, no band) follow the atoms."""
 
     def __init__(self, at: Atoms, yd: np.ndarray, s_extra_va: np.ndarray | None):
-        st = at.fused
-        self.at, self.ma, self.st = at, len(at.a), st
-        cs = self.cs = np.conj(at.s_va)
-        cp = cs * st["f_pq"]
-        c0 = yd[:self.ma] - cs * st["f_z"]  # yd: atoms then extras (0)
-        self.ci = cs * st["f_i"] if st["any_i"] else None
-        self.lo2, self.hi2 = st["lo2"], st["hi2"]
-        if s_extra_va is not None and len(s_extra_va):
-            e = len(s_extra_va)
-            cp = np.concatenate((cp, -np.conj(s_extra_va)))  # drawn current −conj(S)/conj(V)
+        self.at, self.ma, self.st = at, len(at.a), at.fused
+        self.cs = np.conj(at.s_va)
+        self.yd = yd
+        self.s_extra = None if s_extra_va is None or not len(s_extra_va) else np.asarray(s_extra_va, complex)
+        self.cp = self.cs * self.st["f_pq"]  # in-band PQ coefficient (chord.jacobian_terms: extras)
+        if self.s_extra is not None:
+            self.cp = np.concatenate((self.cp, -np.conj(self.s_extra)))  # drawn current −conj(S)/conj(V)
+        self.lb: np.ndarray | None = None
+        self.ub: np.ndarray | None = None
+
+    def _assign(self, mag: np.ndarray) -> None:
+        """Region per atom from |x| and the fused coefficients / brackets of those regions."""
+        st, ma = self.st, self.ma
+        sub = mag[:ma]
+        k = ((sub > st["t0_v"]).astype(np.intp) + (sub > st["lo_v"]) + (sub > st["hi_v"])) * ma + np.arange(ma)
+        cs = self.cs
+        c0 = self.yd[:ma] - cs * st["fb"].take(k)
+        cp = cs * st["fa"].take(k)
+        ci = cs * st["fc"].take(k)
+        lb, ub = st["lb"].take(k), st["ub"].take(k)
+        if self.s_extra is not None:
+            e = len(self.s_extra)
             c0 = np.concatenate((c0, np.zeros(e)))
-            if self.ci is not None:
-                self.ci = np.concatenate((self.ci, np.zeros(e)))
-            self.lo2 = np.concatenate((self.lo2, np.full(e, -1.0)))
-            self.hi2 = np.concatenate((self.hi2, np.full(e, np.inf)))
-        self.cp, self.c0, self.yd = cp, c0, yd
+            cp = np.concatenate((cp, -np.conj(self.s_extra)))
+            ci = np.concatenate((ci, np.zeros(e)))
+            lb = np.concatenate((lb, np.full(e, -1.0)))
+            ub = np.concatenate((ub, np.full(e, np.inf)))
+        self.c0, self.cpr, self.lb, self.ub = c0, cp, lb, ub
+        self.ci = ci if np.any(ci) else None
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        m2 = x.real * x.real + x.imag * x.imag
-        if self.ci is None:
-            w = x * (self.c0 - self.cp / m2)
-        else:
-            w = x * (self.c0 - self.cp / m2 - self.ci / np.sqrt(m2))
-        ma = self.ma
+        mag = np.abs(x)
         if self.st["generic"]:
+            self._assign(mag)
+            w = x * (self.c0 - self.cpr / (mag * mag))
+            ma = self.ma
             w[:ma] = self.yd[:ma] * x[:ma] - currents(self.at, x[:ma])
             return w
-        out = (m2 <= self.lo2) | (m2 > self.hi2)
-        if out.any():  # region 0 low, 1 mid, 2 normal, 3 high per atom; I = conj(S)·x·(FA/|x|² + FB + FC/|x|)
-            idx = np.nonzero(out)[0]
-            st = self.st
-            sub = m2[idx]
-            k = ((sub > st["t0"][idx]).astype(np.intp) + (sub > self.lo2[idx]) + (sub > self.hi2[idx])) * ma + idx
-            coef = st["fb"].take(k) + st["fa"].take(k) / sub + st["fc"].take(k) / np.sqrt(sub)
-            w[idx] = x[idx] * (self.yd[idx] - self.cs[idx] * coef)
-        return w
+        if self.lb is None or not ((mag > self.lb) & (mag <= self.ub)).all():
+            self._assign(mag)
+        if self.ci is None:
+            return x * (self.c0 - self.cpr / (mag * mag))
+        inv = 1.0 / mag
+        return x * (self.c0 - (self.cpr * inv + self.ci) * inv)

@@ -190,7 +190,7 @@ def solve_reduced(net: Network, atoms: Atoms, tol_pu: float = 1e-9, max_iter: in
     w_of = CompensatedCurrents(atoms, yd, s_x)
     vb = atoms.vb if extra is None else np.concatenate((atoms.vb, net.vbase_v[extra]))
     inv_vb = 1.0 / vb
-    inv_base = 1.0 / net.vbase_v
+    inv_base = red.inv_base
     dense = red.k_blocks is not None
     if dense and v0 is not None:
         res = _solve_chord(net, atoms, red, w_of, v0, inv_vb, inv_base, tol_pu, max_iter, s_inject_va, t0)
