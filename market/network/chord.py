@@ -62,11 +62,12 @@ class Chord:
         order = np.column_stack((np.arange(m), np.arange(m) + m)).ravel()
         self.blocks = _blocks(q[np.ix_(order, order)].astype(np.float32), _BLOCK_REAL)
         self.m = m
+        self.buf = np.empty(2 * m, np.float32)
         self.stale = False
 
     def step(self, r: np.ndarray) -> np.ndarray:
         """−Q·r (the change of w̃); the sign is folded into the stored matrix."""
-        d = _matvec(self.blocks, r.view(np.float64).astype(np.float32))
+        d = _matvec(self.blocks, r.view(np.float64).astype(np.float32), self.buf)
         return d.astype(np.float64).view(np.complex128)
 
 
@@ -83,11 +84,13 @@ def chord_for(red: ReducedSystem, w_of: CompensatedCurrents, v: np.ndarray) -> C
 
 
 def iterate(red: ReducedSystem, w_of: CompensatedCurrents, ch: Chord, wt: np.ndarray, inv_base: np.ndarray,
-            tol_pu: float, max_steps: int) -> tuple[np.ndarray | None, np.ndarray, int, float]:
-    """Chord steps from w̃ = wt: (V answer or None, w, steps taken, last test value)."""
+            tol_pu: float, max_steps: int, x0: np.ndarray | None = None) -> tuple[np.ndarray | None, np.ndarray, int, float]:
+    """Chord steps from w̃ = wt: (V answer or None, w, steps taken, last test value).
+
+    `x0` = x(wt) if known (Cᵀ·V(wt), one sparse product instead of the dense K·wt)."""
     err = np.inf
     for it in range(1, max_steps + 1):
-        x = red.x_s + _matvec(red.k_blocks, wt)
+        x = x0 if it == 1 and x0 is not None else red.x_s + _matvec(red.k_blocks, wt, red.k_buf)
         w = w_of(x)
         r = w - wt
         err = red.node_bound_pu(r, inv_base)

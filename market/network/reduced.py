@@ -40,8 +40,16 @@ def _blocks(mat: np.ndarray, limit: int) -> list[np.ndarray]:
     return [np.ascontiguousarray(mat[i:i + rows]) for i in range(0, mat.shape[0], rows)]
 
 
-def _matvec(blocks: list[np.ndarray], x: np.ndarray) -> np.ndarray:
-    return np.concatenate([blk @ x for blk in blocks])
+def _matvec(blocks: list[np.ndarray], x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Σ-blocked product (each block below OpenBLAS's threading threshold), into `out` if given."""
+    if out is None:
+        return np.concatenate([blk @ x for blk in blocks])
+    r0 = 0
+    for blk in blocks:
+        r1 = r0 + blk.shape[0]
+        np.matmul(blk, x, out=out[r0:r1])
+        r0 = r1
+    return out
 
 
 class ReducedSystem:
@@ -76,6 +84,7 @@ class ReducedSystem:
             node = net.lu.solve(self.inc.toarray().astype(complex))  # n×m, M⁻¹ C
             self.k = np.asarray(self.inc_t @ node)  # m×m, Cᵀ M⁻¹ C
             self.k_blocks = _blocks(self.k, _BLOCK)
+            self.k_buf = np.empty(m, complex)  # scratch of x_s + K·w (never returned)
             self.node_blocks = _blocks(node, _BLOCK)
 
     def node_part(self, w: np.ndarray) -> np.ndarray:
@@ -85,7 +94,7 @@ class ReducedSystem:
     def g_x(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """(x_s + Cᵀ M⁻¹ C w, M⁻¹ C w if it was formed on the way, else None)."""
         if self.k_blocks is not None:
-            return self.x_s + _matvec(self.k_blocks, w), None
+            return self.x_s + _matvec(self.k_blocks, w, self.k_buf), None
         u = self.node_part(w)
         return self.x_s + self.inc_t @ u, u
 

@@ -253,8 +253,10 @@ def _solve_chord(net: Network, atoms: Atoms, red: ReducedSystem, w_of: Compensat
     steps do not converge within CHORD_MAX_STEPS."""
     v0 = np.asarray(v0)
     it0 = 0
+    x_start = None
     if v0 is red.last_v:
         wt = red.last_w
+        x_start = red.inc_t @ v0  # = x_s + K·wt: v0 = V_s + M⁻¹C·wt
     else:
         x0 = red.inc_t @ v0
         wt = w_of(x0)
@@ -270,7 +272,8 @@ def _solve_chord(net: Network, atoms: Atoms, red: ReducedSystem, w_of: Compensat
     ch = chord.chord_for(red, w_of, v0)
     if ch is None:
         return None
-    v_new, w, steps, err = chord.iterate(red, w_of, ch, wt, inv_base, tol_pu, min(CHORD_MAX_STEPS, max_iter - it0))
+    v_new, w, steps, err = chord.iterate(red, w_of, ch, wt, inv_base, tol_pu, min(CHORD_MAX_STEPS, max_iter - it0),
+                                         x_start)
     if v_new is None:
         ch.stale = True
         return None
