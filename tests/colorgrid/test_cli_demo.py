@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def run_demo(out, *extra):
     cmd = [sys.executable, "-m", "colorgrid", "demo", "--gateways", "12", "--devices-per-gateway", "25",
-           "--minutes", "9", "--speed", "30", "--warmup-s", "180", "--out", str(out), *extra]
+           "--minutes", "9", "--speed", "20", "--warmup-s", "180", "--out", str(out), *extra]
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=150)
 
 
