@@ -132,26 +132,38 @@ class CompensatedCurrents:
             self.cp = np.concatenate((self.cp, -np.conj(self.s_extra)))  # drawn current −conj(S)/conj(V)
         self.lb: np.ndarray | None = None
         self.ub: np.ndarray | None = None
+        last = self.st.get("regions")  # the last region assignment (shared by scaled copies)
+        if last is not None and self.s_extra is None:
+            self._set(*last)
+
+    def _set(self, fa_k: np.ndarray, fb_k: np.ndarray, fc_k: np.ndarray | None, lb: np.ndarray,
+             ub: np.ndarray) -> None:
+        """Coefficients for a region assignment given by its per-atom factors and brackets."""
+        cs = self.cs
+        self.c0 = self.yd[:self.ma] - cs * fb_k
+        self.cpr = cs * fa_k
+        self.ci = None if fc_k is None else cs * fc_k
+        self.lb, self.ub = lb, ub
 
     def _assign(self, mag: np.ndarray) -> None:
         """Region per atom from |x| and the fused coefficients / brackets of those regions."""
         st, ma = self.st, self.ma
         sub = mag[:ma]
         k = ((sub > st["t0_v"]).astype(np.intp) + (sub > st["lo_v"]) + (sub > st["hi_v"])) * ma + np.arange(ma)
-        cs = self.cs
-        c0 = self.yd[:ma] - cs * st["fb"].take(k)
-        cp = cs * st["fa"].take(k)
-        ci = cs * st["fc"].take(k)
-        lb, ub = st["lb"].take(k), st["ub"].take(k)
-        if self.s_extra is not None:
-            e = len(self.s_extra)
-            c0 = np.concatenate((c0, np.zeros(e)))
-            cp = np.concatenate((cp, -np.conj(self.s_extra)))
-            ci = np.concatenate((ci, np.zeros(e)))
-            lb = np.concatenate((lb, np.full(e, -1.0)))
-            ub = np.concatenate((ub, np.full(e, np.inf)))
-        self.c0, self.cpr, self.lb, self.ub = c0, cp, lb, ub
-        self.ci = ci if np.any(ci) else None
+        fc_k = st["fc"].take(k)
+        regions = (st["fa"].take(k), st["fb"].take(k), fc_k if np.any(fc_k) else None,
+                   st["lb"].take(k), st["ub"].take(k))
+        self._set(*regions)
+        if self.s_extra is None:
+            st["regions"] = regions
+            return
+        e = len(self.s_extra)
+        self.c0 = np.concatenate((self.c0, np.zeros(e)))
+        self.cpr = np.concatenate((self.cpr, -np.conj(self.s_extra)))
+        if self.ci is not None:
+            self.ci = np.concatenate((self.ci, np.zeros(e)))
+        self.lb = np.concatenate((self.lb, np.full(e, -1.0)))
+        self.ub = np.concatenate((self.ub, np.full(e, np.inf)))
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         mag = np.abs(x)
