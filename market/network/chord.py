@@ -38,7 +38,7 @@ def jacobian_terms(w_of: CompensatedCurrents, x: np.ndarray) -> tuple[np.ndarray
     d1[:ma] -= alpha
     d2[:ma] = -beta
     if len(x) > ma:  # extra node injections: drawn current −conj(S)/conj(x), β = conj(S)/conj(x)²
-        d2[ma:] = w_of.cp[ma:] / np.conj(x[ma:]) ** 2
+        d2[ma:] = -np.conj(w_of.s_extra) / np.conj(x[ma:]) ** 2
     return d1, d2
 
 
@@ -76,7 +76,7 @@ def chord_for(red: ReducedSystem, w_of: CompensatedCurrents, v: np.ndarray) -> C
     ch = red.chord
     if ch is None or ch.stale:
         try:
-            ch = Chord(red, *jacobian_terms(w_of, red.inc_t @ np.asarray(v, complex)))
+            ch = Chord(red, *jacobian_terms(w_of, red.branch_v(v)))
         except (np.linalg.LinAlgError, RuntimeError):  # singular Jacobian: Anderson instead
             ch = None
         red.chord = ch

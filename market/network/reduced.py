@@ -67,6 +67,9 @@ class ReducedSystem:
         keep = r >= 0
         self.inc = sp.csr_matrix((val[keep], (r[keep], c[keep])), shape=(n, m))
         self.inc_t = self.inc.T.tocsr()
+        self.a_ext = np.where(a >= 0, a, n)  # atom ends in V extended by a ground 0 (branch voltages
+        self.b_ext = np.where(b >= 0, b, n)  # by two takes: cheaper than a sparse product here)
+        self.v_ext = np.zeros(n + 1, complex)
         self.lu = net.lu
         self.m = m
         self.v_s = net.solve_linear(net.i_source_a)
@@ -87,6 +90,11 @@ class ReducedSystem:
             self.k_buf = np.empty(m, complex)  # scratch of x_s + K·w (never returned)
             self.node_blocks = _blocks(node, _BLOCK)
 
+    def branch_v(self, v: np.ndarray) -> np.ndarray:
+        """Cᵀ·v: the atoms' branch voltages for node voltages v."""
+        self.v_ext[:-1] = v
+        return self.v_ext.take(self.a_ext) - self.v_ext.take(self.b_ext)
+
     def node_part(self, w: np.ndarray) -> np.ndarray:
         """M⁻¹·C·w (V)."""
         return self.lu.solve(self.inc @ w)
@@ -96,7 +104,7 @@ class ReducedSystem:
         if self.k_blocks is not None:
             return self.x_s + _matvec(self.k_blocks, w, self.k_buf), None
         u = self.node_part(w)
-        return self.x_s + self.inc_t @ u, u
+        return self.x_s + self.branch_v(u), u
 
     def node_bound_pu(self, dw: np.ndarray, inv_base: np.ndarray) -> float:
         """An upper bound of max_i |(M⁻¹C·dw)_i| / Vbase_i: Σ_j colmax_j·|dw_j|, colmax_j = max_i |(M⁻¹C)_ij|/Vbase_i."""
@@ -127,9 +135,6 @@ class CompensatedCurrents:
         self.cs = np.conj(at.s_va)
         self.yd = yd
         self.s_extra = None if s_extra_va is None or not len(s_extra_va) else np.asarray(s_extra_va, complex)
-        self.cp = self.cs * self.st["f_pq"]  # in-band PQ coefficient (chord.jacobian_terms: extras)
-        if self.s_extra is not None:
-            self.cp = np.concatenate((self.cp, -np.conj(self.s_extra)))  # drawn current −conj(S)/conj(V)
         self.lb: np.ndarray | None = None
         self.ub: np.ndarray | None = None
         last = self.st.get("regions")  # the last region assignment (shared by scaled copies)

@@ -200,7 +200,7 @@ def solve_reduced(net: Network, atoms: Atoms, tol_pu: float = 1e-9, max_iter: in
         x, track = red.x_s, (np.zeros(red.m, complex) if dense else np.zeros(net.n, complex))
     else:
         v0 = np.asarray(v0, complex)
-        x, track = red.inc_t @ v0, None
+        x, track = red.branch_v(v0), None
     err = np.inf
     hist_f: list[np.ndarray] = []
     hist_g: list[np.ndarray] = []
@@ -256,9 +256,9 @@ def _solve_chord(net: Network, atoms: Atoms, red: ReducedSystem, w_of: Compensat
     x_start = None
     if v0 is red.last_v:
         wt = red.last_w
-        x_start = red.inc_t @ v0  # = x_s + K·wt: v0 = V_s + M⁻¹C·wt
+        x_start = red.branch_v(v0)  # = x_s + K·wt: v0 = V_s + M⁻¹C·wt
     else:
-        x0 = red.inc_t @ v0
+        x0 = red.branch_v(v0)
         wt = w_of(x0)
         it0 = 1
         gx, _ = red.g_x(wt)
