@@ -176,8 +176,9 @@ def solve_reduced(net: Network, atoms: Atoms, tol_pu: float = 1e-9, max_iter: in
     solve_fixed_point, max_i |G(V_k) − V_k|_i / Vbase_i < tol_pu with G(V_k) − V_k = M⁻¹C(w(x̃_k) − w̃_k),
     is evaluated at every step (dense: through an upper bound, exactly when the bound is not
     conclusive) and the answer is G(V_k). A warm start V_0 = v0 is tested exactly at step 1.
-    Anderson (least squares on the x residuals, pu of each atom's base) from step 2. None if the
-    atoms do not have the network's build-time structure."""
+    Anderson (least squares on the x residuals, pu of each atom's base) from step 2. On dense
+    systems warm starts, and flat starts once a chord Jacobian exists, take chord steps instead
+    (chord.py). None if the atoms do not have the network's build-time structure."""
     extra = s_x = None
     if s_inject_va is not None and np.any(s_inject_va):
         extra = np.nonzero(s_inject_va)[0]
@@ -196,6 +197,14 @@ def solve_reduced(net: Network, atoms: Atoms, tol_pu: float = 1e-9, max_iter: in
         res = _solve_chord(net, atoms, red, w_of, v0, inv_vb, inv_base, tol_pu, max_iter, s_inject_va, t0)
         if res is not None:
             return res
+    if dense and v0 is None and red.chord is not None and not red.chord.stale:  # flat start, chord steps
+        wt = np.zeros(red.m, complex)  # V_s exactly: the flat start of solve_fixed_point
+        v_new, w, steps, err = chord.iterate(red, w_of, red.chord, wt, inv_base, tol_pu, min(CHORD_MAX_STEPS, max_iter),
+                                             red.x_s)
+        if v_new is not None:
+            red.last_v, red.last_w = v_new, w
+            return PowerFlowResult(net, atoms, v_new, steps, err, (time.perf_counter() - t0) * 1000.0,
+                                   s_inject_va=s_inject_va)
     if v0 is None:
         x, track = red.x_s, (np.zeros(red.m, complex) if dense else np.zeros(net.n, complex))
     else:
