@@ -5,13 +5,15 @@ and they are frozen (`set controlmode=off`):
 - cold: OpenDSS's first solve after compile (it builds its Y) vs colorgrid build+factorize and a
   solve from the no-load start;
 - re-solve with new loads (what the market does every interval): every repetition scales all
-  loads by a fresh random factor in [0.8, 1.2] and solves from the previous solution (warm start),
+  loads by a fresh random factor in [0.8, 1.2] and solves from the previous solution (warm start)
   in both tools (OpenDSS: `Solution.LoadMult`; colorgrid: new injection atoms, same
-  factorization; setting the loads is untimed in both), resuming its previous iterate with chord steps); the first warm re-solve (which
-  builds colorgrid's reduction and chord Jacobian) is reported apart, and the previous
-  algorithm (plain node-space iteration) is timed on the same loads as the before figure;
+  factorization, resuming its previous iterate with chord steps); setting the loads is untimed in
+  both. The first warm re-solve (which builds colorgrid's dense reduction and chord Jacobian) is
+  reported apart, and the previous algorithm (plain node-space iteration, `method="plain"`) is
+  timed on the same loads from the same start as the before figure;
 - the same re-solves from the flat (no-load) start in both tools (OpenDSS: `calcvoltagebases`,
-  untimed, then `Solve`; colorgrid: no v0);
+  untimed, then `Solve`; colorgrid: no v0 — after the first warm re-solve it takes chord steps
+  from V_s too);
 - sensitivities (PTDF for every line·phase, dV/dP and dV/dQ for every bus·phase, loss factors)
   on IEEE 123;
 - the accuracy table of docs/powerflow.md: max |ΔV| and loss error vs OpenDSS for every shared

@@ -84,7 +84,8 @@ def chord_for(red: ReducedSystem, w_of: CompensatedCurrents, v: np.ndarray) -> C
 
 
 def iterate(red: ReducedSystem, w_of: CompensatedCurrents, ch: Chord, wt: np.ndarray, inv_base: np.ndarray,
-            tol_pu: float, max_steps: int, x0: np.ndarray | None = None) -> tuple[np.ndarray | None, np.ndarray, int, float]:
+            tol_pu: float, max_steps: int,
+            x0: np.ndarray | None = None) -> tuple[np.ndarray | None, np.ndarray, int, float]:
     """Chord steps from w̃ = wt: (V answer or None, w, steps taken, last test value).
 
     `x0` = x(wt) if known (Cᵀ·V(wt), one sparse product instead of the dense K·wt)."""

@@ -107,7 +107,8 @@ def _fused_constants(at: "Atoms") -> dict:
     fb = np.concatenate((np.where(gen, gen_b, inv_vb2), np.where(gen, gen_b, slope), np.where(zk, inv_vb2, 0.0),
                          np.where(ik, inv_vb2 / at.vmax, inv_vb2 / at.vmax ** 2)))
     fc = np.concatenate((zero, np.where(gen, 0.0, i_low - slope * vl), np.where(ik, 1.0 / at.vb, 0.0), zero))
-    t0_v, lo_v, hi_v = np.where(zk, -1.0, np.minimum(vl, v95)), np.where(zk, -1.0, v95), np.where(zk, np.inf, at.v105_abs)
+    t0_v = np.where(zk, -1.0, np.minimum(vl, v95))
+    lo_v, hi_v = np.where(zk, -1.0, v95), np.where(zk, np.inf, at.v105_abs)
     return {"generic": bool(np.any((kind == MOTOR) | (kind == CVR))),
             "t0_v": t0_v, "lo_v": lo_v, "hi_v": hi_v, "fa": fa, "fb": fb, "fc": fc,
             "lb": np.concatenate((np.full(len(kind), -1.0), t0_v, lo_v, hi_v)),  # region brackets (lb, ub]

@@ -107,7 +107,8 @@ class ReducedSystem:
         return self.x_s + self.branch_v(u), u
 
     def node_bound_pu(self, dw: np.ndarray, inv_base: np.ndarray) -> float:
-        """An upper bound of max_i |(M⁻¹C·dw)_i| / Vbase_i: Σ_j colmax_j·|dw_j|, colmax_j = max_i |(M⁻¹C)_ij|/Vbase_i."""
+        """An upper bound of max_i |(M⁻¹C·dw)_i| / Vbase_i: Σ_j colmax_j·|dw_j|,
+        colmax_j = max_i |(M⁻¹C)_ij| / Vbase_i."""
         if self.colmax_pu is None:
             self.colmax_pu = np.max(np.abs(np.concatenate(self.node_blocks)) * inv_base[:, None], axis=0)
         return float(self.colmax_pu @ np.abs(dw))

@@ -294,7 +294,8 @@ def _solve_chord(net: Network, atoms: Atoms, red: ReducedSystem, w_of: Compensat
 
 
 def _node_test(red: ReducedSystem, w: np.ndarray, u: np.ndarray | None, track: np.ndarray | None,
-               v0: np.ndarray | None, inv_base: np.ndarray, tol_pu: float, x_err: float) -> tuple[float, np.ndarray | None]:
+               v0: np.ndarray | None, inv_base: np.ndarray, tol_pu: float,
+               x_err: float) -> tuple[float, np.ndarray | None]:
     """(max_i |G(V_k) − V_k|_i / Vbase_i or an upper bound of it, G(V_k) if below tol_pu).
 
     Dense: the cheap bound first; the exact product only when the bound fails but the x residual

@@ -151,7 +151,8 @@ def build_network(feeder: Feeder, previous: Network | None = None,
 
 
 def load_admittance(feeder: Feeder, index, n: int):
-    """(C·diag(y_d)·Cᵀ, (atom from-nodes, atom to-nodes, y_d)): node matrix C·diag(y_d)·Cᵀ of the nominal load/DER admittances at build time.
+    """(C·diag(y_d)·Cᵀ, (atom from-nodes, atom to-nodes, y_d)): node matrix C·diag(y_d)·Cᵀ of the
+    nominal load/DER admittances at build time, and the per-atom admittances (reduced.py).
 
     As in OpenDSS, loads and generators are represented in the factorized matrix by a nominal
     admittance (loads: Yeq = conj(S)/Vbase²; generators: |S|/Vbase² conductance) and the solver
