@@ -72,6 +72,7 @@ class ReducedSystem:
         self.v_ext = np.zeros(n + 1, complex)
         self.lu = net.lu
         self.m = m
+        self.extra = np.zeros(0, np.int64)  # node-injection columns after the atoms (solver._reduced_for)
         self.v_s = net.solve_linear(net.i_source_a)
         self.x_s = self.inc_t @ self.v_s
         self.i_src = net.i_source_a

@@ -147,21 +147,23 @@ def solve_fixed_point(net: Network, atoms: Atoms, tol_pu: float = 1e-9, max_iter
 
 
 def _reduced_for(net: Network, atoms: Atoms, extra: np.ndarray | None) -> ReducedSystem | None:
-    """The cached ReducedSystem for these atoms (+ extra injection nodes), or None if the atoms do
-    not have the build-time structure (then the Yd compensation per atom is unknown)."""
+    """The cached ReducedSystem for these atoms plus node-injection columns covering `extra`, or
+    None if the atoms do not have the build-time structure (then the Yd compensation per atom is
+    unknown). Injection columns are kept once created (a column with S = 0 injects nothing), so an
+    injection switched off and on again reuses the reduction and its chord Jacobian."""
     seen = net.reduced_cache.get("atoms")  # the last verified (a, b) arrays (scaled copies share them)
     if seen is None or seen[0] is not atoms.a or seen[1] is not atoms.b:
         if net.atom_a is None or not (np.array_equal(atoms.a, net.atom_a) and np.array_equal(atoms.b, net.atom_b)):
             return None
         net.reduced_cache["atoms"] = (atoms.a, atoms.b)
-    key = () if extra is None else tuple(extra.tolist())
     cached = net.reduced_cache.get("system")
-    if cached is None or cached[0] != key:
-        a, b = atoms.a, atoms.b
-        if extra is not None:
-            a = np.concatenate((a, extra))
-            b = np.concatenate((b, np.full(len(extra), -1)))
-        cached = (key, ReducedSystem(net, a, b))
+    want = frozenset() if extra is None else frozenset(extra.tolist())
+    if cached is None or not want <= cached[0]:
+        have = cached[0] if cached is not None else frozenset()
+        nodes = np.array(sorted(want | have), dtype=np.int64)
+        red = ReducedSystem(net, np.concatenate((atoms.a, nodes)), np.concatenate((atoms.b, np.full(len(nodes), -1))))
+        red.extra = nodes
+        cached = (frozenset(nodes.tolist()), red)
         net.reduced_cache["system"] = cached
     return cached[1]
 
@@ -179,17 +181,17 @@ def solve_reduced(net: Network, atoms: Atoms, tol_pu: float = 1e-9, max_iter: in
     Anderson (least squares on the x residuals, pu of each atom's base) from step 2. On dense
     systems warm starts, and flat starts once a chord Jacobian exists, take chord steps instead
     (chord.py). None if the atoms do not have the network's build-time structure."""
-    extra = s_x = None
-    if s_inject_va is not None and np.any(s_inject_va):
-        extra = np.nonzero(s_inject_va)[0]
-        s_x = np.asarray(s_inject_va, complex)[extra]
     t0 = time.perf_counter()
-    red = _reduced_for(net, atoms, extra)
+    injecting = s_inject_va is not None and np.any(s_inject_va)
+    red = _reduced_for(net, atoms, np.nonzero(s_inject_va)[0] if injecting else None)
     if red is None:
         return None
-    yd = net.atom_yd if extra is None else np.concatenate((net.atom_yd, np.zeros(len(extra))))
+    extra, s_x = red.extra, None
+    if len(extra):  # injection columns: S per column (0 where nothing is injected now)
+        s_x = np.asarray(s_inject_va, complex)[extra] if injecting else np.zeros(len(extra), complex)
+    yd = net.atom_yd if s_x is None else np.concatenate((net.atom_yd, np.zeros(len(extra))))
     w_of = CompensatedCurrents(atoms, yd, s_x)
-    vb = atoms.vb if extra is None else np.concatenate((atoms.vb, net.vbase_v[extra]))
+    vb = atoms.vb if s_x is None else np.concatenate((atoms.vb, net.vbase_v[extra]))
     inv_vb = 1.0 / vb
     inv_base = red.inv_base
     dense = red.k_blocks is not None

@@ -123,3 +123,25 @@ def test_atoms_of_another_structure_use_the_plain_iteration(ieee123):
         solve(net, atoms=other, method="reduced")
     res = solve(net, atoms=other, tol_pu=1e-10)
     assert _plain_step_pu(net, res) < 1e-10
+
+
+def test_injection_switched_off_and_on_reuses_the_reduction(ieee123):
+    """Injection columns stay once created (S = 0 injects nothing): every answer still equals the
+    plain iteration's; a new injection node extends the reduction."""
+    feeder, _ = ieee123
+    net = build_network(feeder)
+    a, b = net.index[("48", 1)], net.index[("76", 2)]
+    prev = solve(net, tol_pu=1e-10)
+    systems = []
+    for nodes in ([a], [], [a], [a, b], [b]):
+        s = np.zeros(net.n, complex)
+        s[nodes] = 120e3 + 10e3j
+        res = solve(net, tol_pu=1e-10, s_inject_va=s, v0=prev.v)
+        plain = solve(net, tol_pu=1e-10, s_inject_va=s, method="plain")
+        assert np.max(np.abs(res.v - plain.v) / net.vbase_v) < 1e-8
+        assert _plain_step_pu(net, res) < 1e-10
+        systems.append(net.reduced_cache["system"][1])
+        prev = res
+    assert systems[0] is systems[1] is systems[2]  # switched off and on: same reduction
+    assert systems[3] is not systems[2] and systems[3] is systems[4]  # extended once, then reused
+    assert list(systems[4].extra) == sorted([a, b])
