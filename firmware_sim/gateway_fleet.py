@@ -136,6 +136,7 @@ class FleetStats:
         self.latency_ms: list[float] = []
         self.buckets: dict[int, list] = {}   # n -> [n_gateways, enabled_w per tier..., total_w]
         self.metrics: dict[str, int] = {}
+        self.rejections: dict[str, int] = {}   # reason class -> count (each agent's last 32)
         self.gateways = 0
 
     def bucket(self, n: int, enabled_w: list, total_w: int) -> None:
@@ -155,6 +156,8 @@ class FleetStats:
                 mine[j] += v
         for key, v in other.metrics.items():
             self.metrics[key] = self.metrics.get(key, 0) + v
+        for key, v in other.rejections.items():
+            self.rejections[key] = self.rejections.get(key, 0) + v
         self.gateways += other.gateways
 
 
@@ -235,6 +238,9 @@ class FleetWorker:
         for key in self.agents[0].metrics if self.agents else ():
             self.stats.metrics[key] = sum(a.metrics[key] for a in self.agents)
         for agent in self.agents:
+            for _topic, reason in agent.rejections:
+                key = reason.split(" (")[0][:60]
+                self.stats.rejections[key] = self.stats.rejections.get(key, 0) + 1
             agent.transport.close()
         return self.stats
 
@@ -332,6 +338,8 @@ def summarize(stats: FleetStats) -> dict[str, Any]:
         "rounds_with_fresh_vector_pct": 100.0 * m.get("vectors_applied", 0) / rounds,
         "rounds_fail_safe_pct": 100.0 * m.get("fail_safe_rounds", 0) / rounds,
         "vectors_rejected": m.get("rejected", 0),
+        "vectors_rejected_as_replay": stats.rejections.get("replay", 0),
+        "vectors_rejected_expired": stats.rejections.get("expired", 0),
         "reports_sent": m.get("reports_sent", 0),
         "connects": m.get("connects", 0),
     }
