@@ -68,10 +68,10 @@ def test_demo_embedded_amqtt_broker_fallback(tmp_path):
     assert f["connects"] == 8
     # under CPU load a vector can arrive after its 3-round lifetime (0.3 s wall at 20x) or be
     # re-delivered (QoS 1 duplicate): both are rejected by the agent's guard, nothing else is
-    assert f["vectors_rejected"] == f["vectors_rejected_expired"] + f["vectors_rejected_as_replay"]
-    assert f["vectors_rejected"] <= 0.05 * f["vectors_delivered"]
-    assert f["rounds_with_fresh_vector_pct"] > 90.0
-    assert f["vectors_delivered"] >= 8 * 80      # ≈ 90 rounds × 8 gateways went through amqtt
+    assert f["vectors_rejected"] == f["vectors_rejected_expired"] + f["vectors_rejected_as_replay"], f
+    assert f["vectors_rejected"] <= 0.05 * f["vectors_delivered"], f
+    assert f["rounds_with_fresh_vector_pct"] > 90.0, f
+    assert f["vectors_delivered"] >= 8 * 80, f    # ≈ 90 rounds × 8 gateways went through amqtt
 
 
 def test_controller_flag_parsing(tmp_path):
