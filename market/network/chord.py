@@ -19,8 +19,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import scipy.sparse as sp
-from scipy.sparse.linalg import splu
 
 from market.network.injections import derivatives
 from market.network.reduced import CompensatedCurrents, ReducedSystem, _blocks, _matvec
@@ -42,6 +40,28 @@ def jacobian_terms(w_of: CompensatedCurrents, x: np.ndarray) -> tuple[np.ndarray
     return d1, d2
 
 
+def inverse_without_blas(a: np.ndarray) -> np.ndarray:
+    """a⁻¹ by Gauss–Jordan elimination with partial pivoting, in numpy element-wise operations only.
+
+    LAPACK's inverse (and SuperLU's multi-right-hand-side solve on a dense matrix) call threaded
+    BLAS-3, which on a loaded 2-core machine turned ~2 ms into 50–500 ms; this takes ~10 ms for
+    a 190×190 matrix whatever the load. Raises LinAlgError if a is singular."""
+    n = a.shape[0]
+    aug = np.hstack((np.asarray(a, float), np.eye(n)))
+    scale = np.max(np.abs(aug[:, :n])) or 1.0
+    for k in range(n):
+        p = k + int(np.argmax(np.abs(aug[k:, k])))
+        if abs(aug[p, k]) <= 1e-14 * scale:
+            raise np.linalg.LinAlgError("singular chord Jacobian")
+        if p != k:  # columns < k are unit vectors e_j (j < k): rows k and p are zero there
+            aug[[k, p], k:] = aug[[p, k], k:]
+        aug[k, k:] /= aug[k, k]
+        col = aug[:, k].copy()
+        col[k] = 0.0
+        aug[:, k:] -= np.multiply.outer(col, aug[k, k:])
+    return aug[:, n:]
+
+
 class Chord:
     """Q = (D·K − I)⁻¹ in real form, as row blocks (built once per operating point)."""
 
@@ -53,12 +73,10 @@ class Chord:
         jac = np.block([[dk.real + ck.real, -dk.imag + ck.imag], [dk.imag + ck.imag, dk.real - ck.real]])
         jac -= np.eye(2 * m)
         jac = -jac  # store −Q
-        # SuperLU on the dense 2m×2m matrix: LAPACK's inverse spawns BLAS threads, which on a
-        # loaded 2-core machine turned 1 ms into ~100 ms
         # float32: Q only preconditions (the fixed point and the test use the float64 K, M⁻¹C and
         # w); half the memory traffic per step. Rows/columns interleaved (re, im per atom) so that
         # a complex vector's float view is the operand, without copies.
-        q = splu(sp.csc_matrix(jac)).solve(np.eye(2 * m))
+        q = inverse_without_blas(jac)
         order = np.column_stack((np.arange(m), np.arange(m) + m)).ravel()
         self.blocks = _blocks(q[np.ix_(order, order)].astype(np.float32), _BLOCK_REAL)
         self.m = m
@@ -77,7 +95,7 @@ def chord_for(red: ReducedSystem, w_of: CompensatedCurrents, v: np.ndarray) -> C
     if ch is None or ch.stale:
         try:
             ch = Chord(red, *jacobian_terms(w_of, red.branch_v(v)))
-        except (np.linalg.LinAlgError, RuntimeError):  # singular Jacobian: Anderson instead
+        except np.linalg.LinAlgError:  # singular Jacobian: Anderson instead
             ch = None
         red.chord = ch
     return ch

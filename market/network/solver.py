@@ -327,8 +327,8 @@ def solve(net: Network, tol_pu: float = 1e-9, max_iter: int = 200, atoms: Atoms 
     method "reduced" (reduced.py, chord.py) or "plain" (solve_fixed_point, node space): the same
     fixed point and convergence test. "auto" takes the reduced one whenever the atoms have the
     build-time structure (always, unless loads/DER were added to the feeder after the build),
-    except for a first cold solve (v0 None) of a small network, where building the dense
-    reduction would cost more than it saves.
+    except for the first solve of a small network, where building the dense reduction (~1–5 ms)
+    would cost more than it saves (networks solved once: the control loop's tap moves).
 
     Warm starts: pass v0 = the previous result's `v` (the market's re-solves do); on small systems
     this resumes from the previous iterate exactly and takes chord steps (chord.py)."""
@@ -336,8 +336,10 @@ def solve(net: Network, tol_pu: float = 1e-9, max_iter: int = 200, atoms: Atoms 
         atoms = compile_atoms(net.feeder, net.index, net.n)
     if method not in ("auto", "reduced", "plain"):
         raise ValueError(f"method must be auto, reduced or plain, not {method!r}")
-    if method == "auto" and v0 is None and "system" not in net.reduced_cache and len(atoms.a) <= DENSE_MAX_ATOMS:
-        method = "plain"  # a first cold solve on a small system: not worth building the dense reduction
+    if method == "auto" and "system" not in net.reduced_cache and len(atoms.a) <= DENSE_MAX_ATOMS:
+        if not net.reduced_cache.get("solved"):  # a network's first solve (one-off networks: the
+            net.reduced_cache["solved"] = True  # control loop's tap moves) is not worth the dense
+            method = "plain"  # reduction; the second one builds it
     if method != "plain":
         res = solve_reduced(net, atoms, tol_pu, max_iter, v0, anderson, s_inject_va)
         if res is not None:

@@ -145,3 +145,17 @@ def test_injection_switched_off_and_on_reuses_the_reduction(ieee123):
     assert systems[0] is systems[1] is systems[2]  # switched off and on: same reduction
     assert systems[3] is not systems[2] and systems[3] is systems[4]  # extended once, then reused
     assert list(systems[4].extra) == sorted([a, b])
+
+
+def test_inverse_without_blas_matches_lapack_and_refuses_singular():
+    from market.network.chord import inverse_without_blas
+
+    rng = np.random.default_rng(5)
+    a = rng.normal(size=(40, 40))
+    a[[0, 1]] = a[[1, 0]]  # pivoting needed
+    a[0, 0] = 0.0
+    assert np.allclose(inverse_without_blas(a) @ a, np.eye(40), atol=1e-10)
+    singular = a.copy()
+    singular[5] = 2.0 * singular[3]
+    with pytest.raises(np.linalg.LinAlgError):
+        inverse_without_blas(singular)
