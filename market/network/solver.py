@@ -195,18 +195,21 @@ def solve_reduced(net: Network, atoms: Atoms, tol_pu: float = 1e-9, max_iter: in
     inv_vb = 1.0 / vb
     inv_base = red.inv_base
     dense = red.k_blocks is not None
+    used = 0  # steps spent by chord attempts that gave up (counted against max_iter)
     if dense and v0 is not None:
         res = _solve_chord(net, atoms, red, w_of, v0, inv_vb, inv_base, tol_pu, max_iter, s_inject_va, t0)
-        if res is not None:
+        if isinstance(res, PowerFlowResult):
             return res
+        used = res
     if dense and v0 is None and red.chord is not None and not red.chord.stale:  # flat start, chord steps
         wt = np.zeros(red.m, complex)  # V_s exactly: the flat start of solve_fixed_point
-        v_new, w, steps, err = chord.iterate(red, w_of, red.chord, wt, inv_base, tol_pu, min(CHORD_MAX_STEPS, max_iter),
-                                             red.x_s)
+        v_new, w, used, err = chord.iterate(red, w_of, red.chord, wt, inv_base, tol_pu, min(CHORD_MAX_STEPS, max_iter),
+                                            red.x_s)
         if v_new is not None:
             red.last_v, red.last_w = v_new, w
-            return PowerFlowResult(net, atoms, v_new, steps, err, (time.perf_counter() - t0) * 1000.0,
+            return PowerFlowResult(net, atoms, v_new, used, err, (time.perf_counter() - t0) * 1000.0,
                                    s_inject_va=s_inject_va)
+        red.chord.stale = True
     if v0 is None:
         x, track = red.x_s, (np.zeros(red.m, complex) if dense else np.zeros(net.n, complex))
     else:
@@ -217,7 +220,7 @@ def solve_reduced(net: Network, atoms: Atoms, tol_pu: float = 1e-9, max_iter: in
     hist_g: list[np.ndarray] = []
     hist_t: list[np.ndarray] = []
     last_f = last_g = last_t = None
-    for it in range(1, max_iter + 1):
+    for it in range(used + 1, max_iter + 1):
         w = w_of(x)
         gx, u = red.g_x(w)
         f = (gx - x) * inv_vb
@@ -245,7 +248,7 @@ def solve_reduced(net: Network, atoms: Atoms, tol_pu: float = 1e-9, max_iter: in
             hist_g.clear()
             hist_t.clear()
         err, last_f, last_g, last_t = new_err, f, gx, t_new
-        if hist_f and it >= 2:
+        if hist_f and it >= used + 2:
             gamma = _anderson_gamma(hist_f, f)
             x, track = _combine(gx, hist_g, gamma), _combine(t_new, hist_t, gamma)
         else:
@@ -257,11 +260,11 @@ def solve_reduced(net: Network, atoms: Atoms, tol_pu: float = 1e-9, max_iter: in
 
 def _solve_chord(net: Network, atoms: Atoms, red: ReducedSystem, w_of: CompensatedCurrents, v0: np.ndarray,
                  inv_vb: np.ndarray, inv_base: np.ndarray, tol_pu: float, max_iter: int,
-                 s_inject_va: np.ndarray | None, t0: float) -> PowerFlowResult | None:
+                 s_inject_va: np.ndarray | None, t0: float) -> PowerFlowResult | int:
     """Warm start on a dense system by chord steps (chord.py). From the previous answer (v0 is it)
     the iterate is w̃ = its w; from any other v0 the first step is the plain one, tested exactly
-    at V_0 = v0 as in solve_fixed_point. None (then Anderson takes over from v0) if the chord
-    steps do not converge within CHORD_MAX_STEPS."""
+    at V_0 = v0 as in solve_fixed_point. If the chord steps do not converge within
+    CHORD_MAX_STEPS, the number of steps spent (Anderson then takes over from v0)."""
     v0 = np.asarray(v0)
     it0 = 0
     x_start = None
@@ -282,12 +285,12 @@ def _solve_chord(net: Network, atoms: Atoms, red: ReducedSystem, w_of: Compensat
                                        s_inject_va=s_inject_va)
     ch = chord.chord_for(red, w_of, v0)
     if ch is None:
-        return None
+        return it0
     v_new, w, steps, err = chord.iterate(red, w_of, ch, wt, inv_base, tol_pu, min(CHORD_MAX_STEPS, max_iter - it0),
                                          x_start)
     if v_new is None:
         ch.stale = True
-        return None
+        return it0 + steps
     if it0 + steps > chord.REFRESH_STEPS:
         ch.stale = True
     red.last_v, red.last_w = v_new, w

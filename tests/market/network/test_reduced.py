@@ -159,3 +159,19 @@ def test_inverse_without_blas_matches_lapack_and_refuses_singular():
     singular[5] = 2.0 * singular[3]
     with pytest.raises(np.linalg.LinAlgError):
         inverse_without_blas(singular)
+
+
+def test_chord_giving_up_falls_back_to_anderson_with_the_same_answer(ieee123, monkeypatch):
+    from market.network import solver
+
+    feeder, _ = ieee123
+    net = build_network(feeder)
+    first = solve(net, tol_pu=1e-10)
+    warm = solve(net, tol_pu=1e-10, atoms=first.atoms.scaled(1.1), v0=first.v)  # builds the chord
+    monkeypatch.setattr(solver, "CHORD_MAX_STEPS", 1)
+    atoms = first.atoms.scaled(0.7)
+    res = solve(net, tol_pu=1e-10, atoms=atoms, v0=warm.v)
+    plain = solve(net, tol_pu=1e-10, atoms=atoms, method="plain")
+    assert res.iterations > 1 and net.reduced_cache["system"][1].chord.stale
+    assert np.max(np.abs(res.v - plain.v) / net.vbase_v) < 1e-8
+    assert _plain_step_pu(net, res) < 1e-10
