@@ -23,6 +23,7 @@ import numpy as np
 from market.network.injections import derivatives
 from market.network.reduced import CompensatedCurrents, ReducedSystem, _blocks, _matvec
 
+GJ_MAX = 256  # up to this order the chord inverse is Gauss–Jordan without BLAS (≤ ~40 ms); above, LAPACK
 REFRESH_STEPS = 6  # a solve needing more steps marks Q stale (rebuilt at the next warm start)
 _BLOCK_REAL = 9215  # s/dgemv run single-threaded below 9216 (= 2304·4) elements
 
@@ -44,8 +45,9 @@ def inverse_without_blas(a: np.ndarray) -> np.ndarray:
     """a⁻¹ by Gauss–Jordan elimination with partial pivoting, in numpy element-wise operations only.
 
     LAPACK's inverse (and SuperLU's multi-right-hand-side solve on a dense matrix) call threaded
-    BLAS-3, which on a loaded 2-core machine turned ~2 ms into 50–500 ms; this takes ~10 ms for
-    a 190×190 matrix whatever the load. Raises LinAlgError if a is singular."""
+    BLAS-3, which on a loaded 2-core machine turned ~2 ms into 50–500 ms; this takes ~15–20 ms for
+    a 190×190 matrix whatever the load, but grows as n³ in Python-level steps (used up to GJ_MAX).
+    Raises LinAlgError if a is singular."""
     n = a.shape[0]
     aug = np.hstack((np.asarray(a, float), np.eye(n)))
     scale = np.max(np.abs(aug[:, :n])) or 1.0
@@ -76,7 +78,7 @@ class Chord:
         # float32: Q only preconditions (the fixed point and the test use the float64 K, M⁻¹C and
         # w); half the memory traffic per step. Rows/columns interleaved (re, im per atom) so that
         # a complex vector's float view is the operand, without copies.
-        q = inverse_without_blas(jac)
+        q = inverse_without_blas(jac) if 2 * m <= GJ_MAX else np.linalg.inv(jac)
         order = np.column_stack((np.arange(m), np.arange(m) + m)).ravel()
         self.blocks = _blocks(q[np.ix_(order, order)].astype(np.float32), _BLOCK_REAL)
         self.m = m

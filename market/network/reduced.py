@@ -4,19 +4,16 @@ With M = Y + C·diag(y_d)·Cᵀ factorized once (C: n×m atom incidence, +1 at a
 iterate of solver.solve_fixed_point is affine in the atoms' compensated currents
 w(x) = y_d·x − I(x) (A, x = Cᵀ·V the atoms' branch voltages, V):
 
-    V = V_s + M⁻¹·C·w,   V_s = M⁻¹·I_src
-so the iteration needs only the m branch voltages (m = atoms ≪ n nodes):
+    V = V_s + M⁻¹·C·w̃,   V_s = M⁻¹·I_src,   x = x_s + K·w̃,   K = Cᵀ·M⁻¹·C,   x_s = Cᵀ·V_s
+so the iteration needs only the m branch voltages (m = atoms ≪ n nodes), and the plain step's
+node change is G(V) − V = M⁻¹C·(w(x) − w̃): the node-space convergence test of
+solve_fixed_point can be evaluated at every iterate without forming V (solver.solve_reduced,
+chord.iterate).
 
-    x ← G_x(x) = x_s + Cᵀ·M⁻¹·C·w(x),   x_s = Cᵀ·V_s.
-
-Cᵀ·M⁻¹·C is a dense m×m matrix when m is small (one matrix-vector product per step, no sparse
-substitution), otherwise it is applied through the SuperLU factors. The step is
-Anderson-accelerated in x (residuals in pu of each atom's base), from the second step on.
-
-Convergence is judged exactly as before, on the node voltages: when the x-step is below the
-tolerance, V = V_s + M⁻¹·C·w(x) is formed, one plain node step G(V) is taken and
-max_i |G(V) − V|_i / Vbase_i < tol_pu is required (otherwise the iteration goes on with a 10×
-tighter internal threshold); the answer is G(V), as in solve_fixed_point.
+Small systems keep K (m×m) and M⁻¹C (n×m) dense, applied in row blocks small enough that
+OpenBLAS runs them single-threaded (threads only contend on a loaded machine for products this
+small); larger ones apply them through the SuperLU factors. CompensatedCurrents evaluates w(x)
+for every load model and voltage region as one fused formula.
 
 Constant-power node injections (`s_inject_va`, generation +) are extra atoms node→ground with
 I = −conj(S)/conj(V) and y_d = 0 (no voltage band, as in solve_fixed_point).
