@@ -175,3 +175,20 @@ def test_chord_giving_up_falls_back_to_anderson_with_the_same_answer(ieee123, mo
     assert res.iterations > 1 and net.reduced_cache["system"][1].chord.stale
     assert np.max(np.abs(res.v - plain.v) / net.vbase_v) < 1e-8
     assert _plain_step_pu(net, res) < 1e-10
+
+
+def test_chord_with_the_lapack_inverse(ieee123, monkeypatch):
+    """Above GJ_MAX (forced here) the chord inverse is LAPACK's: same answers."""
+    from market.network import chord
+
+    monkeypatch.setattr(chord, "GJ_MAX", 0)
+    feeder, _ = ieee123
+    net = build_network(feeder)
+    prev = solve(net, tol_pu=1e-10)
+    for k in (1.15, 0.85):
+        atoms = prev.atoms.scaled(k)
+        res = solve(net, tol_pu=1e-10, atoms=atoms, v0=prev.v)
+        plain = solve(net, tol_pu=1e-10, atoms=atoms, method="plain")
+        assert np.max(np.abs(res.v - plain.v) / net.vbase_v) < 1e-8
+        prev = res
+    assert net.reduced_cache["system"][1].chord is not None
