@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import heapq
 import queue
+import signal
 import logging
 import multiprocessing as mp
 import time
@@ -246,6 +247,7 @@ class FleetWorker:
 
 
 def _worker_main(spec: FleetSpec, lo: int, hi: int, stop, ready, results, log_level: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C reaches the parent, which sets `stop`
     logging.basicConfig(level=log_level)
     try:
         worker = FleetWorker(spec, lo, hi)
