@@ -5,7 +5,7 @@ import numpy as np
 from scipy.linalg.lapack import dgesv
 
 
-def _anderson_gamma(hist_f: list[np.ndarray], f: np.ndarray) -> np.ndarray:
+def anderson_gamma(hist_f: list[np.ndarray], f: np.ndarray) -> np.ndarray:
     """γ = argmin ‖f − ΔF γ‖ in real arithmetic (the map has conj terms): Re(aᴴb) is the
     real dot product of the float views, so the Gram matrix is one small real product (vdot per
     pair for long vectors: a BLAS-3 call on them would spawn threads that contend on a loaded box)."""
@@ -31,7 +31,7 @@ def _anderson_gamma(hist_f: list[np.ndarray], f: np.ndarray) -> np.ndarray:
     return gamma
 
 
-def _combine(g: np.ndarray, hist: list[np.ndarray], gamma: np.ndarray) -> np.ndarray:
+def anderson_combine(g: np.ndarray, hist: list[np.ndarray], gamma: np.ndarray) -> np.ndarray:
     """g − Σ γ_i·ΔG_i (the Anderson update; the same γ for every tracked quantity)."""
     out = g.copy()
     for gi, hg in zip(gamma, hist):

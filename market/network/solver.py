@@ -17,7 +17,7 @@ import numpy as np
 from market.network.errors import PowerFlowNotConverged
 from market.network.injections import Atoms, compile_atoms
 from market.network import chord
-from market.network.anderson import _anderson_gamma, _combine
+from market.network.anderson import anderson_combine, anderson_gamma
 from market.network.reduced import DENSE_MAX_ATOMS, CompensatedCurrents, ReducedSystem
 from market.network.ybus import Network
 
@@ -249,8 +249,8 @@ def solve_reduced(net: Network, atoms: Atoms, tol_pu: float = 1e-9, max_iter: in
             hist_t.clear()
         err, last_f, last_g, last_t = new_err, f, gx, t_new
         if hist_f and it >= used + 2:
-            gamma = _anderson_gamma(hist_f, f)
-            x, track = _combine(gx, hist_g, gamma), _combine(t_new, hist_t, gamma)
+            gamma = anderson_gamma(hist_f, f)
+            x, track = anderson_combine(gx, hist_g, gamma), anderson_combine(t_new, hist_t, gamma)
         else:
             x, track = gx, t_new
     raise PowerFlowNotConverged(
