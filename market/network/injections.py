@@ -60,7 +60,15 @@ class Atoms:
         self.v95_abs = self.vmin * self.vb
         self.v105_abs = self.vmax * self.vb
         self.not_z = self.kind != Z
-        self.fused = _fused_constants(self)
+        self._shared: dict = {}  # lazily filled, shared by `scaled` copies (same static arrays)
+
+    @property
+    def fused(self) -> dict:
+        """Constants of the reduced solver's fused load formula (computed once, on first use)."""
+        fused = self._shared.get("fused")
+        if fused is None:
+            fused = self._shared["fused"] = _fused_constants(self)
+        return fused
 
     def set_power(self, owner: str, kw: float, kvar: float) -> None:
         """New kW/kvar for one load ("load.name") or generator ("generator.name"), in place.
