@@ -22,6 +22,23 @@ import time
 from pathlib import Path
 
 
+def _die_with_parent() -> None:
+    """Child-side (Linux): SIGTERM the broker when the process that started it dies, so a killed
+    test or demo never leaves a broker behind; elsewhere a no-op."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+def _spawn(cmd: list[str], log) -> subprocess.Popen:
+    """Start a broker child in its own session (Ctrl-C on the demo does not reach it first)."""
+    return subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                            start_new_session=True, preexec_fn=_die_with_parent)
+
+
 class BrokerError(RuntimeError):
     """The broker could not be started (binary missing, port never opened, child died)."""
 
@@ -86,6 +103,7 @@ class MosquittoBroker:
             "max_queued_messages 10000",
             "max_inflight_messages 100",
             "set_tcp_nodelay true",
+            "user root" if os.geteuid() == 0 else "",   # no privilege drop: it would cancel PDEATHSIG
         ]
         if self.persistence:
             lines += ["persistence true", f"persistence_location {self.workdir}/", "autosave_interval 1"]
@@ -96,8 +114,7 @@ class MosquittoBroker:
             return self
         self._write_conf()
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([self.binary, "-c", str(self.conf_path)], stdout=log, stderr=log,
-                                     stdin=subprocess.DEVNULL)
+        self.proc = _spawn([self.binary, "-c", str(self.conf_path)], log)
         log.close()
         wait_port(self.port, timeout_s, self.proc)
         return self
@@ -158,9 +175,7 @@ class EmbeddedBroker:
             import amqtt  # noqa: F401
         except ImportError as exc:
             raise BrokerError("no mosquitto binary and the embedded broker needs `pip install amqtt`") from exc
-        self.proc = subprocess.Popen([sys.executable, "-c", _AMQTT_CHILD, str(self.port)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     stdin=subprocess.DEVNULL)
+        self.proc = _spawn([sys.executable, "-c", _AMQTT_CHILD, str(self.port)], subprocess.DEVNULL)
         wait_port(self.port, timeout_s, self.proc)
         return self
 

@@ -121,6 +121,9 @@ def run(args) -> int:
     except (BrokerError, CommandError, FleetError, ServiceError, ValueError, OSError, RuntimeError) as exc:
         print(f"\ncolorgrid demo: {exc}")
         return 2
+    except KeyboardInterrupt:
+        print("\ncolorgrid demo: interrupted (fleet, controller and broker stopped)")
+        return 130
     finally:
         if broker is not None:
             broker.close()

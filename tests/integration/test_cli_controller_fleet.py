@@ -29,12 +29,18 @@ def test_controller_and_fleet_commands(tmp_path):
                                   "--duration-s", "14", "--out", str(tmp_path / "fleet"), *common],
                                  cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         time.sleep(1.0)
-        ctl = subprocess.run([sys.executable, "-m", "colorgrid", "controller", "--goal", "constant:30",
-                              "--duration-s", "10", "--db", str(tmp_path / "reg.db"),
-                              "--out", str(tmp_path / "ctl"), *common],
-                             cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+        ctl = subprocess.Popen([sys.executable, "-m", "colorgrid", "controller", "--goal", "constant:30",
+                                "--duration-s", "10", "--db", str(tmp_path / "reg.db"), "--log-level", "INFO",
+                                "--out", str(tmp_path / "ctl"), *common],
+                               cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            ctl_out, _ = ctl.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            ctl.kill()
+            ctl_out, _ = ctl.communicate()
+            raise AssertionError("controller did not stop:\n" + ctl_out[-3000:]) from None
         fleet_out, _ = fleet.communicate(timeout=60)
-    assert ctl.returncode == 0, ctl.stdout + ctl.stderr
+    assert ctl.returncode == 0, ctl_out
     assert fleet.returncode == 0, fleet_out
     rounds = list(csv.DictReader((tmp_path / "ctl" / "rounds.csv").open()))
     assert len(rounds) >= 30 and {r["group"] for r in rounds} == {"g0"}
