@@ -34,12 +34,12 @@ def test_controller_and_fleet_commands(tmp_path):
                                 "--out", str(tmp_path / "ctl"), *common],
                                cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
-            ctl_out, _ = ctl.communicate(timeout=60)
+            ctl_out, _ = ctl.communicate(timeout=120)
         except subprocess.TimeoutExpired:
             ctl.kill()
             ctl_out, _ = ctl.communicate()
             raise AssertionError("controller did not stop:\n" + ctl_out[-3000:]) from None
-        fleet_out, _ = fleet.communicate(timeout=60)
+        fleet_out, _ = fleet.communicate(timeout=120)
     assert ctl.returncode == 0, ctl_out
     assert fleet.returncode == 0, fleet_out
     rounds = list(csv.DictReader((tmp_path / "ctl" / "rounds.csv").open()))
