@@ -23,6 +23,7 @@ import numpy as np
 
 from bench._report import Report
 from firmware_sim.scenario import ScenarioConfig, run_scenario
+from firmware_sim.scenario_oracle import result_foresight_bound
 from firmware_sim.vector_fleet import VectorFleet
 
 SHARES = (0.45, 0.45, 0.1)
@@ -100,9 +101,24 @@ def speed(n_devices: int, naive_devices: int, blocks: int, rounds: int, naive_ro
 def tracking(rep: Report, devices: int, label: str, **kw) -> dict:
     cfg = ScenarioConfig(devices=devices, **kw)
     t0 = time.perf_counter()
-    m = run_scenario(cfg).metrics
+    res = run_scenario(cfg)
     wall = time.perf_counter() - t0
-    return {"m": m, "wall": wall, "label": label}
+    return {"m": res.metrics, "wall": wall, "label": label, "res": res}
+
+
+def foresight(rep: Report, label: str, res) -> None:
+    """The same goal for an oracle that knows it all ahead (firmware_sim.scenario_oracle): its minimal
+    mean |error| bounds any law's RMS from below; the law's own mean |error| is printed beside it."""
+    b = result_foresight_bound(res)
+    s = res.scored
+    law_mae = float(abs(res.achieved_kw[s] - res.goal_kw[s]).mean())
+    cap = res.capacity_kw
+    rep.figure(f"{label}_mean_abs_error_pct_of_capacity", 100.0 * law_mae / cap, "%")
+    rep.figure(f"{label}_foresight_bound_mean_abs_error_pct_of_capacity",
+               100.0 * b.min_mean_abs_error_kw / cap, "%",
+               note="lower bound on any law's mean |error| and RMS (fluid oracle, full goal foresight)")
+    rep.figure(f"{label}_foresight_oracle_rms_pct_of_capacity", 100.0 * b.rms_error_kw / cap, "%",
+               note="RMS of the L1-optimal oracle trajectory (achievable with foresight)")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -149,6 +165,8 @@ def main(argv: list[str] | None = None) -> None:
                    target="<= 2" if label == "10k_fresh" else None)
         rep.figure(f"{label}_switches_per_device_hour", m["switches_per_device_hour"], "1/h",
                    note=f"{devices} devices, {minutes} min, sim {r['wall']:.1f} s")
+        if "amp20" in label:
+            foresight(rep, label, r["res"])
 
     step = tracking(rep, 10_000, "step", scenario="step", base=0.5, amplitude=-0.2,
                     duration_s=900.0)["m"]
