@@ -29,7 +29,11 @@ Steps (ARCHITECTURE §2; priority: goal tracking > tier priority > fairness > de
    horizon H (`fairness_horizon_s`) the disabled demand has been replaced once. The swap is
    bounded by what flexibility is left (DF_i - on_i, EF_i - off_i) and by the device-cycling cap:
    (on_i + off_i + 2 s_i) / total_i · 3600 / round_s <= `max_switches_per_device_hour`
-   (the cap only limits the swap: tracking outranks cycling).
+   (the cap only limits the swap: tracking outranks cycling). Flexibility reserve: the swap turns
+   EF into DR and DF into ER, i.e. it spends the demand that could follow the next reversal of the
+   goal. It may not take a tier's EF below ρ·(EF_i + ER_i) nor its DF below ρ·(DF_i + DR_i)
+   (ρ = `flex_reserve_share`), so a fraction ρ of the enabled and of the disabled demand stays
+   movable in both directions for tracking (tracking itself is never limited by the reserve).
 5. Probabilities. p_off_i = off_i / EF_i, p_on_i = on_i / DF_i, clipped to [0, 1] (0 when the
    denominator is 0). Black tier: p_off = 0 and p_on = 1, whatever the arithmetic says.
 
@@ -57,6 +61,7 @@ class ControlParams:
     round_s: float = 2.0                     # round length, s
     fairness_horizon_s: float = 400.0        # H: disabled demand rotated once per H, s
     max_switches_per_device_hour: float = 10.0  # cap on the fairness swap, switches/slice/h
+    flex_reserve_share: float = 0.5          # ρ: share of enabled / disabled kW the swap keeps flexible
 
     def __post_init__(self) -> None:
         if not (0.0 < self.alpha <= 1.0):
@@ -68,6 +73,8 @@ class ControlParams:
         if not (self.max_switches_per_device_hour >= 0.0):
             raise ControlInputError(
                 f"max_switches_per_device_hour must be >= 0, got {self.max_switches_per_device_hour!r}")
+        if not (0.0 <= self.flex_reserve_share <= 1.0):
+            raise ControlInputError(f"flex_reserve_share must be in [0, 1], got {self.flex_reserve_share!r}")
 
 
 DEFAULT_PARAMS = ControlParams()
@@ -141,8 +148,9 @@ def compute_control(state_kw, goal_kw: float, params: ControlParams | None = Non
     swap = np.maximum(total - target, 0.0) * (p.round_s / p.fairness_horizon_s)
     cap_kw = p.max_switches_per_device_hour * total * p.round_s / 3600.0
     swap = np.minimum(swap, np.maximum(cap_kw - on - off, 0.0) / 2.0)
-    swap = np.minimum(swap, np.maximum(df - on, 0.0))
-    swap = np.minimum(swap, np.maximum(ef - off, 0.0))
+    rho = p.flex_reserve_share
+    swap = np.minimum(swap, np.maximum(df - on - rho * (df + dr), 0.0))
+    swap = np.minimum(swap, np.maximum(ef - off - rho * (ef + er), 0.0))
     swap[k - 1] = 0.0
     on = on + swap
     off = off + swap

@@ -147,3 +147,24 @@ def test_invariants(k, data, goal):
     assert d.expected_enabled_kw == pytest.approx(d.goal_clipped_kw, rel=1e-9, abs=1e-6)
     # the swap never exceeds what is flexible
     assert np.all(d.on_kw <= x[:, 2] + 1e-9) and np.all(d.off_kw <= x[:, 0] + 1e-9)
+
+
+def test_fairness_swap_keeps_a_flexibility_reserve():
+    # green: EF 4, ER 6, DF 10, DR 0; goal = enabled 50 -> no tracking. Unbounded swap
+    # (20 - 10) * 2 / 400 = 0.05 kW; reserve rho = 0.5 keeps EF >= 0.5 * (4 + 6) = 5 > 4 -> swap 0
+    x = np.array([[4.0, 6.0, 10.0, 0.0], [0.0, 0.0, 0.0, 0.0], [30.0, 0.0, 0.0, 0.0]])
+    d = compute_control(x, 40.0, H400)
+    np.testing.assert_allclose(d.swap_kw, [0.0, 0.0, 0.0])
+    np.testing.assert_allclose(d.p_on, [0.0, 0.0, 1.0])
+    np.testing.assert_allclose(d.p_off, [0.0, 0.0, 0.0])
+    # rho = 0.397: EF may go down to 3.97 -> swap min(0.05, 4 - 3.97) = 0.03
+    p = ControlParams(fairness_horizon_s=400.0, flex_reserve_share=0.397)
+    np.testing.assert_allclose(compute_control(x, 40.0, p).swap_kw, [0.03, 0.0, 0.0], atol=1e-12)
+    # the disabled side: DF 2, DR 8 -> DF may not go below 0.5 * 10 = 5 -> swap 0
+    y = np.array([[10.0, 0.0, 2.0, 8.0], [0.0, 0.0, 0.0, 0.0], [30.0, 0.0, 0.0, 0.0]])
+    np.testing.assert_allclose(compute_control(y, 40.0, H400).swap_kw, [0.0, 0.0, 0.0])
+    # tracking is never limited by the reserve: goal 32 -> green target 2 -> off 8 of EF 10,
+    # below the 5 kW the reserve keeps from a swap
+    np.testing.assert_allclose(compute_control(y, 32.0, H400).off_kw, [8.0, 0.0, 0.0])
+    with pytest.raises(ControlInputError, match="flex_reserve_share"):
+        ControlParams(flex_reserve_share=1.5)
