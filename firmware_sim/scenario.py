@@ -132,7 +132,8 @@ def run_scenario(cfg: ScenarioConfig) -> ScenarioResult:
     channel = ReportChannel(rng_chan, cfg.report_loss, cfg.noise_std, cfg.lag_rounds, cfg.sample_every)
     est = FleetEstimator(fleet.k, cfg.round_s, cfg.max_age_s, refr)
     law = ControlParams(alpha=cfg.alpha, round_s=cfg.round_s, fairness_horizon_s=cfg.fairness_horizon_s,
-                        max_switches_per_device_hour=cfg.max_switches_per_device_hour)
+                        max_switches_per_device_hour=cfg.max_switches_per_device_hour,
+                        flex_reserve_share=cfg.flex_reserve_share)
     overrides.start(fleet, 0.0)
 
     n_rounds = int(round((cfg.warmup_s + cfg.duration_s) / cfg.round_s))

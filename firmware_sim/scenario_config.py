@@ -55,6 +55,7 @@ class ScenarioConfig:
     alpha: float = 1.0
     fairness_horizon_s: float = 400.0
     max_switches_per_device_hour: float = 10.0
+    flex_reserve_share: float = 0.5                 # control law ρ (docs/concepts.md)
     max_age_s: float = 10.0
     seed: int = 1
 
@@ -100,6 +101,8 @@ class ScenarioConfig:
             bad("override_fraction", "must be in [0, 1)")
         if not 0.0 < self.alpha <= 1.0:
             bad("alpha", "must be in (0, 1]")
+        if not 0.0 <= self.flex_reserve_share <= 1.0:
+            bad("flex_reserve_share", "must be in [0, 1]")
         shares = self.shares()
         if len(shares) != self.tiers:
             bad("tier_shares", f"needs {self.tiers} values (one per tier)")

@@ -67,6 +67,9 @@ def test_config_errors_name_the_field(tmp_path):
         ScenarioConfig.from_mapping({"devcies": 3})
     with pytest.raises(ScenarioError, match="devices"):
         ScenarioConfig.from_mapping({"devices": "many"})
+    with pytest.raises(ScenarioError, match="flex-reserve-share"):
+        ScenarioConfig(flex_reserve_share=1.2).validate()
+    assert ScenarioConfig.from_mapping({"flex-reserve-share": 0.0}).flex_reserve_share == 0.0
 
 
 def test_device_size_distributions(tmp_path):
