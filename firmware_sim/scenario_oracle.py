@@ -62,8 +62,14 @@ def foresight_bound(goal_kw, scored, fixed_kw: float, movable_kw: float, round_s
     s_dr = _survival(r.t_df_s, r.t_dv_s, round_s, lag)
     # columns: on (M), off (M), E (M), e+ (M), e- (M)
     on, off, en, ep, em = (np.arange(m_n) + i * m_n for i in range(5))
-    b_eq, b_ub, eq_rows, ub_rows = [], [], [], []
-    eq_c, eq_v, ub_c, ub_v = [], [], [], []
+    b_eq: list[float] = []
+    b_ub: list[float] = []
+    eq_rows: list[int] = []
+    ub_rows: list[int] = []
+    eq_c: list[int] = []
+    ub_c: list[int] = []
+    eq_v: list[float] = []
+    ub_v: list[float] = []
     for m in range(m_n):
         past = np.arange(max(0, m - lag), m)
         d = m - past
