@@ -41,6 +41,7 @@ FLAGS: dict[str, tuple[type, str]] = {
     "alpha": (float, "control law: share of the tracking gap switched per round (default 1)"),
     "fairness-horizon-s": (float, "control law: disabled demand rotated once per H s (default 400)"),
     "max-switches-per-device-hour": (float, "control law: cap on the fairness swap (default 10)"),
+    "flex-reserve-share": (float, "control law: share of enabled/disabled kW the fairness swap keeps flexible (default 0.5)"),
     "max-age-s": (float, "estimator: carry a report forward at most this long, s (default 10)"),
     "goal-mode": (str, "now | extrapolate | preview | auto (default auto: extrapolate for "
                        "regulation, preview otherwise)"),
