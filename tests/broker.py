@@ -17,19 +17,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from firmware_sim.broker import MosquittoBroker, free_port  # noqa: F401  (free_port re-exported for tests)
 
 
 def find_binary(name: str) -> str:
@@ -48,19 +41,18 @@ def write_password_file(path: Path, users: dict[str, str]) -> None:
         subprocess.run([tool, "-b", str(path), user, password], check=True, capture_output=True)
 
 
-class Mosquitto:
-    """One mosquitto child bound to 127.0.0.1:port, configured from a temp folder."""
+class Mosquitto(MosquittoBroker):
+    """The shared mosquitto child (firmware_sim.broker) with test-only configuration: password
+    file, ACL, or a deployment config run as is with test paths and port."""
 
     def __init__(self, workdir: Path, users: dict[str, str] | None = None, acl: str | None = None,
                  persistence: bool = True, port: int | None = None,
                  deploy_conf: str | None = None) -> None:
-        self.workdir = Path(workdir)
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.port = port or free_port()
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+        super().__init__(port=port, persistence=persistence, workdir=str(workdir))
         self.host = "127.0.0.1"
-        self.proc: subprocess.Popen | None = None
         if deploy_conf is not None:
-            self._from_deploy_conf(deploy_conf, users or {}, acl)
+            self._conf_text = self._from_deploy_conf(deploy_conf, users or {}, acl)
             return
         lines = [f"listener {self.port} 127.0.0.1", "user root"]
         if users is not None:
@@ -75,9 +67,9 @@ class Mosquitto:
             lines += ["persistence true", f"persistence_location {self.workdir}/",
                       "autosave_interval 0"]
         lines += ["max_queued_messages 10000", "log_type error", "log_type warning"]
-        (self.workdir / "mosquitto.conf").write_text("\n".join(lines) + "\n")
+        self._conf_text = "\n".join(lines) + "\n"
 
-    def _from_deploy_conf(self, text: str, users: dict[str, str], acl: str | None) -> None:
+    def _from_deploy_conf(self, text: str, users: dict[str, str], acl: str | None) -> str:
         """Use a deployment config as is, except its listener, file paths and run-as user."""
         write_password_file(self.workdir / "passwd", users)
         (self.workdir / "acl").write_text(acl or "")
@@ -86,51 +78,17 @@ class Mosquitto:
                 "acl_file": f"acl_file {self.workdir / 'acl'}",
                 "persistence_location": f"persistence_location {self.workdir}/",
                 "log_dest": "log_dest stderr", "user": "user root"}
-        lines = []
-        for line in text.splitlines():
-            key = line.split(" ", 1)[0]
-            lines.append(swap.get(key, line))
+        lines = [swap.get(line.split(" ", 1)[0], line) for line in text.splitlines()]
         if "user root" not in lines:
             lines.append("user root")
-        (self.workdir / "mosquitto.conf").write_text("\n".join(lines) + "\n")
+        return "\n".join(lines) + "\n"
 
-    @property
-    def url(self) -> str:
-        return f"mqtt://{self.host}:{self.port}"
-
-    def start(self, timeout_s: float = 10.0) -> "Mosquitto":
-        log = open(self.workdir / "mosquitto.log", "ab")
-        self.proc = subprocess.Popen([find_binary("mosquitto"), "-c", str(self.workdir / "mosquitto.conf")],
-                                     stdout=log, stderr=log)
-        log.close()
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mosquitto exited ({self.proc.returncode}): "
-                                   + (self.workdir / "mosquitto.log").read_text()[-2000:])
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.02)
-        raise RuntimeError(f"mosquitto did not open port {self.port} in {timeout_s} s")
-
-    def stop(self) -> None:
-        """SIGTERM: mosquitto saves its persistence file (sessions, queued QoS-1) and exits."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
+    def _write_conf(self) -> None:
+        self.conf_path.write_text(self._conf_text)
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc = None
+        """SIGKILL: no persistence save."""
+        self.stop(hard=True)
 
 
 @pytest.fixture
