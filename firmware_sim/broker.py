@@ -39,6 +39,19 @@ def _spawn(cmd: list[str], log) -> subprocess.Popen:
                             start_new_session=True, preexec_fn=_die_with_parent)
 
 
+def _stop_child(proc: subprocess.Popen | None, hard: bool) -> None:
+    """SIGTERM (graceful; mosquitto saves its persistence file) or SIGKILL when `hard`; waits for
+    the exit, killing after 10 s."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGKILL if hard else signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 class BrokerError(RuntimeError):
     """The broker could not be started (binary missing, port never opened, child died)."""
 
@@ -121,15 +134,7 @@ class MosquittoBroker:
 
     def stop(self, hard: bool = False) -> None:
         """SIGTERM (graceful: persistence saved) or SIGKILL when `hard`; waits for the exit."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL if hard else signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        _stop_child(self.proc, hard)
         self.proc = None
 
     def close(self) -> None:
@@ -180,13 +185,7 @@ class EmbeddedBroker:
         return self
 
     def stop(self, hard: bool = False) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill() if hard else self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        _stop_child(self.proc, hard)
         self.proc = None
 
     def close(self) -> None:
