@@ -121,6 +121,10 @@ def foresight(rep: Report, label: str, res) -> None:
                note="RMS of the L1-optimal oracle trajectory (achievable with foresight)")
 
 
+TARGET_CASES = ("10k_fresh", "10k_lag1_loss5", "10k_fresh_amp10", "10k_fresh_amp20",
+                "10k_lag1_loss5_amp20")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.fleet")
     parser.add_argument("--quick", action="store_true", help="smaller runs (development)")
@@ -147,6 +151,7 @@ def main(argv: list[str] | None = None) -> None:
         (10_000, "10k_lag1_loss5", dict(reg, lag_rounds=1, report_loss=0.05)),
         (10_000, "10k_fresh_amp10", dict(reg, amplitude=0.10)),
         (10_000, "10k_fresh_amp20", dict(reg, amplitude=0.20)),
+        (10_000, "10k_lag1_loss5_amp20", dict(reg, amplitude=0.20, lag_rounds=1, report_loss=0.05)),
         (10_000, "10k_fresh_amp20_start20000s", dict(reg, amplitude=0.20, start_s=20_000.0)),
         (10_000, "10k_fresh_goal_now", dict(reg, goal_mode="now")),
         (10_000, "10k_mixed_thermostatic_fresh", dict(reg, load_model="mixed", amplitude=0.10)),
@@ -159,10 +164,12 @@ def main(argv: list[str] | None = None) -> None:
         r = tracking(rep, devices, label, **kw)
         m = r["m"]
         target_pjm = ">= 0.90" if "lag1" in label else ">= 0.95"
-        main_case = label in ("10k_fresh", "10k_lag1_loss5")
+        # the targets hold over ±10-20 % amplitude: PJM for fresh and lagged estimates,
+        # RMS for fresh ones
+        main_case = label in TARGET_CASES
         rep.figure(f"{label}_pjm_score", m["pjm_score"], "", target=target_pjm if main_case else None)
         rep.figure(f"{label}_rms_pct_of_capacity", m["rms_pct_of_capacity"], "%",
-                   target="<= 2" if label == "10k_fresh" else None)
+                   target="<= 2" if main_case and "lag1" not in label else None)
         rep.figure(f"{label}_switches_per_device_hour", m["switches_per_device_hour"], "1/h",
                    note=f"{devices} devices, {minutes} min, sim {r['wall']:.1f} s")
         if "amp20" in label:

@@ -24,6 +24,14 @@ Steps (ARCHITECTURE §2; priority: goal tracking > tier priority > fairness > de
    part EF_i + DF_i.  Result: target enabled kW T_i per tier, Σ T_i = g_clipped.
 3. Tracking. Gap Δ_i = T_i - E_i with E_i = EF_i + ER_i. If Δ_i > 0 switch on α·Δ_i of DF_i,
    if Δ_i < 0 switch off α·|Δ_i| of EF_i (α = `alpha`, 1 for a fresh or predicted estimate).
+   These moves are split into the net tracking move (Σ on - Σ off, taken from the tiers in
+   priority order: switched on from black down, off from green up) and a net-zero tier
+   rebalancing move (on in a higher tier, off in a lower one, e.g. when a yellow slice becomes
+   flexible again while green still runs). The net move is never limited. The rebalancing turns
+   EF into DR and DF into ER, i.e. it spends the flexibility that the next reversal of the goal
+   needs; as goal tracking outranks tier priority it is scaled down (one factor for all tiers) so
+   that it keeps EF_i >= ρ·(EF_i + ER_i) and DF_i >= ρ·(DF_i + DR_i) (the reserve of step 4).
+   Tier order is then restored geometrically over a few rounds once refractory demand expires.
 4. Fairness. In a partly served tier the disabled share must rotate: add an equal swap
    s_i = (total_i - T_i) · round_s / H  switched on AND off (net zero), so that within the
    horizon H (`fairness_horizon_s`) the disabled demand has been replaced once. The swap is
@@ -92,6 +100,7 @@ class ControlDecision:
     on_kw: np.ndarray = field(default_factory=lambda: np.zeros(0))    # kW switched on (incl. swap)
     off_kw: np.ndarray = field(default_factory=lambda: np.zeros(0))   # kW switched off (incl. swap)
     swap_kw: np.ndarray = field(default_factory=lambda: np.zeros(0))  # fairness swap part
+    rebalance_kw: float = 0.0         # kW moved between tiers (on in a higher, off in a lower one)
     expected_enabled_kw: float = 0.0  # Σ (E_i + on_i - off_i) if the fleet switches as asked
 
 
@@ -138,17 +147,18 @@ def compute_control(state_kw, goal_kw: float, params: ControlParams | None = Non
     ef, er, df, dr = x[:, EF], x[:, ER], x[:, DF], x[:, DR]
     target, g, saturated = tier_targets(x, goal)
 
-    # step 3: tracking
+    # step 3: tracking (net move) and tier rebalancing (net-zero move, within the reserve)
     gap = target - (ef + er)
     on = np.clip(p.alpha * np.maximum(gap, 0.0), 0.0, df)
     off = np.clip(p.alpha * np.maximum(-gap, 0.0), 0.0, ef)
+    rho = p.flex_reserve_share
+    on, off, rebalance = _limit_rebalance(on, off, ef, er, df, dr, rho)
 
     # step 4: fairness swap in partly served tiers, bounded by leftover flexibility and the cap
     total = ef + er + df + dr
     swap = np.maximum(total - target, 0.0) * (p.round_s / p.fairness_horizon_s)
     cap_kw = p.max_switches_per_device_hour * total * p.round_s / 3600.0
     swap = np.minimum(swap, np.maximum(cap_kw - on - off, 0.0) / 2.0)
-    rho = p.flex_reserve_share
     swap = np.minimum(swap, np.maximum(df - on - rho * (df + dr), 0.0))
     swap = np.minimum(swap, np.maximum(ef - off - rho * (ef + er), 0.0))
     swap[k - 1] = 0.0
@@ -165,7 +175,43 @@ def compute_control(state_kw, goal_kw: float, params: ControlParams | None = Non
     expected = float(np.sum(ef + er + on - off))
     return ControlDecision(p_on=p_on, p_off=p_off, target_kw=target, goal_clipped_kw=g,
                            saturated=saturated, on_kw=on, off_kw=off, swap_kw=swap,
+                           rebalance_kw=rebalance,
                            expected_enabled_kw=expected)
+
+
+def _net_part(amounts: np.ndarray, net: float, order) -> np.ndarray:
+    """Take `net` kW out of `amounts`, tier by tier in `order` (the tracking part)."""
+    out = np.zeros_like(amounts)
+    left = net
+    for i in order:
+        out[i] = min(amounts[i], left)
+        left -= out[i]
+    return out
+
+
+def _limit_rebalance(on, off, ef, er, df, dr, rho):
+    """Split the per-tier moves into the net tracking move and a net-zero rebalancing move
+    (on in a higher tier, off in a lower one) and scale the rebalancing down so it leaves
+    a share rho of each tier's enabled demand in EF and of its disabled demand in DF.
+    Returns (on, off, kW rebalanced)."""
+    k = on.size
+    net = float(on.sum() - off.sum())
+    if net >= 0.0:
+        t_on, t_off = _net_part(on, net, range(k - 1, -1, -1)), np.zeros_like(off)
+    else:
+        t_on, t_off = np.zeros_like(on), _net_part(off, -net, range(k))
+    r_on, r_off = on - t_on, off - t_off
+    if r_on.sum() <= 0.0:
+        return on, off, 0.0
+    room_on = np.maximum(df - t_on - rho * (df + dr), 0.0)
+    room_off = np.maximum(ef - t_off - rho * (ef + er), 0.0)
+    lam = 1.0
+    for need, room in ((r_on, room_on), (r_off, room_off)):
+        pos = need > 1e-12
+        if pos.any():
+            lam = min(lam, float(np.min(room[pos] / need[pos])))
+    lam = max(lam, 0.0)
+    return t_on + lam * r_on, t_off + lam * r_off, float(lam * r_on.sum())
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:

@@ -212,12 +212,17 @@ class ExtrapolatedGoal:
     first difference). Not for steps: it would overshoot by one step for one round.
     """
 
-    def __init__(self, schedule: GoalSchedule, lead_ms: int, step_ms: int):
+    def __init__(self, schedule: GoalSchedule, lead_ms: int, step_ms: int,
+                 lo_kw: float | None = None, hi_kw: float | None = None):
         if step_ms <= 0 or lead_ms < 0:
             raise GoalError("step_ms must be > 0 and lead_ms >= 0")
         self.schedule, self.lead_ms, self.step_ms = schedule, int(lead_ms), int(step_ms)
+        self.lo_kw = -math.inf if lo_kw is None else _finite(lo_kw, "lo_kw")
+        self.hi_kw = math.inf if hi_kw is None else _finite(hi_kw, "hi_kw")
+        if self.lo_kw > self.hi_kw:
+            raise GoalError("lo_kw must be <= hi_kw")
 
     def goal_kw(self, group: str, t_ms: int) -> float:
         now = self.schedule.goal_kw(group, t_ms)
         before = self.schedule.goal_kw(group, t_ms - self.step_ms)
-        return now + (self.lead_ms / self.step_ms) * (now - before)
+        return min(max(now + (self.lead_ms / self.step_ms) * (now - before), self.lo_kw), self.hi_kw)

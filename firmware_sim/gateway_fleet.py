@@ -341,7 +341,10 @@ def summarize(stats: FleetStats) -> dict[str, Any]:
         "rounds_fail_safe_pct": 100.0 * m.get("fail_safe_rounds", 0) / rounds,
         "vectors_rejected": m.get("rejected", 0),
         "vectors_rejected_as_replay": stats.rejections.get("replay", 0),
-        "vectors_rejected_expired": stats.rejections.get("expired", 0),
+        # "expired" on arrival and "expired before its round" (accepted, then late for its round)
+        "vectors_rejected_expired": sum(v for key, v in stats.rejections.items()
+                                        if key.startswith("expired")),
         "reports_sent": m.get("reports_sent", 0),
         "connects": m.get("connects", 0),
+        "connection_losses": m.get("connection_losses", 0),
     }

@@ -80,6 +80,7 @@ class MuxTransport:
         self.inbox: list[tuple[str, bytes]] = []
         self._up = False
         self.connects = 0
+        self.down_reason = "not connected"     # why the link went down (named in TransportError)
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                                   clean_session=False, protocol=mqtt.MQTTv311)
         if username is not None:
@@ -98,9 +99,11 @@ class MuxTransport:
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             self._up = False
+            self.down_reason = f"connection refused: {reason_code}"
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self._up = False
+        self.down_reason = f"disconnected: {reason_code}"
 
     # ------------------------------------------------------------- contract
     def connect(self, will=None) -> None:
@@ -133,7 +136,7 @@ class MuxTransport:
 
     def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
         if not self._up:
-            raise TransportError("not connected")
+            raise TransportError(self.down_reason)
         info = self.client.publish(topic, payload, qos, retain)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             self._up = False
@@ -142,7 +145,7 @@ class MuxTransport:
     def poll(self, timeout_ms: int = 0) -> list[tuple[str, bytes]]:
         """Messages received so far (never waits: the fleet loop services the sockets)."""
         if not self._up and not self.inbox:
-            raise TransportError("not connected")
+            raise TransportError(self.down_reason)
         out, self.inbox = self.inbox, []
         return out
 

@@ -91,11 +91,11 @@ class _Preview:
         return self.schedule.goal_kw(group, t_ms + self.lead_ms)
 
 
-def _control_goal(mode: str, goal, r_ms: int):
+def _control_goal(mode: str, goal, r_ms: int, bounds_kw=(None, None)):
     if mode == "preview":
         return _Preview(goal, r_ms)
     if mode == "extrapolate":
-        return ExtrapolatedGoal(goal, r_ms, r_ms)
+        return ExtrapolatedGoal(goal, r_ms, r_ms, *bounds_kw)
     return goal
 
 
@@ -138,7 +138,11 @@ def run_scenario(cfg: ScenarioConfig) -> ScenarioResult:
 
     n_rounds = int(round((cfg.warmup_s + cfg.duration_s) / cfg.round_s))
     k, r_ms = fleet.k, int(round(cfg.round_s * 1000))
-    control_goal = _control_goal(cfg.resolved_goal_mode(), goal, r_ms)
+    bounds = (None, None)
+    if cfg.scenario == "regulation":     # a regulation signal never leaves base ± capacity
+        amp = abs(cfg.amplitude) * fleet_kw
+        bounds = (cfg.base * fleet_kw - amp, cfg.base * fleet_kw + amp)
+    control_goal = _control_goal(cfg.resolved_goal_mode(), goal, r_ms, bounds)
     t_s = np.arange(n_rounds) * cfg.round_s
     out = {name: np.zeros(n_rounds) for name in ("goal", "achieved", "estimate")}
     tiers = {name: np.zeros((n_rounds, k)) for name in ("enabled", "target", "p_on", "p_off")}

@@ -66,12 +66,56 @@ def test_alpha_scales_the_gap():
 
 
 def test_tier_priority_yellow_served_before_green():
-    # green fully on (EF 10), yellow fully off (DF 20); same total wanted -> swap the tiers
+    # green fully on (EF 10), yellow fully off (DF 20); same total wanted -> move service from
+    # green to yellow. Net move 0; the rebalancing (10 kW) is scaled to keep the reserve
+    # rho = 0.5: green EF >= 0.5 * 10 -> room 5, yellow DF >= 0.5 * 20 -> room 10 -> factor 0.5.
     x = np.array([[10.0, 0.0, 0.0, 0.0], [0.0, 0.0, 20.0, 0.0], [30.0, 0.0, 0.0, 0.0]])
     d = compute_control(x, 40.0, H400)
     np.testing.assert_allclose(d.target_kw, [0.0, 10.0, 30.0])
+    np.testing.assert_allclose(d.on_kw, [0.0, 5.0, 0.0])
+    np.testing.assert_allclose(d.off_kw, [5.0, 0.0, 0.0])
+    assert d.rebalance_kw == pytest.approx(5.0)
+    # cap 10 sw/h: 10 * (10 + 20) kW * 2 s / 3600 s < the 10 kW switched -> no fairness swap
+    np.testing.assert_allclose(d.swap_kw, [0.0, 0.0, 0.0])
+    np.testing.assert_allclose(d.p_off, [0.5, 0.0, 0.0])
+    np.testing.assert_allclose(d.p_on, [0.0, 0.25, 1.0])
+    assert d.expected_enabled_kw == pytest.approx(40.0)
+    # next round (state after the switch): green EF 5 DR 5, yellow ER 5 DF 15 -> rooms
+    # 5 - 0.5*5 = 2.5 and 15 - 0.5*20 = 5 for 5 kW wanted -> 2.5 kW: the order returns
+    # geometrically, keeping flexibility for the next reversal of the goal
+    y = np.array([[5.0, 0.0, 0.0, 5.0], [0.0, 5.0, 15.0, 0.0], [30.0, 0.0, 0.0, 0.0]])
+    d2 = compute_control(y, 40.0, H400)
+    np.testing.assert_allclose(d2.target_kw, [0.0, 10.0, 30.0])
+    assert d2.rebalance_kw == pytest.approx(2.5)
+    np.testing.assert_allclose(d2.off_kw, [2.5, 0.0, 0.0])
+
+
+def test_tier_rebalance_unlimited_without_reserve():
+    # rho = 0: the whole swap of service between tiers in one round (the law without reserve)
+    x = np.array([[10.0, 0.0, 0.0, 0.0], [0.0, 0.0, 20.0, 0.0], [30.0, 0.0, 0.0, 0.0]])
+    d = compute_control(x, 40.0, ControlParams(fairness_horizon_s=400.0, flex_reserve_share=0.0))
     np.testing.assert_allclose(d.p_off, [1.0, 0.0, 0.0])
-    assert d.p_on[1] == pytest.approx(0.5 + d.swap_kw[1] / 20.0)
+    np.testing.assert_allclose(d.on_kw - d.swap_kw, [0.0, 10.0, 0.0])
+    assert d.rebalance_kw == pytest.approx(10.0)
+
+
+def test_net_tracking_move_is_never_limited_by_the_reserve():
+    # goal falls by 8 while yellow wants 2 more: net off 8 from green first (priority order),
+    # taken in full; only the 2 kW yellow-for-green rebalancing is limited by the reserve
+    # green EF 10 -> after the net 8 off, room 10 - 8 - 0.5*10 < 0 -> no rebalancing
+    x = np.array([[10.0, 0.0, 0.0, 0.0], [18.0, 0.0, 2.0, 0.0], [30.0, 0.0, 0.0, 0.0]])
+    d = compute_control(x, 50.0, H400)
+    np.testing.assert_allclose(d.target_kw, [0.0, 20.0, 30.0])
+    np.testing.assert_allclose(d.off_kw, [8.0, 0.0, 0.0])
+    np.testing.assert_allclose(d.on_kw, [0.0, 0.0, 0.0])
+    assert d.rebalance_kw == 0.0
+    assert d.expected_enabled_kw == pytest.approx(50.0)
+    # goal 52: target green 2 -> gap green -8, yellow +2 -> net -6 off green first (in full);
+    # green's room for the 2 kW rebalancing is 10 - 6 - 0.5*10 < 0 -> none this round
+    d3 = compute_control(x, 52.0, H400)
+    np.testing.assert_allclose(d3.target_kw, [2.0, 20.0, 30.0])
+    np.testing.assert_allclose(d3.off_kw, [6.0, 0.0, 0.0])
+    assert d3.expected_enabled_kw == pytest.approx(52.0)
 
 
 def test_zero_flexible_demand_no_nan():

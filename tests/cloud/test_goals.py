@@ -79,3 +79,22 @@ def test_fake_goal_records():
     f = FakeGoal(default=1.0, values={"a": 2.0})
     assert f.goal_kw("a", 5) == 2.0 and f.goal_kw("b", 6) == 1.0
     assert f.calls == [("a", 5), ("b", 6)]
+
+
+def test_extrapolated_goal_reads_only_the_past_and_respects_bounds():
+    from cloud.goals import ExtrapolatedGoal
+    # signal 0, 0.5, 1.0, 0.5 every 2 s on base 100, amplitude 10: 100, 105, 110, 105 kW
+    reg = RegulationGoal(100.0, 10.0, signal=[0.0, 0.5, 1.0, 0.5])
+    fake = FakeGoal()
+    assert isinstance(ExtrapolatedGoal(fake, 2000, 2000), GoalSchedule)
+    free = ExtrapolatedGoal(reg, 2000, 2000)
+    assert free.goal_kw("g", 2000) == pytest.approx(110.0)     # 105 + (105 - 100)
+    assert free.goal_kw("g", 4000) == pytest.approx(115.0)     # 110 + 5: beyond base + amplitude
+    bounded = ExtrapolatedGoal(reg, 2000, 2000, lo_kw=90.0, hi_kw=110.0)
+    assert bounded.goal_kw("g", 4000) == pytest.approx(110.0)  # a regulation signal stays in ±1
+    assert bounded.goal_kw("g", 6000) == pytest.approx(100.0)  # 105 - 5, inside the bounds
+    spy = ExtrapolatedGoal(fake, 2000, 2000, lo_kw=-1.0, hi_kw=1.0)
+    spy.goal_kw("g", 10_000)
+    assert sorted(t for _, t in fake.calls) == [8000, 10_000]   # never a future sample
+    with pytest.raises(GoalError, match="lo_kw"):
+        ExtrapolatedGoal(reg, 2000, 2000, lo_kw=5.0, hi_kw=1.0)

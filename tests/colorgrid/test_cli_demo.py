@@ -65,7 +65,10 @@ def test_demo_embedded_amqtt_broker_fallback(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "broker: amqtt" in proc.stdout
     f = json.loads((tmp_path / "summary.json").read_text())["figures"]
-    assert f["connects"] == 8
+    # every gateway connected; a link the fallback broker dropped under load (keepalive) was
+    # re-established by the reconnect policy (the reason is in the agents' warning log)
+    assert f["connects"] == 8 + f["connection_losses"], proc.stdout + proc.stderr
+    assert f["connection_losses"] <= 2, proc.stdout + proc.stderr
     # under CPU load a vector can arrive after its 3-round lifetime (0.6 s wall at 10x) or be
     # re-delivered (QoS 1 duplicate): both are rejected by the agent's guard, nothing else is
     assert f["vectors_rejected"] == f["vectors_rejected_expired"] + f["vectors_rejected_as_replay"], f
