@@ -8,8 +8,8 @@ the true enabled kW is measured (`achieved_kw`); the physics advances the device
 gateway reports go through the report channel (loss, noise, sampling, lag) into the estimator; the
 controller predicts the state at the next round's switching instant and runs the control law on
 a goal for round m+1 chosen by `goal_mode`: `now` = g(t_m) (the response then trails the goal by
-one round), `extrapolate` = g(t_m) + (g(t_m) - g(t_m-1)) (causal, for a regulation signal that
-is not known ahead), `preview` = g(t_m+1) (a dispatch schedule known one round before it applies);
+one round), `extrapolate` = g(t_m) + (g(t_m) - g(t_m-1)) clipped to base ± capacity (causal, for
+a regulation signal that is not known ahead and never leaves [-1, 1]), `preview` = g(t_m+1) (a dispatch schedule known one round before it applies);
 `auto` = extrapolate for regulation, preview otherwise.
 
 Goal (kW) = fraction × D, D = the fleet's expected demand (Σ rated kW for constant loads,
