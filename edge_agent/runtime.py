@@ -92,7 +92,7 @@ class GatewayAgent:
         self.metrics = {"rounds": 0, "reports_sent": 0, "reports_stored": 0, "connects": 0,
                         "connect_failures": 0, "connection_losses": 0, "births": 0,
                         "vectors_accepted": 0, "vectors_applied": 0, "rejected": 0,
-                        "fail_safe_rounds": 0, "commands": 0}
+                        "fail_safe_rounds": 0, "commands": 0, "rejected_foreign_topic": 0}
 
     # ------------------------------------------------------------------ session
     def params(self) -> dict:
@@ -186,6 +186,7 @@ class GatewayAgent:
             elif kind == "cmd" and name == self.gateway_id:
                 self._on_cmd(topic, msg, now_ms)
             else:
+                self.metrics["rejected_foreign_topic"] += 1
                 self._reject(topic, "topic: not one this gateway reads")
         except TransportError as exc:
             self._lost(now_ms, exc)

@@ -339,7 +339,10 @@ def summarize(stats: FleetStats) -> dict[str, Any]:
         "vector_latency_p99_ms": float(np.percentile(lat, 99)),
         "rounds_with_fresh_vector_pct": 100.0 * m.get("vectors_applied", 0) / rounds,
         "rounds_fail_safe_pct": 100.0 * m.get("fail_safe_rounds", 0) / rounds,
-        "vectors_rejected": m.get("rejected", 0),
+        # messages on topics a gateway does not read (a broker delivering what was not subscribed)
+        # are counted apart from the vectors and commands it rejected
+        "vectors_rejected": m.get("rejected", 0) - m.get("rejected_foreign_topic", 0),
+        "messages_rejected_foreign_topic": m.get("rejected_foreign_topic", 0),
         "vectors_rejected_as_replay": stats.rejections.get("replay", 0),
         # "expired" on arrival and "expired before its round" (accepted, then late for its round)
         "vectors_rejected_expired": sum(v for key, v in stats.rejections.items()

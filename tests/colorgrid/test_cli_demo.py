@@ -70,7 +70,9 @@ def test_demo_embedded_amqtt_broker_fallback(tmp_path):
     assert f["connects"] == 8 + f["connection_losses"], proc.stdout + proc.stderr
     assert f["connection_losses"] <= 2, proc.stdout + proc.stderr
     # under CPU load a vector can arrive after its 3-round lifetime (0.6 s wall at 10x) or be
-    # re-delivered (QoS 1 duplicate): both are rejected by the agent's guard, nothing else is
+    # re-delivered (QoS 1 duplicate): both are rejected by the agent's guard, nothing else is.
+    # amqtt under load was seen delivering other gateways' retained births to gateways that never
+    # subscribed to them: the agents reject and count those apart (messages_rejected_foreign_topic)
     assert f["vectors_rejected"] == f["vectors_rejected_expired"] + f["vectors_rejected_as_replay"], f
     assert f["vectors_rejected"] <= 0.05 * f["vectors_delivered"], f
     assert f["rounds_with_fresh_vector_pct"] > 90.0, f

@@ -206,3 +206,17 @@ def test_garbage_on_every_subscribed_topic_never_crashes():
     agent.tick(T0 + 2000)
     assert agent.metrics["rejected"] == 21 and agent.connected
     assert len(published(broker, topics.state(GW))) == 2
+
+
+def test_message_on_a_topic_the_gateway_does_not_read_is_rejected_and_counted_apart():
+    # a broker that delivers what was not subscribed (seen with amqtt under load): another
+    # gateway's retained birth reaches this gateway's session
+    broker, agent = make_agent()
+    agent.tick(T0)
+    other = codec.encode_birth("gw-2", GROUP, 0, T0, ["green", "yellow", "black"], [], {})
+    agent.handle(topics.birth("gw-2"), other, T0 + 10)
+    assert agent.metrics["rejected"] == 1 and agent.metrics["rejected_foreign_topic"] == 1
+    assert agent.rejections[-1] == (topics.birth("gw-2"), "topic: not one this gateway reads")
+    # a rejected vector is not counted as foreign
+    agent.handle(topics.vector(GROUP), b"{}", T0 + 20)
+    assert agent.metrics["rejected"] == 2 and agent.metrics["rejected_foreign_topic"] == 1

@@ -89,7 +89,9 @@ def test_summary_counts_every_expiry_and_link_loss():
     from firmware_sim.gateway_fleet import FleetStats, summarize
     st = FleetStats(3)
     st.rejections = {"expired": 2, "expired before its round": 3, "replay": 1, "bad signature": 4}
-    st.metrics = {"rejected": 10, "connects": 9, "connection_losses": 1, "rounds": 5}
+    st.metrics = {"rejected": 12, "rejected_foreign_topic": 2, "connects": 9, "connection_losses": 1,
+                  "rounds": 5}
     s = summarize(st)
     assert s["vectors_rejected_expired"] == 5 and s["vectors_rejected_as_replay"] == 1
-    assert s["vectors_rejected"] == 10 and s["connects"] == 9 and s["connection_losses"] == 1
+    assert s["vectors_rejected"] == 10 and s["messages_rejected_foreign_topic"] == 2
+    assert s["connects"] == 9 and s["connection_losses"] == 1
