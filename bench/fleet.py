@@ -125,6 +125,27 @@ TARGET_CASES = ("10k_fresh", "10k_lag1_loss5", "10k_fresh_amp10", "10k_fresh_amp
                 "10k_lag1_loss5_amp20")
 
 
+def day_windows(rep: Report, amplitude: float, minutes: int = 40) -> None:
+    """Every 40-min window of the packaged day (seed 1): how the figure on the first window sits in
+    the distribution over the whole day."""
+    from cloud.goals import load_signal
+    n_s = load_signal().size * 2
+    win = 60 * minutes
+    starts = list(range(0, n_s - win + 1, win))
+    t0 = time.perf_counter()
+    rms = np.array([run_scenario(ScenarioConfig(scenario="regulation", devices=10_000, duration_s=win,
+                                                amplitude=amplitude, base=0.5, start_s=float(s))
+                                 ).metrics["rms_pct_of_capacity"] for s in starts])
+    label = f"10k_fresh_amp{round(amplitude * 100)}_day_{len(starts)}_windows"
+    worst = int(np.argmax(rms))
+    rep.figure(f"{label}_rms_median_pct_of_capacity", float(np.median(rms)), "%",
+               note=f"{minutes}-min windows of the whole day, sim {time.perf_counter() - t0:.0f} s")
+    rep.figure(f"{label}_rms_mean_pct_of_capacity", float(np.mean(rms)), "%")
+    rep.figure(f"{label}_rms_max_pct_of_capacity", float(rms[worst]), "%",
+               note=f"window from {starts[worst]} s")
+    rep.figure(f"{label}_over_2pct", int(np.sum(rms > 2.0)), "windows")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.fleet")
     parser.add_argument("--quick", action="store_true", help="smaller runs (development)")
@@ -172,8 +193,12 @@ def main(argv: list[str] | None = None) -> None:
                    target="<= 2" if main_case and "lag1" not in label else None)
         rep.figure(f"{label}_switches_per_device_hour", m["switches_per_device_hour"], "1/h",
                    note=f"{devices} devices, {minutes} min, sim {r['wall']:.1f} s")
-        if "amp20" in label:
+        if "amp20" in label and "lag1" not in label:
             foresight(rep, label, r["res"])
+
+    if not quick:
+        day_windows(rep, 0.20)
+        day_windows(rep, 0.15)
 
     step = tracking(rep, 10_000, "step", scenario="step", base=0.5, amplitude=-0.2,
                     duration_s=900.0)["m"]
