@@ -121,6 +121,8 @@ class ControllerCore:
             where, name, kind = topics.parse(topic)
         except topics.TopicError as exc:
             return self._reject(topic, f"topic: {exc}")
+        if where == "dispatch":
+            return self._dispatch(topic, name, payload, now_ms)
         if where != "gw":
             return []  # our own status / vectors echoed back: nothing to do
         if kind == "state" and not self.aggregator.accepts_state(name):
@@ -138,6 +140,16 @@ class ControllerCore:
         except (codec.CodecError, AggregatorError, ValueError) as exc:
             return self._reject(topic, f"{kind}: {exc}")
         return self._rebirth_commands(now_ms)
+
+    def _dispatch(self, topic: Any, group: str, payload: Any, now_ms: int) -> list[Publish]:
+        offer = getattr(self.goal, "offer", None)
+        if offer is None:
+            return self._reject(topic, "dispatch: this controller does not take dispatched goals")
+        reason = offer(group, payload, now_ms)
+        if reason:
+            return self._reject(topic, f"dispatch: {reason}")
+        log.info("dispatch accepted for group %s", group)
+        return []
 
     def _birth(self, gid: str, msg: dict, now_ms: int) -> None:
         capacity_w = sum(sum(dev["tier_w"]) for dev in msg["devices"])
@@ -225,9 +237,17 @@ class ControllerCore:
         return state
 
     def goal_for(self, group: str, state_kw: np.ndarray, now_ms: int) -> float:
-        if isinstance(self.goal, FractionOfDemand):
-            return self.goal.goal_fraction(group, now_ms) * float(state_kw.sum())
-        return float(self.goal.goal_kw(group, now_ms))
+        goal = self.goal
+        active = getattr(goal, "active", None)       # a DispatchGoal: its schedule, else fallback
+        if active is not None:
+            value = active(group, now_ms)
+            if value is not None:
+                return float(value)
+            if isinstance(goal.fallback, FractionOfDemand):
+                goal = goal.fallback
+        if isinstance(goal, FractionOfDemand):
+            return goal.goal_fraction(group, now_ms) * float(state_kw.sum())
+        return float(goal.goal_kw(group, now_ms))
 
     def control_round(self, now_ms: int) -> list[Publish]:
         """One control round for every group; returns the signed vectors to publish (QoS 1)."""
@@ -237,6 +257,7 @@ class ControllerCore:
             try:
                 out.extend(self._group_round(group, now_ms))
             except (ValueError, ArithmeticError) as exc:  # one bad group never stops the others
+                # (GoalError is a ValueError: a group without a goal gets no vector this round)
                 self.round_errors += 1
                 log.error("round %d group %s: %s; no vector this round", self.round_id, group, exc)
         self.published += len(out)

@@ -6,7 +6,8 @@
 Behaviour:
 - connects with a persistent session (client id `ctl-{controller_id}`, clean_session False) and a
   Last Will that sets the retained controller status to offline; on every (re)connect it publishes
-  the retained status online and subscribes to every gateway topic (QoS 1);
+  the retained status online and subscribes to every gateway topic and to the dispatch topics
+  (QoS 1);
 - reconnects with capped exponential backoff and jitter (0.5 s · 2^n, cap 10 s) when the broker
   goes away; rounds are not run while disconnected (gateways fall back to fail-safe on their own);
 - every round boundary (origin + n · round_ms of the clock) runs `core.control_round` and
@@ -99,6 +100,7 @@ class ControllerService:
     async def _session(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
         self.connects += 1
         await client.subscribe(topics.ALL_GATEWAYS, qos=1)
+        await client.subscribe(topics.ALL_DISPATCH, qos=1)   # signed goal schedules (cloud.dispatch)
         await client.publish(topics.controller_status(), self.core.status_payload(True, self.clock.now_ms()),
                              qos=1, retain=True)
         self._live = client

@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "agent": "agent",
     "controller": "controller",
     "fleet": "fleet",
+    "dispatch": "dispatch",
 }
 
 

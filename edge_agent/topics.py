@@ -10,6 +10,8 @@ Gateways publish only under ``colorgrid/v1/gw/{gateway_id}/...`` and read only u
     colorgrid/v1/ctl/vector/{group}           cloud -> gateways QoS 1, signed control vector
     colorgrid/v1/ctl/status                   cloud -> all      retained, QoS 1 (Last Will)
     colorgrid/v1/ctl/gw/{gateway_id}/cmd      cloud -> gateway  QoS 1 (rebirth, config get/set)
+    colorgrid/v1/dispatch/{group}             dispatcher -> cloud retained, QoS 1, signed goal
+                                              schedule (cloud.dispatch; gateways never read it)
 
 Identifiers (gateway id, group) are 1..64 characters from ``[A-Za-z0-9_.-]`` so that they can
 never contain a topic separator or wildcard. Topics are ``str`` here; the MicroPython transport
@@ -19,6 +21,7 @@ encodes them to bytes at its boundary (``as_bytes``). MicroPython-compatible: no
 NAMESPACE = "colorgrid/v1"
 GW_PREFIX = NAMESPACE + "/gw/"
 CTL_PREFIX = NAMESPACE + "/ctl/"
+DISPATCH_PREFIX = NAMESPACE + "/dispatch/"
 
 BIRTH = "birth"
 DEATH = "death"
@@ -90,6 +93,11 @@ def cmd(gateway_id: str) -> str:
     return CTL_PREFIX + "gw/" + check_id(gateway_id, "gateway_id") + "/cmd"
 
 
+def dispatch(group: str) -> str:
+    """``colorgrid/v1/dispatch/{group}``: the signed goal schedule of one control group."""
+    return DISPATCH_PREFIX + check_id(group, "group")
+
+
 # Subscription filters (cloud side and tests).
 ALL_GATEWAYS = GW_PREFIX + "+/+"          # every gateway message
 ALL_BIRTHS = GW_PREFIX + "+/" + BIRTH
@@ -97,6 +105,7 @@ ALL_DEATHS = GW_PREFIX + "+/" + DEATH
 ALL_STATES = GW_PREFIX + "+/" + STATE
 ALL_RESPS = GW_PREFIX + "+/" + RESP
 ALL_VECTORS = CTL_PREFIX + "vector/+"
+ALL_DISPATCH = DISPATCH_PREFIX + "+"
 
 
 def gateway_subscriptions(gateway_id: str, group: str) -> list:
@@ -108,8 +117,8 @@ def gateway_subscriptions(gateway_id: str, group: str) -> list:
 def parse(topic) -> tuple:
     """Classify a topic (str or bytes) of the tree.
 
-    Returns ``("gw", gateway_id, kind)``, ``("vector", group, "")``, ``("status", "", "")`` or
-    ``("cmd", gateway_id, "")``; raises TopicError for anything else.
+    Returns ``("gw", gateway_id, kind)``, ``("vector", group, "")``, ``("status", "", "")``,
+    ``("cmd", gateway_id, "")`` or ``("dispatch", group, "")``; raises TopicError for anything else.
     """
     if isinstance(topic, (bytes, bytearray)):
         try:
@@ -130,6 +139,10 @@ def parse(topic) -> tuple:
             return ("vector", parts[1], "")
         if len(parts) == 3 and parts[0] == "gw" and valid_id(parts[1]) and parts[2] == "cmd":
             return ("cmd", parts[1], "")
+    elif topic.startswith(DISPATCH_PREFIX):
+        name = topic[len(DISPATCH_PREFIX):]
+        if valid_id(name):
+            return ("dispatch", name, "")
     raise TopicError("topic: not in the colorgrid/v1 tree: " + repr(topic))
 
 

@@ -22,7 +22,10 @@ def add_common(parser) -> None:
     """Flags shared by controller and demo."""
     parser.add_argument("--goal", default="regulation",
                         help="constant:KW | file:PATH (CSV t_s,goal_kw) | regulation[:BASE:AMP] with BASE/AMP "
-                             "in kW, or in %% of the group's demand like 50%%:15%% (default regulation = 50%%:15%%)")
+                             "in kW, or in %% of the group's demand like 50%%:15%% (default regulation = 50%%:15%%)"
+                             " | dispatch[:FALLBACK]: signed schedules on colorgrid/v1/dispatch/GROUP "
+                             "(needs --dispatch-key-file); FALLBACK (any of the above; default: no shedding) "
+                             "where none is in force")
     parser.add_argument("--round-s", type=float, default=2.0, help="control round length, s (default 2)")
     parser.add_argument("--speed", type=float, default=1.0,
                         help="clock acceleration: simulated seconds per wall second (default 1 = real time)")
@@ -38,6 +41,10 @@ def add_arguments(parser) -> None:
     add_common(parser)
     parser.add_argument("--hmac-key-file", required=True,
                         help="file holding the HMAC-SHA256 key: hex text, or JSON {key_id: hex}")
+    parser.add_argument("--dispatch-key-file", default=None,
+                        help="keys that may sign dispatches (--goal dispatch): JSON {key_id: hex}, or hex "
+                             "text for key id --dispatch-key-id")
+    parser.add_argument("--dispatch-key-id", default="dispatch", help="key id of a hex --dispatch-key-file")
     parser.add_argument("--controller-id", default="ctl1", help="controller id (client id ctl-ID)")
     parser.add_argument("--clock", default=None,
                         help="SPEED@ORIGIN_MS shared with an accelerated fleet (overrides --speed)")
@@ -67,12 +74,32 @@ def read_key(path: str, key_id: str) -> tuple[str, bytes]:
     return key_id, key
 
 
-def parse_goal(spec: str, start_ms: int):
+def read_keys(path: str, key_id: str) -> dict:
+    """{key_id: key bytes} from a JSON {key_id: hex} file, or hex text for `key_id`."""
+    from edge_agent import security
+
+    text = Path(path).read_text().strip()
+    try:
+        keys = security.parse_keys(json.loads(text) if text.startswith("{") else {key_id: text})
+    except (ValueError, binascii.Error, TypeError) as exc:
+        raise CommandError(f"--dispatch-key-file: {path}: not hex or JSON {{key_id: hex}} ({exc})") from None
+    if not keys or any(len(k) < 16 for k in keys.values()):
+        raise CommandError(f"--dispatch-key-file: {path}: needs keys of at least 16 bytes")
+    return keys
+
+
+def parse_goal(spec: str, start_ms: int, dispatch_keys: dict | None = None):
     """--goal text → a GoalSchedule (or FractionOfDemand for %-valued regulation)."""
     from cloud.goals import ConstantGoal, FileGoal, RegulationGoal
     from cloud.rounds import FractionOfDemand
 
     kind, _, rest = spec.partition(":")
+    if kind == "dispatch":
+        from cloud.dispatch import DispatchGoal
+        if not dispatch_keys:
+            raise CommandError("--dispatch-key-file: required with --goal dispatch")
+        fallback = parse_goal(rest, start_ms) if rest else FractionOfDemand(ConstantGoal(1.0))
+        return DispatchGoal(dispatch_keys, fallback=fallback)
     try:
         if kind == "constant":
             return ConstantGoal(float(rest))
@@ -89,7 +116,8 @@ def parse_goal(spec: str, start_ms: int):
             return RegulationGoal(float(base), float(amp), start_ms=start_ms)
     except (ValueError, OSError) as exc:
         raise CommandError(f"--goal: {spec!r}: {exc}") from None
-    raise CommandError(f"--goal: expected constant:KW, file:PATH or regulation[:BASE:AMP], got {spec!r}")
+    raise CommandError(f"--goal: expected constant:KW, file:PATH, regulation[:BASE:AMP] or "
+                       f"dispatch[:FALLBACK], got {spec!r}")
 
 
 def build_core(args, key_id: str, key: bytes, start_ms: int, controller_id: str = "ctl1"):
@@ -103,7 +131,10 @@ def build_core(args, key_id: str, key: bytes, start_ms: int, controller_id: str 
         raise CommandError("--round-s: must be >= 0.05")
     agg = Aggregator(stale_after_ms=int(1.5 * round_ms), max_carry_ms=5 * round_ms,
                      rebirth_holdoff_ms=5 * round_ms, sample_fraction=getattr(args, "sample_fraction", 1.0))
-    return ControllerCore(controller_id, parse_goal(args.goal, start_ms), key_id, key,
+    dispatch_keys = None
+    if getattr(args, "dispatch_key_file", None):
+        dispatch_keys = read_keys(args.dispatch_key_file, args.dispatch_key_id)
+    return ControllerCore(controller_id, parse_goal(args.goal, start_ms, dispatch_keys), key_id, key,
                           registry=open_registry(args.db), aggregator=agg,
                           params=ControlParams(round_s=args.round_s), round_ms=round_ms)
 
@@ -161,6 +192,9 @@ def run(args) -> int:
     out.figure("messages_rejected", sum(core.rejected.values()))
     out.figure("vectors_published", core.published)
     out.figure("gateways_known", len(core.aggregator.sessions))
+    if hasattr(core.goal, "offer"):
+        out.figure("dispatches_accepted", core.goal.accepted)
+        out.figure("dispatches_rejected", sum(core.goal.rejected.values()))
     out.finish()
     print(f"controller stopped: {service.rounds} rounds, {service.missed_rounds} missed, "
           f"{core.received} messages in, {sum(core.rejected.values())} rejected, {core.published} out")

@@ -12,7 +12,7 @@ from tests.edge_agent.mqtt_helpers import KEY, Observer, make_agent, pump
 
 pytestmark = pytest.mark.broker
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto"
-USERS = {"controller": "ctl-secret", "gw-1": "pw-1", "gw-2": "pw-2"}
+USERS = {"controller": "ctl-secret", "dispatcher": "dsp-secret", "gw-1": "pw-1", "gw-2": "pw-2"}
 T0 = 1_700_000_000_000
 
 
@@ -80,3 +80,22 @@ def test_real_agent_within_its_acl_and_an_impostor_is_silenced(lab_broker):
     assert not [m for m in ctl.messages if "/gw-2/" in m.topic]
     assert impostor.metrics["reports_sent"] >= 2  # it believed it published: the broker dropped
     ctl.close()
+
+
+def test_only_the_dispatcher_writes_dispatches_and_gateways_cannot_read_them(lab_broker):
+    ctl = Observer(lab_broker, subscribe=(topics.ALL_DISPATCH,), username="controller",
+                   password="ctl-secret")
+    gw1 = Observer(lab_broker, subscribe=(topics.ALL_DISPATCH, topics.ALL_VECTORS), username="gw-1",
+                   password="pw-1")
+    dsp = Observer(lab_broker, subscribe=(), username="dispatcher", password="dsp-secret")
+    gw1.publish(topics.dispatch("bus1.a"), b"forged dispatch")
+    ctl.publish(topics.dispatch("bus1.a"), b"controller may not dispatch")
+    dsp.publish(topics.vector("bus1.a"), b"dispatcher may not send vectors")
+    dsp.publish(topics.dispatch("bus1.a"), b"real dispatch")
+    ctl.wait_topic(topics.dispatch("bus1.a"))
+    assert [m.payload for m in ctl.messages] == [b"real dispatch"]
+    dsp.publish(topics.dispatch("bus1.b"), b"second")       # a barrier for gw-1's (empty) view
+    ctl.wait_topic(topics.dispatch("bus1.b"))
+    assert gw1.messages == []
+    for client in (ctl, gw1, dsp):
+        client.close()
