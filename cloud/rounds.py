@@ -94,6 +94,7 @@ class ControllerCore:
         self._dead_bd: dict[str, int] = {}
         self._txn = 0
         self.pending_txns: dict[str, str] = {}   # txn -> gateway id (request/response pairs)
+        self.session_ms: int | None = None       # set by the first status (the first connect)
         self.responses: dict[str, dict] = {}
         self._resume_from_registry()
 
@@ -293,4 +294,8 @@ class ControllerCore:
                            n_fail_safe=fail_safe)
 
     def status_payload(self, online: bool, now_ms: int) -> bytes:
-        return codec.encode_status(self.controller_id, online, now_ms)
+        """Signed retained status; `session_ms` (this core's start) orders controller restarts."""
+        if self.session_ms is None:
+            self.session_ms = now_ms
+        return security.make_status(self.controller_id, online, now_ms, self.session_ms,
+                                    self.key_id, self.key)

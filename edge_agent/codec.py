@@ -409,7 +409,7 @@ def decode_vector(payload) -> dict:
 
 # ---------------------------------------------------------------- controller status
 
-_STATUS_KEYS = ("v", "controller_id", "online", "ts_ms")
+_STATUS_KEYS = ("v", "controller_id", "online", "ts_ms", "session_ms", "key_id", "sig")
 
 
 def check_status(d: dict) -> dict:
@@ -418,11 +418,19 @@ def check_status(d: dict) -> dict:
     check_id(d["controller_id"], "controller_id")
     check_bool(d["online"], "online")
     check_ts(d["ts_ms"], "ts_ms")
+    check_ts(d["session_ms"], "session_ms")
+    check_id(d["key_id"], "key_id")
+    check_str(d["sig"], "sig")
     return d
 
 
-def encode_status(controller_id: str, online: bool, ts_ms: int) -> bytes:
-    d = {"v": SCHEMA_VERSION, "controller_id": controller_id, "online": online, "ts_ms": ts_ms}
+def status_fields(controller_id: str, online: bool, ts_ms: int, session_ms: int, key_id: str) -> dict:
+    """The status before signing (``security.make_status`` signs and encodes it)."""
+    return {"v": SCHEMA_VERSION, "controller_id": controller_id, "online": online, "ts_ms": ts_ms,
+            "session_ms": session_ms, "key_id": key_id}
+
+
+def encode_status(d: dict) -> bytes:
     return dumps(check_status(d))
 
 

@@ -2,7 +2,8 @@
 
 Per round (``round_ms``):
   input    drain incoming messages: vectors (schema, then ``security.VectorGuard``: group,
-           signature, expiry, lifetime, replay), controller status, commands (``CmdGuard``);
+           signature, expiry, lifetime, replay), controller status (signed; a status of an
+           older controller session is ignored), commands (``CmdGuard``);
            each rejection is logged with its reason and counted, never raised;
   process  choose the vector of this round and apply it, then ``core.step(now_ms)``:
              fail-safe (p_on = 1, p_off = 0 for every tier) when the controller's retained
@@ -69,6 +70,7 @@ class GatewayAgent:
         self.k = core.params.k
         self.round_ms = core.params.round_ms
         self.fail_safe_ms = core.params.fail_safe_ms
+        self.keys = keys
         self.guard = security.VectorGuard(keys, group, vector_max_ttl_ms, max_skew_ms)
         self.cmd_guard = security.CmdGuard(keys)
         self.store = StoreForward(store_capacity)
@@ -79,6 +81,7 @@ class GatewayAgent:
         self.connected = False
         # None = unknown until the retained status arrives
         self.controller_online = None  # type: bool | None
+        self.status_session_ms = None  # type: int | None
         # newest accepted vector not yet applied
         self.pending = None  # type: dict | None
         self.last_vector_ms = None  # type: int | None
@@ -179,10 +182,7 @@ class GatewayAgent:
             if kind == "vector":
                 self._on_vector(topic, msg, now_ms)
             elif kind == "status":
-                if msg["online"] != self.controller_online:
-                    self.log("info", "controller %s is %s" % (
-                        msg["controller_id"], "online" if msg["online"] else "offline"))
-                self.controller_online = msg["online"]
+                self._on_status(topic, msg)
             elif kind == "cmd" and name == self.gateway_id:
                 self._on_cmd(topic, msg, now_ms)
             else:
@@ -192,6 +192,21 @@ class GatewayAgent:
             self._lost(now_ms, exc)
         except Exception as exc:  # a bug must not take the gateway down
             self._reject(topic, "internal error: %r" % (exc,))
+
+    def _on_status(self, topic, msg: dict) -> None:
+        """Signed status only; a status of an older controller session (a replayed Will) is
+        ignored. An offline status puts the gateway in fail-safe at its next round."""
+        reason = security.verify(msg, self.keys)
+        if not reason and self.status_session_ms is not None and msg["session_ms"] < self.status_session_ms:
+            reason = "older session (%d < %d)" % (msg["session_ms"], self.status_session_ms)
+        if reason:
+            self._reject(topic, "status: " + reason)
+            return
+        self.status_session_ms = msg["session_ms"]
+        if msg["online"] != self.controller_online:
+            self.log("info", "controller %s is %s" % (
+                msg["controller_id"], "online" if msg["online"] else "offline"))
+        self.controller_online = msg["online"]
 
     def _on_vector(self, topic, msg: dict, now_ms: int) -> None:
         if len(msg["p_on"]) != self.k or len(msg["p_off"]) != self.k:

@@ -111,6 +111,14 @@ def make_cmd(txn: str, cmd: str, ts_ms: int, ttl_ms: int, key_id: str, key: byte
     return codec.encode_cmd(sign(fields, key))
 
 
+def make_status(controller_id: str, online: bool, ts_ms: int, session_ms: int, key_id: str,
+                key: bytes) -> bytes:
+    """Encode a signed controller status (online, or the offline Last Will). ``session_ms`` is
+    the controller process's start time: gateways ignore statuses of an older session."""
+    fields = codec.status_fields(controller_id, online, ts_ms, session_ms, key_id)
+    return codec.encode_status(sign(fields, key))
+
+
 def parse_keys(spec) -> dict:
     """Keys from ``{"key_id": "hex"}`` (config files); the secret is hex-encoded bytes."""
     keys = {}

@@ -83,6 +83,8 @@ async def test_service_round_trip_and_garbage(broker):
     await asyncio.sleep(0.3)
     status = [codec.decode_status(p) for p, _ in listen.of(topics.controller_status())]
     assert status[0]["online"] is True and status[-1]["online"] is False
+    assert all(security.verify(st, {"k1": KEY}) == "" for st in status)      # signed, one session
+    assert len({st["session_ms"] for st in status}) == 1 and status[0]["controller_id"] == "ctl9"
     vectors = [codec.decode_vector(p) for p, _ in listen.of(topics.vector("g1"))]
     assert len(vectors) >= 4
     guard = security.VectorGuard({"k1": KEY}, "g1")

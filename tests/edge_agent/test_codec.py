@@ -54,7 +54,7 @@ def test_death_will_has_no_seq_and_shutdown_has_one():
 
 
 def test_status_cmd_resp_round_trip():
-    st = codec.decode(topics.controller_status(), codec.encode_status("ctl-1", False, 1))[2]
+    st = codec.decode(topics.controller_status(), security.make_status("ctl-1", False, 1, 1, "k1", KEY))[2]
     assert st["online"] is False
     raw = security.make_cmd("t1", "config_set", 100, 1000, "k1", KEY, {"fail_safe_ms": 30000})
     kind, name, cmd = codec.decode(topics.cmd("gw-1"), raw)

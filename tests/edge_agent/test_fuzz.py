@@ -61,7 +61,7 @@ def valid_messages():
     vec = json.loads(security.make_vector(GROUP, 5, [0.1, 0.2, 0.0], [0.3, 0.0, 0.0], T0, 5000,
                                           "k1", KEY))
     cmd = json.loads(security.make_cmd("t1", "config_set", T0, 5000, "k1", KEY, {"round_ms": 1000}))
-    status = json.loads(codec.encode_status("ctl", True, T0))
+    status = json.loads(security.make_status("ctl", True, T0, T0, "k1", KEY))
     return {SUBSCRIBED[0]: vec, SUBSCRIBED[1]: status, SUBSCRIBED[2]: cmd}
 
 
@@ -100,7 +100,7 @@ def test_mutated_valid_messages(topic, data):
     h.feed(topic, json.dumps(msg, allow_nan=True).encode())
     m = h.agent.metrics
     if topic == topics.controller_status():
-        # a status with a valid replacement value is legitimately accepted (unsigned, retained)
+        # signed: a mutated status is rejected (a "mutation" to the same value is not one)
         assert m["rejected"] in (0, 1)
     else:
         assert m["rejected"] == 1 or (m["vectors_accepted"] + m["commands"]) == 1

@@ -109,7 +109,7 @@ def test_fail_safe_after_silence_and_immediately_when_controller_offline():
     send_vector(broker, 2, [0, 0, 0], [0, 0, 0], T0 + 12_500)
     agent.tick(T0 + 14_000)
     assert published(broker, topics.state(GW))[-1]["fail_safe"] is False
-    broker.route("ctl", topics.controller_status(), codec.encode_status("ctl", False, T0), 1, True)
+    broker.route("ctl", topics.controller_status(), security.make_status("ctl", False, T0, T0, "k1", KEY), 1, True)
     agent.tick(T0 + 16_000)
     assert published(broker, topics.state(GW))[-1]["fail_safe"] is True
 
@@ -220,3 +220,34 @@ def test_message_on_a_topic_the_gateway_does_not_read_is_rejected_and_counted_ap
     # a rejected vector is not counted as foreign
     agent.handle(topics.vector(GROUP), b"{}", T0 + 20)
     assert agent.metrics["rejected"] == 2 and agent.metrics["rejected_foreign_topic"] == 1
+
+
+def test_status_must_be_signed_and_of_the_current_controller_session():
+    broker, agent = make_agent()
+    agent.tick(T0)
+    send_vector(broker, 1, [0, 0, 0], [0, 0, 0], T0 + 10)
+    agent.tick(T0 + 2000)
+    assert agent.fail_safe is False
+    status = topics.controller_status()
+    # forged (wrong key), unknown key id, unsigned: rejected, the gateway stays under control
+    broker.route("x", status, security.make_status("ctl", False, T0 + 2100, T0, "k1", b"x" * 32), 1, True)
+    broker.route("x", status, security.make_status("ctl", False, T0 + 2100, T0, "k9", KEY), 1, True)
+    unsigned = json.loads(security.make_status("ctl", False, T0 + 2100, T0, "k1", KEY))
+    del unsigned["sig"]
+    broker.route("x", status, json.dumps(unsigned).encode(), 1, True)
+    send_vector(broker, 2, [0, 0, 0], [0, 0, 0], T0 + 2200)
+    agent.tick(T0 + 4000)
+    assert agent.fail_safe is False and agent.controller_online is not False
+    reasons = [r for _, r in agent.rejections]
+    assert reasons[-3:] == ["status: bad signature", "status: unknown key_id 'k9'", "sig: missing"]
+    # the current session (T0 + 3000) online; a replayed Will of the previous session is ignored
+    broker.route("ctl", status, security.make_status("ctl", True, T0 + 4100, T0 + 3000, "k1", KEY), 1, True)
+    broker.route("x", status, security.make_status("ctl", False, T0 + 100, T0, "k1", KEY), 1, True)
+    send_vector(broker, 3, [0, 0, 0], [0, 0, 0], T0 + 4200)
+    agent.tick(T0 + 6000)
+    assert agent.controller_online is True and agent.fail_safe is False
+    assert agent.rejections[-1][1] == "status: older session (%d < %d)" % (T0, T0 + 3000)
+    # the real Will of the current session: fail-safe at the next round
+    broker.route("ctl", status, security.make_status("ctl", False, T0 + 3000, T0 + 3000, "k1", KEY), 1, True)
+    agent.tick(T0 + 8000)
+    assert agent.controller_online is False and agent.fail_safe is True

@@ -108,10 +108,10 @@ def test_controller_killed_gateway_fail_safe_then_resumes(mosquitto):
 
     broker = mosquitto()
     ctl = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="ctl-test", protocol=mqtt.MQTTv311)
-    ctl.will_set(topics.controller_status(), codec.encode_status("ctl", False, T0), qos=1, retain=True)
+    ctl.will_set(topics.controller_status(), security.make_status("ctl", False, T0, T0, "k1", KEY), qos=1, retain=True)
     ctl.connect(broker.host, broker.port, keepalive=30)
     ctl.loop_start()
-    ctl.publish(topics.controller_status(), codec.encode_status("ctl", True, T0), qos=1,
+    ctl.publish(topics.controller_status(), security.make_status("ctl", True, T0, T0, "k1", KEY), qos=1,
                 retain=True).wait_for_publish(5)
     agent = make_agent(broker)
     agent.tick(T0)
@@ -126,7 +126,7 @@ def test_controller_killed_gateway_fail_safe_then_resumes(mosquitto):
     assert agent.fail_safe is True  # immediately, well within fail_safe_s
     ctl.loop_stop()
     back = Observer(broker, subscribe=())
-    back.publish(topics.controller_status(), codec.encode_status("ctl", True, T0 + 4500), retain=True)
+    back.publish(topics.controller_status(), security.make_status("ctl", True, T0 + 4500, T0 + 4400, "k1", KEY), retain=True)
     back.publish(topics.vector(GROUP), vector(2, [0, 0, 0], T0 + 4500))
     pump(agent, T0 + 4500, lambda: agent.metrics["vectors_accepted"] == 2, what="resumed vector")
     agent.tick(T0 + 6000)

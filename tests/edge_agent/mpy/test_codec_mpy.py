@@ -47,7 +47,7 @@ def check_messages():
     out("state", codec.encode_state("gw-1", "g1", 3, 255, 7, 9, [[1, 2, 3, 4], [0, 0, 0, 0]],
                                     [[1, 1, 1, 1], [0, 0, 0, 0]], -1, True, 2))
     out("death", codec.encode_death("gw-1", 3, 5))
-    out("status", codec.encode_status("ctl", True, 5))
+    out("status", security.make_status("ctl", True, 5, 1, "k1", KEY))
     out("cmd", security.make_cmd("t-1", "config_set", 5, 1000, "k1", KEY,
                                  {"fail_safe_ms": 30000}))
     out("resp", codec.encode_resp("gw-1", 3, 4, 5, "t-1", False, "unknown parameter x", {}))

@@ -43,7 +43,7 @@ def scenario():
     broker.route("ctl", topics.vector(GROUP), b'{"v":1,"p_on":[2]}', 1, False)
     t += 2000
     agent.tick(t)
-    broker.route("ctl", topics.controller_status(), codec.encode_status("ctl", False, t), 1, True)
+    broker.route("ctl", topics.controller_status(), security.make_status("ctl", False, t, T0, "k1", KEY), 1, True)
     t += 2000
     agent.tick(t)
     broker.stop()
