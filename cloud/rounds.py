@@ -53,11 +53,11 @@ class RoundRecord:
 
     __slots__ = ("round_id", "t_ms", "group", "goal_kw", "measured_kw", "tier_enabled_kw",
                  "state_kw", "p_on", "p_off", "saturated", "n_live", "n_fresh", "n_missing",
-                 "n_fail_safe")
+                 "n_fail_safe", "goal_source")
 
     def __init__(self, **kw: Any) -> None:
         for key in self.__slots__:
-            setattr(self, key, kw[key])
+            setattr(self, key, kw.get(key, "") if key == "goal_source" else kw[key])
 
 
 class ControllerCore:
@@ -238,17 +238,22 @@ class ControllerCore:
         return state
 
     def goal_for(self, group: str, state_kw: np.ndarray, now_ms: int) -> float:
-        goal = self.goal
+        return self.goal_with_source(group, state_kw, now_ms)[0]
+
+    def goal_with_source(self, group: str, state_kw: np.ndarray, now_ms: int) -> tuple[float, str]:
+        """(goal kW, source): "dispatch" or "fallback" with a DispatchGoal, else "schedule"."""
+        goal, source = self.goal, "schedule"
         active = getattr(goal, "active", None)       # a DispatchGoal: its schedule, else fallback
         if active is not None:
             value = active(group, now_ms)
             if value is not None:
-                return float(value)
+                return float(value), "dispatch"
+            source = "fallback"
             if isinstance(goal.fallback, FractionOfDemand):
                 goal = goal.fallback
         if isinstance(goal, FractionOfDemand):
-            return goal.goal_fraction(group, now_ms) * float(state_kw.sum())
-        return float(goal.goal_kw(group, now_ms))
+            return goal.goal_fraction(group, now_ms) * float(state_kw.sum()), source
+        return float(goal.goal_kw(group, now_ms)), source
 
     def control_round(self, now_ms: int) -> list[Publish]:
         """One control round for every group; returns the signed vectors to publish (QoS 1)."""
@@ -270,7 +275,7 @@ class ControllerCore:
             log.info("round %d group %s: no reports, no vector", self.round_id, group)
             return []
         state = self.estimate(group, snap, now_ms)
-        goal = self.goal_for(group, state, now_ms)
+        goal, source = self.goal_with_source(group, state, now_ms)
         decision = compute_control(state, goal, self.params)
         if group in self.estimators:
             self.estimators[group].record_decision(now_ms, decision)
@@ -279,10 +284,10 @@ class ControllerCore:
                                        self.key_id, self.key)
         self.registry.log_command(self.round_id, group, now_ms, now_ms + self.ttl_ms, payload.decode())
         if self.keep_records:
-            self.records.append(self._record(group, snap, state, goal, decision, now_ms))
+            self.records.append(self._record(group, snap, state, goal, decision, now_ms, source))
         return [(topics.vector(group), payload, 1, False)]
 
-    def _record(self, group, snap, state, goal, decision, now_ms) -> RoundRecord:
+    def _record(self, group, snap, state, goal, decision, now_ms, source="schedule") -> RoundRecord:
         fail_safe = sum(1 for gid, fs in self._fail_safe.items()
                         if fs and self.aggregator.sessions[gid].group == group)
         enabled = snap.state_kw[:, 0] + snap.state_kw[:, 1]
@@ -291,7 +296,7 @@ class ControllerCore:
                            state_kw=np.asarray(state).tolist(), p_on=decision.p_on.tolist(),
                            p_off=decision.p_off.tolist(), saturated=bool(decision.saturated),
                            n_live=snap.n_live, n_fresh=snap.n_fresh, n_missing=snap.n_missing,
-                           n_fail_safe=fail_safe)
+                           n_fail_safe=fail_safe, goal_source=source)
 
     def status_payload(self, online: bool, now_ms: int) -> bytes:
         """Signed retained status; `session_ms` (this core's start) orders controller restarts."""

@@ -10,8 +10,8 @@ from pathlib import Path
 
 HELP = "run the cloud controller service: aggregate gateway reports, publish signed control vectors"
 
-ROUNDS_COLUMNS_FIXED = ["t_s", "round_id", "group", "goal_kw", "measured_enabled_kw", "saturated",
-                        "n_live", "n_fresh", "n_missing", "n_fail_safe"]
+ROUNDS_COLUMNS_FIXED = ["t_s", "round_id", "group", "goal_kw", "goal_source", "measured_enabled_kw",
+                        "saturated", "n_live", "n_fresh", "n_missing", "n_fail_safe"]
 
 
 class CommandError(ValueError):
@@ -150,7 +150,7 @@ def write_rounds(out, core, start_ms: int) -> None:
     for r in core.records:
         if len(r.tier_enabled_kw) != k:
             continue
-        rows.append([(r.t_ms - start_ms) / 1000.0, r.round_id, r.group, r.goal_kw, r.measured_kw,
+        rows.append([(r.t_ms - start_ms) / 1000.0, r.round_id, r.group, r.goal_kw, r.goal_source, r.measured_kw,
                      r.saturated, r.n_live, r.n_fresh, r.n_missing, r.n_fail_safe]
                     + list(r.tier_enabled_kw) + list(r.p_on) + list(r.p_off))
     out.write_csv("rounds.csv", cols, rows)

@@ -130,10 +130,11 @@ def test_controller_follows_dispatch_then_its_fallback():
                     T0 + 100) == []
     c.handle(*state("a", 2, P_W, ts=T0 + 2000), T0 + 2000)
     c.control_round(T0 + 2000)
-    assert c.records[-1].goal_kw == 3.5
+    assert c.records[-1].goal_kw == 3.5 and c.records[-1].goal_source == "dispatch"
     c.handle(*state("a", 3, P_W, ts=T0 + 6000), T0 + 6000)
     c.control_round(T0 + 6000)
     assert c.records[-1].goal_kw == pytest.approx(0.8 * kw)            # schedule over
+    assert c.records[-1].goal_source == "fallback"
     before = sum(c.rejected.values())
     c.handle(topics.dispatch("g1"), payload(did=1), T0 + 6100)        # replay
     assert sum(c.rejected.values()) == before + 1

@@ -54,6 +54,8 @@ def test_dispatched_schedule_reaches_the_fleet(tmp_path):
     assert ctl.returncode == 0, ctl_out
     rounds = list(csv.DictReader((tmp_path / "ctl" / "rounds.csv").open()))
     goals = [(float(r["t_s"]), float(r["goal_kw"])) for r in rounds]
+    sources = {float(r["goal_kw"]): r["goal_source"] for r in rounds}
+    assert sources[30.0] == "fallback" and sources[22.0] == sources[18.0] == "dispatch"
     before = [g for t, g in goals if t < t_disp - 2]
     assert before and set(before) == {30.0}                  # fallback until the dispatch
     assert 22.0 in {g for _, g in goals} and 18.0 in {g for _, g in goals}
