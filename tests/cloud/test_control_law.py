@@ -212,3 +212,27 @@ def test_fairness_swap_keeps_a_flexibility_reserve():
     np.testing.assert_allclose(compute_control(y, 32.0, H400).off_kw, [8.0, 0.0, 0.0])
     with pytest.raises(ControlInputError, match="flex_reserve_share"):
         ControlParams(flex_reserve_share=1.5)
+
+
+@settings(max_examples=300, deadline=None)
+@given(k=st.integers(2, 5), data=st.data(), goal=st.floats(0.0, 5e4, allow_nan=False),
+       rho=st.sampled_from([0.0, 0.3, 0.5, 1.0]))
+def test_rebalancing_never_limits_the_net_move_and_is_all_or_scaled(k, data, goal, rho):
+    x = np.array([[data.draw(kw) for _ in range(4)] for _ in range(k)])
+    x[k - 1, 2:] = 0.0
+    p = ControlParams(fairness_horizon_s=1e12, flex_reserve_share=rho)   # no fairness swap
+    d = compute_control(x, goal, p)
+    ef, er, df = x[:, 0], x[:, 1], x[:, 2]
+    gap = d.target_kw - (ef + er)
+    raw_on = np.clip(np.maximum(gap, 0.0), 0.0, df)
+    raw_off = np.clip(np.maximum(-gap, 0.0), 0.0, ef)
+    raw_on[k - 1] = df[k - 1]                           # black: all DF on, as the law forces
+    on, off = d.on_kw - d.swap_kw, d.off_kw - d.swap_kw     # (the swap is ~0 here, and net zero)
+    # the net move is the raw one whatever rho: tracking is never limited
+    assert (on.sum() - off.sum()) == pytest.approx(raw_on.sum() - raw_off.sum(), rel=1e-9, abs=1e-6)
+    # moves only shrink (the rebalancing part, by one common factor)
+    assert np.all(on <= raw_on + 1e-6) and np.all(off <= raw_off + 1e-6)
+    assert 0.0 <= d.rebalance_kw <= min(raw_on[:-1].sum(), raw_off.sum()) + 1e-6
+    if rho == 0.0:
+        np.testing.assert_allclose(on, raw_on, atol=1e-6)
+        np.testing.assert_allclose(off, raw_off, atol=1e-6)
