@@ -38,6 +38,24 @@ class ServiceError(RuntimeError):
     """A configuration the service cannot run with (message names the field)."""
 
 
+async def _cancel_all(tasks, attempts: int = 20) -> None:
+    """Cancel `tasks` and wait until they are done. Python 3.11's `asyncio.wait_for` (inside
+    aiomqtt's publish) can lose a cancellation that arrives as its future completes, so the
+    cancel is repeated (the loops also watch the session's `ended` event)."""
+    pending = {t for t in tasks if not t.done()}
+    for _ in range(attempts):
+        if not pending:
+            break
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.5)
+    if pending:
+        log.error("%d session task(s) did not stop", len(pending))
+    for task in tasks:
+        if task.done() and not task.cancelled():
+            task.exception()      # retrieved: no "exception never retrieved" warning
+
+
 def parse_broker_url(url: str) -> tuple[str, int]:
     """'mqtt://host[:port]' → (host, port)."""
     if not isinstance(url, str) or not url.startswith("mqtt://"):
@@ -106,14 +124,14 @@ class ControllerService:
         self._live = client
         self.connected.set()
         log.info("controller %s connected to %s:%d", self.core.controller_id, self.host, self.port)
-        reader = asyncio.create_task(self._reader(client))
-        ticker = asyncio.create_task(self._ticker(client))
+        ended = asyncio.Event()          # the session is over: loops stop even if a cancel is lost
+        reader = asyncio.create_task(self._reader(client, ended))
+        ticker = asyncio.create_task(self._ticker(client, ended))
         stopper = asyncio.create_task(stop.wait())
         done, pending = await asyncio.wait({reader, ticker, stopper}, return_when=asyncio.FIRST_COMPLETED)
         self._live = None
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        ended.set()
+        await _cancel_all(pending)
         for task in done:
             if task is not stopper and task.exception() is not None:
                 raise task.exception()  # MqttError → reconnect in run()
@@ -136,8 +154,10 @@ class ControllerService:
             await asyncio.sleep(0.02)
         return self.core.responses.pop(txn)
 
-    async def _reader(self, client: aiomqtt.Client) -> None:
+    async def _reader(self, client: aiomqtt.Client, ended: asyncio.Event) -> None:
         async for message in client.messages:
+            if ended.is_set():
+                return
             try:
                 out = self.core.handle(str(message.topic), message.payload, self.clock.now_ms())
             except Exception:  # a defect in our own code must not stop the service either
@@ -150,11 +170,11 @@ class ControllerService:
         for topic, payload, qos, retain in items:
             await client.publish(topic, payload, qos=qos, retain=retain)
 
-    async def _ticker(self, client: aiomqtt.Client) -> None:
+    async def _ticker(self, client: aiomqtt.Client, ended: asyncio.Event) -> None:
         round_ms = self.core.round_ms
         origin = self.clock.origin_ms
         n = (self.clock.now_ms() - origin) // round_ms + 1
-        while True:
+        while not ended.is_set():
             boundary = origin + n * round_ms
             await self.clock.asleep_until(boundary)
             now = self.clock.now_ms()
@@ -170,6 +190,8 @@ class ControllerService:
                 log.exception("control round at %d failed", boundary)
                 out = []
             self.round_compute_ms.append((time.perf_counter() - t0) * 1000.0)
+            if ended.is_set():
+                return
             await self._publish(client, out)
             self.rounds += 1
             if self.on_round is not None:

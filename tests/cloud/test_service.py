@@ -172,3 +172,24 @@ async def test_seq_gap_triggers_rebirth_of_a_real_agent(broker):
         stop.set()
         await asyncio.wait_for(task, 10)
         fleet.stop()
+
+
+async def test_a_lost_cancellation_does_not_hang_the_session_stop():
+    """Python 3.11's wait_for (inside aiomqtt's publish) can swallow a cancel; the session stop
+    repeats it until the task is done (the CI hang of a controller that never stopped)."""
+    from cloud.service import _cancel_all
+    swallowed = []
+
+    async def stubborn():
+        while True:
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                swallowed.append(1)
+                if len(swallowed) >= 3:
+                    raise
+
+    task = asyncio.create_task(stubborn())
+    await asyncio.sleep(0)
+    await asyncio.wait_for(_cancel_all({task}), 5)
+    assert task.cancelled() and len(swallowed) == 3
