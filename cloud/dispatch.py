@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cloud.goals import GoalError
-from edge_agent import codec, security, topics
+from edge_agent import codec, security
 
 MAX_POINTS = 2_880            # one day at 30-s resolution
 MAX_GOAL_KW = 1e9
@@ -194,7 +194,3 @@ class DispatchGoal:
             raise GoalError(f"group {group!r}: no dispatch in force at {t_ms} and no fallback goal")
         return float(self.fallback.goal_kw(group, t_ms))
 
-
-def dispatch_topic(group: str) -> str:
-    """``colorgrid/v1/dispatch/{group}`` (re-exported from `edge_agent.topics`)."""
-    return topics.dispatch(group)

@@ -57,7 +57,7 @@ class RoundRecord:
 
     def __init__(self, **kw: Any) -> None:
         for key in self.__slots__:
-            setattr(self, key, kw.get(key, "") if key == "goal_source" else kw[key])
+            setattr(self, key, kw[key])
 
 
 class ControllerCore:
@@ -237,9 +237,6 @@ class ControllerCore:
             state = state * (snap.capacity_kw / sampled_cap if sampled_cap > 0 else 1.0)
         return state
 
-    def goal_for(self, group: str, state_kw: np.ndarray, now_ms: int) -> float:
-        return self.goal_with_source(group, state_kw, now_ms)[0]
-
     def goal_with_source(self, group: str, state_kw: np.ndarray, now_ms: int) -> tuple[float, str]:
         """(goal kW, source): "dispatch" or "fallback" with a DispatchGoal, else "schedule"."""
         goal, source = self.goal, "schedule"
@@ -287,7 +284,7 @@ class ControllerCore:
             self.records.append(self._record(group, snap, state, goal, decision, now_ms, source))
         return [(topics.vector(group), payload, 1, False)]
 
-    def _record(self, group, snap, state, goal, decision, now_ms, source="schedule") -> RoundRecord:
+    def _record(self, group, snap, state, goal, decision, now_ms, source) -> RoundRecord:
         fail_safe = sum(1 for gid, fs in self._fail_safe.items()
                         if fs and self.aggregator.sessions[gid].group == group)
         enabled = snap.state_kw[:, 0] + snap.state_kw[:, 1]

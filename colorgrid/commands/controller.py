@@ -57,8 +57,8 @@ def add_arguments(parser) -> None:
     add_out_argument(parser)
 
 
-def read_key(path: str, key_id: str) -> tuple[str, bytes]:
-    """(key_id, key bytes) from hex text or a JSON {key_id: hex} file."""
+def read_key(path: str, key_id: str, flag: str = "--hmac-key-file") -> tuple[str, bytes]:
+    """(key_id, key bytes) from hex text or a JSON {key_id: hex} file (`flag` names it in errors)."""
     text = Path(path).read_text().strip()
     try:
         if text.startswith("{"):
@@ -67,25 +67,20 @@ def read_key(path: str, key_id: str) -> tuple[str, bytes]:
                 key_id = sorted(table)[0]
             text = table[key_id]
         key = binascii.unhexlify(text.strip())
-    except (ValueError, binascii.Error, IndexError) as exc:
-        raise CommandError(f"--hmac-key-file: {path}: not hex or JSON {{key_id: hex}} ({exc})") from None
+    except (ValueError, TypeError, AttributeError, binascii.Error, IndexError) as exc:
+        raise CommandError(f"{flag}: {path}: not hex or JSON {{key_id: hex}} ({exc})") from None
     if len(key) < 16:
-        raise CommandError(f"--hmac-key-file: {path}: key shorter than 16 bytes")
+        raise CommandError(f"{flag}: {path}: key shorter than 16 bytes")
     return key_id, key
 
 
-def read_keys(path: str, key_id: str) -> dict:
-    """{key_id: key bytes} from a JSON {key_id: hex} file, or hex text for `key_id`."""
-    from edge_agent import security
-
+def read_keys(path: str, key_id: str, flag: str = "--dispatch-key-file") -> dict:
+    """Every key of a JSON {key_id: hex} file, or {key_id: key} for hex text (each as read_key)."""
+    first, key = read_key(path, key_id, flag)
     text = Path(path).read_text().strip()
-    try:
-        keys = security.parse_keys(json.loads(text) if text.startswith("{") else {key_id: text})
-    except (ValueError, binascii.Error, TypeError) as exc:
-        raise CommandError(f"--dispatch-key-file: {path}: not hex or JSON {{key_id: hex}} ({exc})") from None
-    if not keys or any(len(k) < 16 for k in keys.values()):
-        raise CommandError(f"--dispatch-key-file: {path}: needs keys of at least 16 bytes")
-    return keys
+    if not text.startswith("{"):
+        return {first: key}
+    return {kid: read_key(path, kid, flag)[1] for kid in sorted(json.loads(text))}
 
 
 def parse_goal(spec: str, start_ms: int, dispatch_keys: dict | None = None):

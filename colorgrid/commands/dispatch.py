@@ -60,9 +60,9 @@ def read_points(args) -> list[tuple[float, float]]:
                 if not sep:
                     raise CommandError(f"--point: expected T_S:KW, got {text!r}")
                 pts.append((float(t_s), float(kw)))
+    except CommandError:
+        raise
     except (OSError, ValueError, KeyError) as exc:
-        if isinstance(exc, CommandError):
-            raise
         raise CommandError(f"--point/--schedule: {exc}") from None
     return pts
 
