@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-EF, ER, DF, DR = 0, 1, 2, 3
+from edge_agent.states import DF, DR, EF, ER  # noqa: F401  (re-exported: cloud.control_law.EF ...)
 
 
 class ControlInputError(ValueError):

@@ -29,21 +29,69 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cloud.control_law import EF, ER, DF, DR, ControlDecision, check_state, expected_after_switch
+from cloud.control_law import ControlDecision, check_state, expected_after_switch
+from edge_agent import codec
+from edge_agent.params import T_DF_S, T_DV_S, T_EF_S, T_EV_S
+from edge_agent.states import DF, DR, EF, ER
 
 
 class EstimatorError(RuntimeError):
     """No usable report (all sources missing or too old), or an invalid report."""
 
 
+MAX_REFRACTORY_MS = 86_400_000   # a day: bounds the expiry kernel a gateway's birth can ask for
+
+
+class RefractoryError(ValueError):
+    """Refractory parameters announced by a gateway are invalid (message names the field)."""
+
+
 @dataclass(frozen=True)
 class RefractoryParams:
-    """Refractory durations, s: ER lasts t_ef + U(0, t_ev), DR lasts t_df + U(0, t_dv)."""
+    """Refractory durations, s: ER lasts t_ef + U(0, t_ev), DR lasts t_df + U(0, t_dv).
 
-    t_ef_s: float = 120.0
-    t_ev_s: float = 60.0
-    t_df_s: float = 120.0
-    t_dv_s: float = 60.0
+    Defaults are the agent's (`edge_agent.params.T_EF_S` ...), the one definition."""
+
+    t_ef_s: float = float(T_EF_S)
+    t_ev_s: float = float(T_EV_S)
+    t_df_s: float = float(T_DF_S)
+    t_dv_s: float = float(T_DV_S)
+
+    @classmethod
+    def from_params(cls, params: dict) -> "RefractoryParams":
+        """From the `params` a gateway announces in its birth (docs/mqtt.md): the int ms keys
+        t_ef_ms, t_ev_ms, t_df_ms, t_dv_ms (other keys ignored; a missing key takes the default).
+        A value that is not an int in [0, MAX_REFRACTORY_MS] raises RefractoryError naming the
+        field (`params.t_ef_ms: not an integer`)."""
+        if not isinstance(params, dict):
+            raise RefractoryError(f"params: expected an object, got {params!r}")
+        values_s = {}
+        for name in ("t_ef_s", "t_ev_s", "t_df_s", "t_dv_s"):
+            key = name[:-2] + "_ms"
+            if key in params:
+                try:
+                    codec.check_int(params[key], "params." + key, 0, MAX_REFRACTORY_MS)
+                except codec.CodecError as exc:
+                    raise RefractoryError(str(exc)) from None
+                values_s[name] = params[key] / 1000.0
+        return cls(**values_s)
+
+
+def group_refractory(params_list) -> RefractoryParams:
+    """One refractory set for a control group from its gateways' birth `params` dicts: the most
+    common set; a tie goes to the set seen first; no gateway yet gives the defaults. A bad entry
+    raises RefractoryError naming its index (`params[2].t_ev_ms: ...`)."""
+    counts: dict[RefractoryParams, int] = {}
+    for i, params in enumerate(params_list):
+        try:
+            found = RefractoryParams.from_params(params)
+        except RefractoryError as exc:
+            raise RefractoryError(f"params[{i}]{str(exc)[len('params'):]}") from None
+        counts[found] = counts.get(found, 0) + 1
+    if not counts:
+        return RefractoryParams()
+    best = max(counts.values())
+    return next(p for p, n in counts.items() if n == best)   # dicts keep first-seen order
 
 
 def expiry_kernel(t_s: float, v_s: float, round_s: float) -> np.ndarray:

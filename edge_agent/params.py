@@ -18,6 +18,13 @@ Times may be given as int or float seconds; the agent works in integer milliseco
 from edge_agent.states import default_tier_names
 
 
+# Refractory defaults, s: the one definition (cloud.estimator.RefractoryParams takes these too).
+T_EF_S = 120
+T_EV_S = 60
+T_DF_S = 120
+T_DV_S = 60
+
+
 class ParamError(ValueError):
     """A parameter is missing, of the wrong type or out of range; the message names the field."""
 
@@ -39,8 +46,8 @@ def _seconds_to_ms(name, value, positive):
 class AgentParams:
     """Parameters of a gateway's tier-slice machines (see module docstring for the table)."""
 
-    def __init__(self, k=3, round_s=2, t_ef_s=120, t_ev_s=60, t_df_s=120, t_dv_s=60,
-                 fail_safe_s=60, tier_names=None):
+    def __init__(self, k=3, round_s=2, t_ef_s=T_EF_S, t_ev_s=T_EV_S, t_df_s=T_DF_S,
+                 t_dv_s=T_DV_S, fail_safe_s=60, tier_names=None):
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ParamError("k: expected an integer >= 1, got %r" % (k,))
         self.k = k

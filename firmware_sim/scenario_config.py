@@ -12,21 +12,15 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from edge_agent.states import default_tier_names as tier_names  # noqa: F401  (the one definition)
+
 SCENARIOS = ("regulation", "step", "ramp", "fairness")
 LOAD_MODELS = ("constant", "water_heater", "ac", "mixed")
 GOAL_MODES = ("auto", "now", "extrapolate", "preview")
-TIER_NAMES = {1: ("black",), 2: ("green", "black"), 3: ("green", "yellow", "black"),
-              4: ("green", "yellow", "red", "black")}
 
 
 class ScenarioError(ValueError):
     """Invalid scenario configuration (message names the field)."""
-
-
-def tier_names(k: int) -> tuple[str, ...]:
-    if k in TIER_NAMES:
-        return TIER_NAMES[k]
-    return tuple(f"tier{i}" for i in range(k - 1)) + ("black",)
 
 
 @dataclass(frozen=True)

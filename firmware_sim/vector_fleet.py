@@ -32,8 +32,8 @@ import math
 import numpy as np
 
 from cloud.estimator import RefractoryParams
+from edge_agent.states import DF, DR, EF, ER
 
-EF, ER, DF, DR = 0, 1, 2, 3
 DENSE_P = 0.25
 SWITCH = (DR, ER, ER, DR)       # to_state[old] for switching (only EF and DF switch)
 TIMER_END = (EF, EF, DF, DF)    # to_state[old] for an ended timer (only ER and DR end)

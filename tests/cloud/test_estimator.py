@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from cloud.control_law import ControlDecision, compute_control
-from cloud.estimator import EstimatorError, FleetEstimator, RefractoryParams, expiry_kernel
+from cloud.estimator import EstimatorError, FleetEstimator, RefractoryParams, expiry_kernel, group_refractory
 
 
 def rep(ef, er=0.0, df=0.0, dr=0.0, k=1):
@@ -92,3 +92,58 @@ def test_closed_loop_with_control_law_hits_goal_in_expectation():
     est.update([0], state[None], 0)
     d = compute_control(est.predict(2000, now_ms=0), 80.0)
     assert d.expected_enabled_kw == pytest.approx(80.0)
+
+
+# ---- refractory parameters: one default, from a gateway's birth, one per group -----------------
+def birth_params(**params_s):
+    """The `params` a real agent announces in its birth, for AgentParams(**params_s)."""
+    from edge_agent.device import ConstantDevice
+    from edge_agent.gateway import GatewayCore
+    from edge_agent.params import AgentParams
+    from edge_agent.prng import Prng
+    from edge_agent.runtime import GatewayAgent
+    from edge_agent.transport import FakeBroker, FakeTransport
+
+    core = GatewayCore("gw", [ConstantDevice("d", 1000, (1.0, 0.0, 0.0))], AgentParams(**params_s))
+    agent = GatewayAgent(core, FakeTransport(FakeBroker(), "c"), "gw", "g", {"k1": bytes(16)}, Prng(1))
+    return agent.params()
+
+
+def test_refractory_defaults_are_the_agents():
+    from edge_agent.params import AgentParams
+    a = AgentParams()
+    assert RefractoryParams() == RefractoryParams(a.t_ef_s, a.t_ev_s, a.t_df_s, a.t_dv_s)
+    assert RefractoryParams.from_params(birth_params()) == RefractoryParams()
+
+
+def test_refractory_from_birth_params():
+    got = RefractoryParams.from_params(birth_params(t_ef_s=30, t_ev_s=0.5, t_df_s=90, t_dv_s=0))
+    assert got == RefractoryParams(30.0, 0.5, 90.0, 0.0)
+    assert RefractoryParams.from_params({"t_df_ms": 4000, "k": 3}) == RefractoryParams(t_df_s=4.0)
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"t_ef_ms": "120000"}, "params.t_ef_ms: not an integer"),
+    ({"t_ev_ms": 1.5}, "params.t_ev_ms: not an integer"),
+    ({"t_df_ms": True}, "params.t_df_ms: not an integer"),
+    ({"t_dv_ms": -1}, r"params.t_dv_ms: out of range \[0, 86400000\]"),
+    ({"t_ef_ms": 86_400_001}, r"params.t_ef_ms: out of range"),
+    (["t_ef_ms"], "params: expected an object"),
+])
+def test_refractory_from_bad_params_names_the_field(params, message):
+    with pytest.raises(ValueError, match="^" + message):
+        RefractoryParams.from_params(params)
+
+
+def test_group_refractory_most_common_then_first():
+    a, b = {"t_ef_ms": 10_000}, {"t_ef_ms": 20_000}
+    assert group_refractory([a, b, b, a, b]) == RefractoryParams(t_ef_s=20.0)
+    assert group_refractory([b, a, a, b]) == RefractoryParams(t_ef_s=20.0)    # tie: first seen
+    assert group_refractory([a, b]) == RefractoryParams(t_ef_s=10.0)
+    assert group_refractory([{}, a, {"k": 3}]) == RefractoryParams()          # missing = default
+    assert group_refractory([]) == RefractoryParams()
+
+
+def test_group_refractory_names_the_bad_entry():
+    with pytest.raises(ValueError, match=r"^params\[1\].t_dv_ms: not an integer"):
+        group_refractory([{}, {"t_dv_ms": None}])
