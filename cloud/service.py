@@ -8,8 +8,9 @@ Behaviour:
   Last Will that sets the retained controller status to offline; on every (re)connect it publishes
   the retained status online and subscribes to every gateway topic and to the dispatch topics
   (QoS 1);
-- reconnects with capped exponential backoff and jitter (0.5 s · 2^n, cap 10 s) when the broker
-  goes away; rounds are not run while disconnected (gateways fall back to fail-safe on their own);
+- reconnects when the broker goes away with the project's one reconnect policy,
+  `edge_agent.reconnect.Backoff`: min(cap, base · 2^n) · (½ + U(0, ½)), base 0.5 s and cap 10 s by
+  default (`backoff_base_ms`, `backoff_cap_ms`); rounds are not run while disconnected (gateways fall back to fail-safe on their own);
 - every round boundary (origin + n · round_ms of the clock) runs `core.control_round` and
   publishes the signed vectors at QoS 1; a boundary passed while busy is counted in
   `missed_rounds` and skipped (no burst of stale vectors);
@@ -29,7 +30,8 @@ import aiomqtt
 
 from cloud.clock import SimClock
 from cloud.rounds import ControllerCore, Publish
-from edge_agent import topics
+from edge_agent import topics, urls
+from edge_agent.reconnect import Backoff
 
 log = logging.getLogger("colorgrid.cloud.service")
 
@@ -56,25 +58,27 @@ async def _cancel_all(tasks, attempts: int = 20) -> None:
             task.exception()      # retrieved: no "exception never retrieved" warning
 
 
-def parse_broker_url(url: str) -> tuple[str, int]:
-    """'mqtt://host[:port]' → (host, port)."""
-    if not isinstance(url, str) or not url.startswith("mqtt://"):
-        raise ServiceError(f"broker: expected mqtt://host[:port], got {url!r}")
-    host, _, port_text = url[len("mqtt://"):].rstrip("/").partition(":")
-    if not host:
-        raise ServiceError(f"broker: missing host in {url!r}")
-    if port_text and not port_text.isdigit():
-        raise ServiceError(f"broker: bad port in {url!r}")
-    port = int(port_text or 1883)
-    if not 0 < port < 65536:
-        raise ServiceError(f"broker: port out of range in {url!r}")
+def parse_broker_url(url: str, field: str = "broker") -> tuple[str, int]:
+    """'mqtt://host[:port]' → (host, port) by `edge_agent.urls` (the one parser; the service has no
+    TLS set-up, so mqtts:// is refused); errors raise ServiceError naming `field`."""
+    try:
+        host, port, _ = urls.parse_broker_url(url, field, tls_allowed=False)
+    except urls.UrlError as exc:
+        raise ServiceError(str(exc)) from None
     return host, port
 
 
 class ControllerService:
     def __init__(self, core: ControllerCore, host: str, port: int, clock: SimClock | None = None,
                  username: str | None = None, password: str | None = None,
-                 on_round: Callable[[int, float], None] | None = None) -> None:
+                 on_round: Callable[[int, float], None] | None = None,
+                 backoff_base_ms: int = 500, backoff_cap_ms: int = 10_000,
+                 rng: random.Random | None = None) -> None:
+        try:
+            self.backoff = Backoff(rng or random.Random(), backoff_base_ms, backoff_cap_ms)
+        except ValueError:
+            raise ServiceError(f"backoff_base_ms, backoff_cap_ms: need 0 < base <= cap, got "
+                               f"{backoff_base_ms!r}, {backoff_cap_ms!r}") from None
         self.core = core
         self.host, self.port = host, port
         self.clock = clock or SimClock()
@@ -98,16 +102,15 @@ class ControllerService:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set; survives broker restarts."""
-        attempt = 0
+        self.backoff.success()
         while not stop.is_set():
             try:
                 async with self._client() as client:
-                    attempt = 0
+                    self.backoff.success()
                     await self._session(client, stop)
             except aiomqtt.MqttError as exc:
                 self.connected.clear()
-                delay = min(10.0, 0.5 * 2 ** attempt) * (0.5 + random.random() / 2)
-                attempt += 1
+                delay = self.backoff.failure(int(time.monotonic() * 1000)) / 1000.0
                 log.warning("broker connection lost (%s); reconnect in %.1f s", exc, delay)
                 try:
                     await asyncio.wait_for(stop.wait(), timeout=delay)

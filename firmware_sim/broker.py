@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from edge_agent import urls
+
 
 def _die_with_parent() -> None:
     """Child-side (Linux): SIGTERM the broker when the process that started it dies, so a killed
@@ -210,17 +212,10 @@ def start_broker(prefer: str = "auto") -> MosquittoBroker | EmbeddedBroker:
 
 
 def parse_broker_url(url: str) -> tuple[str, int]:
-    """'mqtt://host:port' (port default 1883) → (host, port); anything else raises BrokerError."""
-    if not isinstance(url, str) or not url.startswith("mqtt://"):
-        raise BrokerError(f"broker: expected mqtt://host[:port], got {url!r}")
-    rest = url[len("mqtt://"):].rstrip("/")
-    host, _, port_text = rest.partition(":")
-    if not host:
-        raise BrokerError(f"broker: missing host in {url!r}")
+    """'mqtt://host[:port]' (port default 1883) → (host, port) by `edge_agent.urls`; anything else
+    raises BrokerError naming the field."""
     try:
-        port = int(port_text) if port_text else 1883
-    except ValueError as exc:
-        raise BrokerError(f"broker: bad port in {url!r}") from exc
-    if not 0 < port < 65536:
-        raise BrokerError(f"broker: port out of range in {url!r}")
+        host, port, _ = urls.parse_broker_url(url, "broker", tls_allowed=False)
+    except urls.UrlError as exc:
+        raise BrokerError(str(exc)) from None
     return host, port
