@@ -23,7 +23,7 @@ without one it is a ConstantDevice (useful on a bench). Wall time on the wire is
 import json
 import time
 
-from edge_agent import security
+from edge_agent import keyfile
 from edge_agent.device import ConstantDevice
 from edge_agent.gateway import GatewayCore
 from edge_agent.params import AgentParams
@@ -98,7 +98,8 @@ def build_agent(cfg: dict, transport_factory=None) -> GatewayAgent:
     transport = factory(brk["host"], brk.get("port", 1883), "colorgrid-gw-" + gw["id"],
                         user=brk.get("username"), password=brk.get("password"),
                         keepalive_s=brk.get("keepalive_s", 10))
-    return GatewayAgent(core, transport, gw["id"], gw["group"], security.parse_keys(sec["keys"]),
+    keys = keyfile.parse_key_table(sec["keys"], "security.keys")
+    return GatewayAgent(core, transport, gw["id"], gw["group"], keys,
                         Prng(gw.get("seed", 1) ^ 0x5EED),
                         store_capacity=agt.get("store_capacity", 64),
                         backoff_base_ms=agt.get("backoff_base_ms", 500),

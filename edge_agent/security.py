@@ -119,20 +119,6 @@ def make_status(controller_id: str, online: bool, ts_ms: int, session_ms: int, k
     return codec.encode_status(sign(fields, key))
 
 
-def parse_keys(spec) -> dict:
-    """Keys from ``{"key_id": "hex"}`` (config files); the secret is hex-encoded bytes."""
-    keys = {}
-    for key_id in spec:
-        codec.check_id(key_id, "keys")
-        try:
-            keys[key_id] = binascii.unhexlify(spec[key_id])
-        except Exception:
-            raise codec.CodecError("keys." + key_id, "not hex")
-        if len(keys[key_id]) < 16:
-            raise codec.CodecError("keys." + key_id, "shorter than 16 bytes")
-    return keys
-
-
 class VectorGuard:
     """Decides whether a decoded control vector may be applied (see module docstring).
 

@@ -73,9 +73,3 @@ def test_cmd_guard_txn_once():
     assert guard.check(cmd("a"), 10).startswith("replay")
     assert guard.check(cmd("b"), 10) == "" and guard.check(cmd("c"), 10) == ""
     assert guard.check(cmd("d"), 5000) == "expired"
-
-
-def test_parse_keys():
-    assert security.parse_keys({"k1": "00" * 16}) == {"k1": bytes(16)}
-    with pytest.raises(codec.CodecError, match="keys.k1"):
-        security.parse_keys({"k1": "zz"})
