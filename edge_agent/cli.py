@@ -17,16 +17,15 @@ A bad config exits with code 2 and one message naming the field (``ConfigError``
 """
 from __future__ import annotations
 
-import binascii
 import json
 import logging
 import signal
 import time
 import tomllib
+from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
 
-from edge_agent import codec, security, topics
+from edge_agent import keyfile, topics, urls
 from edge_agent.device import ConstantDevice, ThermostaticDevice
 from edge_agent.gateway import GatewayCore
 from edge_agent.params import AgentParams
@@ -58,14 +57,6 @@ def _get(table: dict, name: str, where: str, kind, default=None, required=False)
     return value
 
 
-def parse_broker_url(url: str) -> tuple[str, int, bool]:
-    parsed = urlparse(url)
-    if parsed.scheme not in ("mqtt", "mqtts") or not parsed.hostname:
-        raise ConfigError(f"broker.url: expected mqtt://host[:port] or mqtts://..., got {url!r}")
-    tls = parsed.scheme == "mqtts"
-    return parsed.hostname, parsed.port or (8883 if tls else 1883), tls
-
-
 def _read_secret(base: Path, name: str, field: str) -> str:
     try:
         return (base / name).read_text().strip()
@@ -74,19 +65,22 @@ def _read_secret(base: Path, name: str, field: str) -> str:
 
 
 def read_keys(sec: dict, base: Path) -> dict[str, bytes]:
-    if "keys" in sec:
-        spec = sec["keys"]
-    elif "key_file" in sec:
-        text = _read_secret(base, sec["key_file"], "security.key_file")
-        spec = json.loads(text) if text.startswith("{") else {"k1": text}
-    else:
-        raise ConfigError("security.keys: missing (or security.key_file)")
-    if not isinstance(spec, dict) or not spec:
-        raise ConfigError("security.keys: expected a table {key_id = \"hex\"}")
+    """[security] keys = {key_id = "hex"}, or key_file (hex text for key id "k1", or JSON)."""
     try:
-        return security.parse_keys(spec)
-    except codec.CodecError as exc:
-        raise ConfigError(f"security.{exc}") from None
+        if "keys" in sec:
+            return keyfile.parse_key_table(sec["keys"], "security.keys")
+        if "key_file" in sec:
+            return keyfile.read_keys(base / sec["key_file"], "k1", "security.key_file")
+    except keyfile.KeyFileError as exc:
+        raise ConfigError(str(exc)) from None
+    raise ConfigError("security.keys: missing (or security.key_file)")
+
+
+def broker_address(url, field: str) -> urls.BrokerUrl:
+    try:
+        return urls.parse_broker_url(url, field)
+    except urls.UrlError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def make_devices(entries, k: int) -> list:
@@ -148,7 +142,10 @@ def build_agent(cfg: dict, broker_url: str | None = None) -> GatewayAgent:
         raise ConfigError(f"params.{exc}") from None
     devices = make_devices(cfg.get("devices"), params.k)
     core = GatewayCore(gateway_id, devices, params, seed=_get(gw, "seed", "gateway", int, 1))
-    host, port, tls = parse_broker_url(broker_url or _get(brk, "url", "broker", str, required=True))
+    if broker_url:
+        host, port, tls = broker_address(broker_url, "--broker")
+    else:
+        host, port, tls = broker_address(_get(brk, "url", "broker", str, required=True), "broker.url")
     password = _get(brk, "password", "broker", str)
     if "password_file" in brk:
         password = _read_secret(cfg["_base"], brk["password_file"], "broker.password_file")
@@ -180,23 +177,32 @@ def report_columns(agent: GatewayAgent) -> list[str]:
     return cols
 
 
-def run(cfg: dict, broker_url: str | None, duration_s: float | None, out_dir) -> int:
-    from colorgrid.results import RunOutput
+@dataclass
+class AgentRun:
+    """What a finished run leaves to be written (`colorgrid agent --out DIR`, docs/cli.md): the
+    per-round rows of reports.csv and the end-of-run figures. Writing the files is the command's
+    job (colorgrid.commands.agent): no package imports the colorgrid command (ARCHITECTURE §8)."""
 
-    agent = build_agent(cfg, broker_url)
-    bd_file = cfg.get("gateway", {}).get("bd_seq_file")
-    stop = {"now": False}
-    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
-    signal.signal(signal.SIGINT, lambda *_: stop.update(now=True))
+    params: dict                      # gateway_id, group, broker, duration_s
+    seed: int
+    columns: list[str]
+    rows: list[list] = field(default_factory=list)
+    figures: list[tuple[str, object, str]] = field(default_factory=list)   # (name, value, unit)
+
+
+def _figures(agent: GatewayAgent) -> list[tuple[str, object, str]]:
+    figures = [(name, value, "count") for name, value in sorted(agent.metrics.items())]
+    return figures + [("store_depth", agent.store.depth, "reports"),
+                      ("store_dropped", agent.store.dropped, "reports"), ("bd_seq", agent.bd_seq, "")]
+
+
+def _loop(agent: GatewayAgent, bd_file, duration_s: float | None, stop: dict) -> list[list]:
+    """Tick the agent until `stop` or the duration; one report row per round (UTC epoch ms)."""
     rows: list[list] = []
-    clock_ms = lambda: int(time.time() * 1000)  # noqa: E731  UTC epoch ms
     t_end = None if duration_s is None else time.monotonic() + duration_s
-    last_bd = None
-    rounds = 0
-    log.info("gateway %s (group %s): %d devices, round %d ms", agent.gateway_id, agent.group,
-             len(agent.core.devices), agent.round_ms)
+    last_bd, rounds = None, 0
     while not stop["now"] and (t_end is None or time.monotonic() < t_end):
-        now = clock_ms()
+        now = int(time.time() * 1000)
         wait = max(0, min(200, (agent.next_round_ms or now) - now))
         connected_before = agent.connected
         agent.tick(now, wait)
@@ -210,17 +216,22 @@ def run(cfg: dict, broker_url: str | None, duration_s: float | None, out_dir) ->
             agg = agent.core.aggregate()
             rows.append([now, agent.round_index - 1, agent.fail_safe, agent.vector_round_id,
                          agent.store.depth, agent.connected] + [w for row in agg.w for w in row])
-    agent.shutdown(clock_ms())
-    out = RunOutput(out_dir, "agent", {"gateway_id": agent.gateway_id, "group": agent.group,
-                                       "broker": broker_url or cfg["broker"].get("url"),
-                                       "duration_s": duration_s}, seed=cfg.get("gateway", {}).get("seed", 1))
-    out.write_csv("reports.csv", report_columns(agent), rows)
-    for name, value in sorted(agent.metrics.items()):
-        out.figure(name, value, "count")
-    out.figure("store_depth", agent.store.depth, "reports")
-    out.figure("store_dropped", agent.store.dropped, "reports")
-    out.figure("bd_seq", agent.bd_seq)
-    out.finish()
-    log.info("stopped: %s", json.dumps(agent.metrics, sort_keys=True))
-    return 0
+    return rows
 
+
+def run(cfg: dict, broker_url: str | None, duration_s: float | None) -> AgentRun:
+    """Run the configured agent until SIGTERM/SIGINT or `duration_s`, then shut down cleanly
+    (retained death); returns what `--out` writes."""
+    agent = build_agent(cfg, broker_url)
+    stop = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    signal.signal(signal.SIGINT, lambda *_: stop.update(now=True))
+    log.info("gateway %s (group %s): %d devices, round %d ms", agent.gateway_id, agent.group,
+             len(agent.core.devices), agent.round_ms)
+    rows = _loop(agent, cfg.get("gateway", {}).get("bd_seq_file"), duration_s, stop)
+    agent.shutdown(int(time.time() * 1000))
+    log.info("stopped: %s", json.dumps(agent.metrics, sort_keys=True))
+    params = {"gateway_id": agent.gateway_id, "group": agent.group,
+              "broker": broker_url or cfg["broker"].get("url"), "duration_s": duration_s}
+    return AgentRun(params, cfg.get("gateway", {}).get("seed", 1), report_columns(agent), rows,
+                    _figures(agent))

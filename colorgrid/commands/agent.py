@@ -1,4 +1,5 @@
-"""`colorgrid agent --config gateway.toml`: run one gateway agent (edge_agent.cli)."""
+"""`colorgrid agent --config gateway.toml`: run one gateway agent (edge_agent.cli) and write its
+results (`--out DIR`: reports.csv, summary.json) — the writing lives here, not in edge_agent (§8)."""
 from __future__ import annotations
 
 import logging
@@ -27,7 +28,21 @@ def run(args) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         cfg = cli.load_config(args.config)
-        return cli.run(cfg, args.broker, args.duration_s, args.out)
+        result = cli.run(cfg, args.broker, args.duration_s)
     except cli.ConfigError as exc:
         print(f"colorgrid agent: {exc}", file=sys.stderr)
         return 2
+    write_results(args.out, result)
+    return 0
+
+
+def write_results(out_dir, result) -> dict:
+    """`--out DIR`: reports.csv (one row per round) and summary.json (docs/cli.md); nothing
+    without --out. `result` is the `edge_agent.cli.AgentRun` of the finished run."""
+    from colorgrid.results import RunOutput
+
+    out = RunOutput(out_dir, "agent", result.params, seed=result.seed)
+    out.write_csv("reports.csv", result.columns, result.rows)
+    for name, value, unit in result.figures:
+        out.figure(name, value, unit)
+    return out.finish()

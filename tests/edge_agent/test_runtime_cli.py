@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent import cli, codec, security, topics
+from edge_agent import cli, codec, security, topics, urls
 from tests.broker import mosquitto  # noqa: F401  (fixture)
 from tests.edge_agent.mqtt_helpers import Observer
 
@@ -97,12 +97,45 @@ def test_agent_command_end_to_end(mosquitto, tmp_path):
     (lambda t: t.replace("round_s = 0.5", "round_s = -1"), "params.round_s"),
     (lambda t: t + "\n[extra]\n", "extra: unknown section"),
     (lambda t: t.replace('url = "mqtt://127.0.0.1:1"', 'url = "http://x"'), "broker.url: expected mqtt://"),
+    (lambda t: t.replace('url = "mqtt://127.0.0.1:1"', 'url = "mqtt://h:x"'), "broker.url: bad port 'x'"),
+    (lambda t: t.replace('key_file = "hmac.key"', 'keys = { k1 = "abcd" }'),
+     "security.keys: key 'k1': shorter than 16 bytes"),
+    (lambda t: t.replace('key_file = "hmac.key"', 'keys = { "a/b" = "%s" }' % KEY.hex()),
+     "security.keys: key 'a/b': not an identifier"),
+    (lambda t: t.replace('key_file = "hmac.key"', ''), "security.keys: missing"),
 ])
 def test_config_errors_name_the_field(tmp_path, edit, message):
     path = write_config(tmp_path, edit(CONFIG))
     with pytest.raises(cli.ConfigError) as err:
         cli.build_agent(cli.load_config(path))
     assert str(err.value).startswith(message)
+
+
+def test_broker_flag_is_named_in_its_error(tmp_path):
+    with pytest.raises(cli.ConfigError, match="^--broker: expected mqtt://"):
+        cli.build_agent(cli.load_config(write_config(tmp_path)), "tcp://x")
+
+
+def test_key_file_json_table(tmp_path):
+    path = write_config(tmp_path)
+    (tmp_path / "hmac.key").write_text(json.dumps({"k2": KEY.hex(), "k1": KEY.hex()}))
+    assert cli.read_keys(cli.load_config(path)["security"], tmp_path) == {"k1": KEY, "k2": KEY}
+    (tmp_path / "hmac.key").write_text("{broken")
+    with pytest.raises(cli.ConfigError, match=r"^security.key_file: .*hmac.key: not hex, and not a JSON"):
+        cli.read_keys(cli.load_config(path)["security"], tmp_path)
+
+
+def test_results_are_written_by_the_command_not_the_agent(tmp_path):
+    """edge_agent.cli returns what --out holds; colorgrid.commands.agent writes it (§8)."""
+    from colorgrid.commands.agent import write_results
+    result = cli.AgentRun({"gateway_id": "gw", "group": "g", "broker": "mqtt://h", "duration_s": 1.0},
+                          3, ["ts_ms", "round"], [[1000, 0], [3000, 1]],
+                          [("rounds", 2, "count"), ("bd_seq", 0, "")])
+    summary = write_results(tmp_path / "out", result)
+    assert (tmp_path / "out" / "reports.csv").read_text() == "ts_ms,round\n1000,0\n3000,1\n"
+    assert summary["figures"] == {"rounds": 2, "bd_seq": 0} and summary["units"] == {"rounds": "count"}
+    assert summary["command"] == "agent" and summary["seed"] == 3
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["params"]["gateway_id"] == "gw"
 
 
 def test_config_error_exit_code_2(tmp_path):
@@ -118,4 +151,4 @@ def test_example_config_describes_a_valid_gateway():
     params = AgentParams.from_dict(cfg["params"])
     devices = cli.make_devices(cfg["devices"], params.k)
     assert [d.device_id for d in devices] == ["water-heater", "pool-pump", "fridge"]
-    assert cli.parse_broker_url(cfg["broker"]["url"]) == ("192.168.1.10", 1883, False)
+    assert urls.parse_broker_url(cfg["broker"]["url"]) == ("192.168.1.10", 1883, False)
