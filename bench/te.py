@@ -19,14 +19,14 @@ import time
 import numpy as np
 
 from bench._report import Report
-from market.te.call_auction import AuctionConfig, clear
-from market.te.keys import KeyPair
-from market.te.ledger import Ledger, WitnessValidator
-from market.te.model import Order, OrderArrays, validate_order
-from market.te.order_book import OrderBook
-from market.te.reference import clear_walk
-from market.te.sqlite_store import SQLiteStore
-from market.te.verify import verify_ledger
+from market.settlement.keys import KeyPair
+from market.settlement.ledger import Ledger, WitnessValidator
+from market.settlement.sqlite_store import SQLiteStore
+from market.settlement.verify import verify_ledger
+from market.te.auction.call_auction import AuctionConfig, clear
+from market.te.auction.model import Order, OrderArrays, validate_order
+from market.te.auction.order_book import OrderBook
+from market.te.auction.reference import clear_walk
 
 
 def best_of(fn, repeat: int) -> float:

@@ -1,1 +1,3 @@
-"""Market layer: distribution power flow (network), LEM clearing (lem), VPP (vpp), transactive P2P (te)."""
+"""Market layer: distribution power flow (network), transactive P2P (te), the settlement ledger (settlement).
+
+The local energy market (lem) and the VPP (vpp) are next; see market/README.md."""

@@ -22,8 +22,8 @@ if [ -f tools/mpy_wasm/package.json ]; then
 fi
 
 # anvil (local Ethereum node, shipped as an npm package) for the ledger's optional anchor tests.
-if [ -f tests/market/te/anvil/package.json ]; then
-  (cd tests/market/te/anvil && { npm ci --no-audit --no-fund --silent || npm install --no-audit --no-fund --silent; })
+if [ -f tests/market/settlement/anvil/package.json ]; then
+  (cd tests/market/settlement/anvil && { npm ci --no-audit --no-fund --silent || npm install --no-audit --no-fund --silent; })
 fi
 
 # PostgreSQL (ledger store option): this machine kind starts it; start it if it is installed but down.

@@ -37,26 +37,26 @@ def add_arguments(parser) -> None:
 
 
 def _open(args):
-    from market.te.sqlite_store import SQLiteStore
+    from market.settlement.sqlite_store import SQLiteStore
 
     if str(args.path).startswith(("postgresql://", "postgres://")):
-        from market.te.postgres_store import PostgresStore
+        from market.settlement.postgres_store import PostgresStore
 
         return PostgresStore(args.path, args.namespace, create=False)
     return SQLiteStore(args.path, create=False)
 
 
 def run(args) -> int:
-    from market.te.errors import TeError
+    from market.settlement.errors import SettlementError
 
     try:
         store = _open(args)
-    except TeError as exc:
+    except SettlementError as exc:
         print(f"colorgrid ledger {args.action}: {exc}", file=sys.stderr)
         return 2
     try:
         return {"verify": _verify, "prove": _prove, "anchor": _anchor}[args.action](args, store)
-    except TeError as exc:
+    except SettlementError as exc:
         print(f"colorgrid ledger {args.action}: {exc}", file=sys.stderr)
         return 1
     finally:
@@ -68,8 +68,8 @@ def _prove(args, store) -> int:
     import json
 
     from colorgrid.results import RunOutput
-    from market.te import canonical
-    from market.te.ledger import Ledger, verify_proof
+    from market.settlement import canonical
+    from market.settlement.ledger import Ledger, verify_proof
 
     ledger = Ledger(store)
     proof = ledger.prove(args.seq)
@@ -95,8 +95,8 @@ def _prove(args, store) -> int:
 def _anchor(args, store) -> int:
     """Anchor the not-yet-anchored checkpoints, then compare all; exit 1 on any mismatch."""
     from colorgrid.results import RunOutput
-    from market.te.evm_anchor import EvmSettlementChain, anchor_checkpoints, check_anchors
-    from market.te.evm_backends import JsonRpcBackend
+    from market.settlement.evm.anchor import EvmSettlementChain, anchor_checkpoints, check_anchors
+    from market.settlement.evm.backends import JsonRpcBackend
 
     chain = EvmSettlementChain(JsonRpcBackend(args.rpc) if args.rpc else None, address=args.contract)
     anchored = [] if args.check_only else anchor_checkpoints(store, chain)
@@ -120,7 +120,7 @@ def _anchor(args, store) -> int:
 
 def _verify(args, store) -> int:
     from colorgrid.results import RunOutput
-    from market.te.verify import verify_ledger
+    from market.settlement.verify import verify_ledger
 
     report = verify_ledger(store, args.trusted_operator_key, max(1, args.workers))
     out = RunOutput(args.out, "ledger verify", {"path": str(args.path), "trusted_operator_key": args.trusted_operator_key})

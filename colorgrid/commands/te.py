@@ -46,9 +46,12 @@ def _k(text: str) -> tuple[int, int]:
 
 def run(args) -> int:
     from colorgrid.results import RunOutput
-    from market.te.errors import TeError
-    from market.te.prices import TablePriceLookup
-    from market.te.simulation import SimConfig, run_day
+    from market.settlement.errors import SettlementError
+    from market.te.auction.errors import TeError
+    from market.te.auction.prices import TablePriceLookup
+    from market.te.auction.simulation import SimConfig, run_day
+
+    failures = (TeError, SettlementError)  # the market's errors and its ledger's
 
     try:
         k_num, k_den = _k(args.k)
@@ -65,12 +68,12 @@ def run(args) -> int:
     out = RunOutput(args.out, "te run", params, args.seed)
     try:
         store = _store(out, args.ledger_pg, args.ledger_namespace)
-    except TeError as exc:
+    except failures as exc:
         print(f"colorgrid te run: {exc}", file=sys.stderr)
         return 2
     try:
         day = run_day(cfg, store, prices, max(1, args.verify_workers))
-    except TeError as exc:
+    except failures as exc:
         print(f"colorgrid te run: {exc}", file=sys.stderr)
         return 1
     finally:
@@ -85,11 +88,11 @@ def run(args) -> int:
 
 
 def _store(out, pg_dsn: str | None, namespace: str):
-    from market.te.sqlite_store import SQLiteStore
-    from market.te.store import MemoryLedgerStore
+    from market.settlement.sqlite_store import SQLiteStore
+    from market.settlement.store import MemoryLedgerStore
 
     if pg_dsn:
-        from market.te.postgres_store import PostgresStore
+        from market.settlement.postgres_store import PostgresStore
 
         PostgresStore(pg_dsn, namespace).drop()  # a fresh ledger for this run
         return PostgresStore(pg_dsn, namespace)
@@ -104,7 +107,7 @@ def _store(out, pg_dsn: str | None, namespace: str):
 
 
 def _write(out, day) -> None:
-    from market.te.simulation import BALANCE_COLUMNS, INTERVAL_COLUMNS, ORDER_COLUMNS, TRADE_COLUMNS
+    from market.te.auction.simulation import BALANCE_COLUMNS, INTERVAL_COLUMNS, ORDER_COLUMNS, TRADE_COLUMNS
 
     out.write_csv("orders.csv", ORDER_COLUMNS, day.orders)
     out.write_csv("trades.csv", TRADE_COLUMNS, day.trades)
@@ -113,7 +116,7 @@ def _write(out, day) -> None:
 
 
 def _figures(out, cfg, day) -> None:
-    from market.te.interval import GRID
+    from market.te.auction.interval import GRID
 
     p2p = [t for t in day.trades if GRID not in (t[2], t[3])]
     p2p_wh = sum(t[6] for t in p2p)

@@ -4,14 +4,14 @@ Allowed: int (not bool-as-int confusion: bools are allowed and encode as true/fa
 None, bytes (encoded as {"$b": hex}), lists/tuples and dicts with str keys.  The encoding is
 JSON with sorted keys, no whitespace, ASCII only — so any JSON tool can read it, and the same
 value always gives the same bytes.  Floats (and NaN/inf) are refused: amounts are integers in
-the units of `market.te.units`.
+the units of `market.settlement.units`.
 """
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from market.te.errors import CanonicalEncodingError
+from market.settlement.errors import CanonicalEncodingError
 
 _encoder = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True,
                             allow_nan=False, check_circular=False)

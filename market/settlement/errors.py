@@ -1,44 +1,28 @@
-"""Named errors of the transactive market and its ledger (fail loudly, name the field)."""
+"""Named errors of the settlement ledger, its keys, encodings and stores (fail loudly, name the field)."""
 from __future__ import annotations
 
 
-class TeError(ValueError):
-    """Base class of every market/te error."""
+class SettlementError(ValueError):
+    """Base class of every market/settlement error."""
 
 
-class OrderError(TeError):
-    """An order failed validation; the message names the order and the field."""
+class UnitError(SettlementError):
+    """A value cannot be converted to the ledger's integer units (NaN, infinity)."""
 
 
-class ParticipantError(TeError):
-    """A participant is unknown, duplicated or malformed."""
-
-
-class KeyError_(TeError):
+class KeyError_(SettlementError):
     """A key is malformed, unregistered, or has the wrong role."""
 
 
-class SignatureError(TeError):
+class SignatureError(SettlementError):
     """An Ed25519 signature does not verify."""
 
 
-class CanonicalEncodingError(TeError):
+class CanonicalEncodingError(SettlementError):
     """A value cannot be canonically encoded (floats, NaN, unknown types are refused)."""
 
 
-class PriceLookupError(TeError):
-    """No price for a (location, interval), or a non-finite price."""
-
-
-class AuctionError(TeError):
-    """The clearing met inconsistent input (e.g. mismatched array lengths)."""
-
-
-class BookError(TeError):
-    """Order-book operation refused (duplicate id, unknown id on cancel)."""
-
-
-class LedgerError(TeError):
+class LedgerError(SettlementError):
     """An append or checkpoint was refused (bad signer, unregistered meter, bad amount)."""
 
 
@@ -46,5 +30,5 @@ class InsufficientSignatures(LedgerError):
     """A checkpoint gathered fewer than k valid validator signatures."""
 
 
-class StoreError(TeError):
+class StoreError(SettlementError):
     """The persistence layer failed (I/O, schema, concurrent writer)."""

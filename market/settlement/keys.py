@@ -14,7 +14,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
-from market.te.errors import KeyError_, SignatureError
+from market.settlement.errors import KeyError_, SignatureError
 
 try:  # libsodium via PyNaCl: the same RFC 8032 signatures, about twice as fast as OpenSSL here
     from nacl.bindings import crypto_sign as _nacl_sign

@@ -21,11 +21,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator, Protocol, Sequence
 
-from market.te import canonical, merkle
-from market.te.errors import InsufficientSignatures, LedgerError
-from market.te.keys import KeyPair, is_valid
-from market.te.ledger_state import LedgerState, reading_message
-from market.te.store import CheckpointRow, EntryRow, LedgerStore
+from market.settlement import canonical, merkle
+from market.settlement.errors import InsufficientSignatures, LedgerError
+from market.settlement.keys import KeyPair, is_valid
+from market.settlement.ledger_state import LedgerState, reading_message
+from market.settlement.store import CheckpointRow, EntryRow, LedgerStore
 
 ZERO_HASH = b"\x00" * 32
 

@@ -2,7 +2,7 @@
 the entries before it.  Appending runs these rules before an entry is accepted; verification
 replays them over the stored chain, so both agree by construction.
 
-Entry kinds and payloads (integers in the units of `market.te.units`):
+Entry kinds and payloads (integers in the units of `market.settlement.units`):
 
     genesis        ledger_id, operator {key_id, public_hex}, validators [[id, public_hex]...],
                    threshold_k, credit_limit_ntok, burn_reasons [...]
@@ -20,9 +20,9 @@ sum(balances) == minted - burned, always.
 """
 from __future__ import annotations
 
-from market.te import canonical
-from market.te.errors import KeyError_, LedgerError, SignatureError
-from market.te.keys import KeyRegistry, verify
+from market.settlement import canonical
+from market.settlement.errors import KeyError_, LedgerError, SignatureError
+from market.settlement.keys import KeyRegistry, verify
 
 KINDS = ("genesis", "register_key", "meter_reading", "mint", "transfer", "burn")
 READING_FIELDS = ("meter_id", "participant_id", "interval", "export_wh", "import_wh", "ts_ms")

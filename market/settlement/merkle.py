@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 
-from market.te.errors import LedgerError
+from market.settlement.errors import LedgerError
 
 _sha = hashlib.sha256
 EMPTY_ROOT = _sha(b"").digest()

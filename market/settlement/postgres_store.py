@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from typing import Iterator, Sequence
 
-from market.te.errors import StoreError
-from market.te.store import CheckpointRow, EntryRow
+from market.settlement.errors import StoreError
+from market.settlement.store import CheckpointRow, EntryRow
 
 
 class PostgresStore:

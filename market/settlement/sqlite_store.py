@@ -11,8 +11,8 @@ import sqlite3
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from market.te.errors import StoreError
-from market.te.store import CheckpointRow, EntryRow
+from market.settlement.errors import StoreError
+from market.settlement.store import CheckpointRow, EntryRow
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (

@@ -1,4 +1,4 @@
-"""Integer units of everything the market hashes, signs or settles (no floats in hashed data).
+"""Integer units of everything the ledger hashes, signs or settles (no floats in hashed data).
 
     energy        qty_wh                 integer watt-hours
     price         price_uusd_per_kwh     integer micro-USD per kWh  (= nano-USD per Wh;
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 
-from market.te.errors import PriceLookupError
+from market.settlement.errors import UnitError
 
 UUSD_PER_KWH_PER_USD_PER_MWH = 1000
 NTOK_PER_TOKEN = 1_000_000_000
@@ -25,7 +25,7 @@ def price_uusd_per_kwh_from_usd_per_mwh(price_usd_per_mwh: float, where: str = "
     """Convert a float price in USD/MWh to integer uUSD/kWh (x1000, rounded half-even)."""
     value = float(price_usd_per_mwh)
     if not math.isfinite(value):
-        raise PriceLookupError(f"{where}: non-finite price {price_usd_per_mwh!r} USD/MWh")
+        raise UnitError(f"{where}: non-finite price {price_usd_per_mwh!r} USD/MWh")
     return int(round(value * UUSD_PER_KWH_PER_USD_PER_MWH))
 
 

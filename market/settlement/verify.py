@@ -17,11 +17,11 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from market.te import canonical, merkle
-from market.te.errors import KeyError_, LedgerError
-from market.te.keys import is_valid
-from market.te.ledger_state import LedgerState, reading_message
-from market.te.store import LedgerStore
+from market.settlement import canonical, merkle
+from market.settlement.errors import KeyError_, LedgerError
+from market.settlement.keys import is_valid
+from market.settlement.ledger_state import LedgerState, reading_message
+from market.settlement.store import LedgerStore
 
 ZERO_HASH = b"\x00" * 32
 

@@ -1,1 +1,1 @@
-"""Transactive P2P market and settlement ledger."""
+"""Transactive P2P market: `market.te.auction` (orders, clearing, charges, the simulated day); it settles on `market.settlement`."""

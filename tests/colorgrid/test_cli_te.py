@@ -116,7 +116,7 @@ def test_bad_flags_are_named(tmp_path, capsys):
 def test_te_run_with_postgres_ledger(tmp_path, capsys):
     import os
 
-    from market.te.postgres_store import PostgresStore
+    from market.settlement.postgres_store import PostgresStore
 
     dsn = os.environ.get("COLORGRID_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
     ns = f"te_cli_{os.getpid()}"
@@ -154,8 +154,8 @@ def test_te_run_on_lem_dlmps(tmp_path):
 def test_ledger_prove_gives_a_checkable_inclusion_proof(tmp_path, capsys):
     import hashlib
 
-    from market.te import canonical, merkle
-    from market.te.keys import is_valid
+    from market.settlement import canonical, merkle
+    from market.settlement.keys import is_valid
 
     out = tmp_path / "run"
     assert te_run(out) == 0

@@ -1,5 +1,5 @@
 """Optional Ethereum backend (extra `[evm]`: vyper, eth-tester[py-evm]): an ERC-20 settlement
-token and a write-once checkpoint anchor, compiled offline from `evm/SettlementToken.vy`.
+token and a write-once checkpoint anchor, compiled offline from `SettlementToken.vy` beside this module.
 
 `EvmSettlementChain` deploys the contract on an in-process py-evm chain (eth-tester) or, through
 `JsonRpcBackend`, on a lab's local node such as `anvil` (docs/te.md).  `mirror_ledger` replays a ledger's token entries onto it, **one transaction per
@@ -16,11 +16,11 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from market.te import canonical
-from market.te.evm_backends import EVM_EXTRA, EthTesterBackend, EvmBackend, EvmError
-from market.te.store import LedgerStore
+from market.settlement import canonical
+from market.settlement.evm.backends import EVM_EXTRA, EthTesterBackend, EvmBackend, EvmError
+from market.settlement.store import LedgerStore
 
-CONTRACT_PATH = Path(__file__).resolve().parent / "evm" / "SettlementToken.vy"
+CONTRACT_PATH = Path(__file__).resolve().parent / "SettlementToken.vy"
 MAX_BATCH = 256  # the contract's DynArray bound
 SETTLE_SIG = "settle_batch(address[],uint256[],address[],address[],uint256[],address[],uint256[])"
 

@@ -14,10 +14,10 @@ import urllib.error
 import urllib.request
 from typing import Protocol
 
-from market.te.errors import TeError
+from market.settlement.errors import SettlementError
 
 
-class EvmError(TeError):
+class EvmError(SettlementError):
     """Compilation failed, a transaction reverted, a node failed, or the chain disagrees with the ledger."""
 
 

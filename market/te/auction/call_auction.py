@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from market.te.errors import AuctionError
-from market.te.model import OrderArrays
+from market.te.auction.errors import AuctionError
+from market.te.auction.model import OrderArrays
 
 TIE_BREAKS = ("time", "pro_rata")
 MECHANISMS = ("uniform", "mcafee")

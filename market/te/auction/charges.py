@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping, Protocol
 
-from market.te.errors import PriceLookupError
-from market.te.prices import PriceLookup, price_uusd_per_kwh
+from market.te.auction.errors import PriceLookupError
+from market.te.auction.prices import PriceLookup, location_key, price_uusd_per_kwh
 
 
 class NetworkCharge(Protocol):
@@ -30,24 +30,30 @@ class DlmpDifferenceCharge:
 
 
 class ZoneTariffCharge:
-    """Tariff table {(seller_zone, buyer_zone): uUSD/kWh}; same-zone trades default to `same_zone`."""
+    """Tariff table {(seller_zone, buyer_zone): uUSD/kWh}; same-zone trades default to `same_zone`.
+    `zone_of` maps location ids to zones."""
 
     def __init__(self, zone_of: Mapping[str, str], table: Mapping[tuple[str, str], int], same_zone_uusd_per_kwh: int = 0) -> None:
-        self.zone_of = dict(zone_of)
+        self.zone_of = {location_key(loc, "zone tariff"): zone for loc, zone in zone_of.items()}
         self.table = {k: int(v) for k, v in table.items()}
         self.same_zone = int(same_zone_uusd_per_kwh)
 
     def charge_uusd_per_kwh(self, seller_location: str, buyer_location: str, interval: int) -> int:
-        try:
-            zs, zb = self.zone_of[seller_location], self.zone_of[buyer_location]
-        except KeyError as exc:
-            raise PriceLookupError(f"zone tariff: location {exc.args[0]!r} has no zone") from None
+        zs, zb = self._zone(seller_location), self._zone(buyer_location)
         if zs == zb and (zs, zb) not in self.table:
             return self.same_zone
         try:
             return self.table[(zs, zb)]
         except KeyError:
             raise PriceLookupError(f"zone tariff: no tariff from zone {zs!r} to zone {zb!r}") from None
+
+    def _zone(self, location: str) -> str:
+        zone = self.zone_of.get(location)  # fast path: already a normalized id
+        if zone is None:
+            zone = self.zone_of.get(location_key(location, "zone tariff"))
+        if zone is None:
+            raise PriceLookupError(f"zone tariff: location {location!r} has no zone")
+        return zone
 
 
 class NoCharge:

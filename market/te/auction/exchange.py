@@ -16,10 +16,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from market.te.call_auction import AuctionConfig, ClearingResult, clear
-from market.te.errors import AuctionError
-from market.te.interval import GridOfLastResort, IntervalResult, Trade, clear_interval, pair_trades
-from market.te.model import BUY, SELL, Order, OrderArrays
+from market.te.auction.call_auction import AuctionConfig, ClearingResult, clear
+from market.te.auction.errors import AuctionError
+from market.te.auction.interval import GridOfLastResort, IntervalResult, Trade, clear_interval, pair_trades
+from market.te.auction.model import BUY, SELL, Order, OrderArrays
 
 
 @dataclass(frozen=True)

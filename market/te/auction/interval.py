@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from market.te.call_auction import AuctionConfig, ClearingResult, clear, side_order
-from market.te.errors import AuctionError
-from market.te.model import BUY, SELL, Order, OrderArrays, validate_order
-from market.te.prices import PriceLookup, price_uusd_per_kwh
+from market.te.auction.call_auction import AuctionConfig, ClearingResult, clear, side_order
+from market.te.auction.errors import AuctionError
+from market.te.auction.model import BUY, SELL, Order, OrderArrays, validate_order
+from market.te.auction.prices import PriceLookup, location_key, price_uusd_per_kwh
 
 GRID = "grid"
 
@@ -31,6 +31,9 @@ class GridOfLastResort:
     sell_lookup: PriceLookup
     buy_lookup: PriceLookup
     location: str = "pcc"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "location", location_key(self.location, "grid of last resort"))
 
     def prices(self, interval: int) -> tuple[int, int]:
         sell = price_uusd_per_kwh(self.sell_lookup, self.location, interval)

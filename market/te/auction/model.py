@@ -1,6 +1,6 @@
 """Data model of the P2P market: participants, limit orders, and their validation.
 
-Units (see `market.te.units`): `qty_wh` integer Wh, `price_uusd_per_kwh` integer micro-USD per
+Units (see `market.settlement.units`): `qty_wh` integer Wh, `price_uusd_per_kwh` integer micro-USD per
 kWh, intervals are integers (0 .. n-1 within a day), `seq` is the arrival sequence number used
 for time priority.  Every field is checked; a bad order raises `OrderError` naming the order
 and the field, so a service can log it and keep running.
@@ -12,9 +12,10 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from market.te import canonical
-from market.te.errors import OrderError, ParticipantError
-from market.te.keys import KeyPair, KeyRegistry, verify
+from market.settlement import canonical
+from market.settlement.keys import KeyPair, KeyRegistry, verify
+from market.te.auction.errors import OrderError, ParticipantError
+from vocab.location import LocationError, normalize
 
 BUY = "buy"
 SELL = "sell"
@@ -25,7 +26,10 @@ MAX_QTY_WH = 1_000_000_000_000  # 1 TWh per order: refuses garbage and int64 ove
 
 @dataclass(frozen=True, slots=True)
 class Participant:
-    """A prosumer (or consumer, or producer) at a network location, identified by a key id."""
+    """A prosumer (or consumer, or producer) at a network location, identified by a key id.
+
+    `location` is a location id (`vocab.location`: `"671.1"` or a whole bus `"671"`), stored
+    normalized; a malformed one raises ParticipantError naming the participant and the field."""
 
     participant_id: str
     location: str
@@ -37,6 +41,11 @@ class Participant:
             value = getattr(self, name)
             if not isinstance(value, str) or not value:
                 raise ParticipantError(f"participant {self.participant_id!r}: {name} must be a non-empty str")
+        try:
+            object.__setattr__(self, "location", normalize(self.location))
+        except LocationError as exc:
+            raise ParticipantError(f"participant {self.participant_id!r}: location {self.location!r} "
+                                   f"is not a location id ({exc})") from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,8 +12,8 @@ from __future__ import annotations
 import heapq
 from typing import Callable, NamedTuple
 
-from market.te.errors import BookError
-from market.te.model import BUY, Order, validate_order
+from market.te.auction.errors import BookError
+from market.te.auction.model import BUY, Order, validate_order
 
 
 class BookTrade(NamedTuple):

@@ -7,7 +7,7 @@ pro-rata sharing of the marginal price level, McAfee reduction.
 """
 from __future__ import annotations
 
-from market.te.call_auction import AuctionConfig
+from market.te.auction.call_auction import AuctionConfig
 
 
 def clear_walk(orders: list[tuple[str, bool, int, int, int]], cfg: AuctionConfig = AuctionConfig()):

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from market.te.keys import KeyPair
-from market.te.model import Participant
-from market.te.prices import TablePriceLookup
+from market.settlement.keys import KeyPair
+from market.te.auction.model import Participant
+from market.te.auction.prices import TablePriceLookup
 
 PCC = "pcc"
 

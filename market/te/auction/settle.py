@@ -1,5 +1,8 @@
 """Settlement of one interval on the ledger, against signed meter readings.
 
+The P2P market's bridge into `market.settlement`: it turns an interval's auction `Trade`s, meter
+readings and network charges into ledger entries; the ledger knows nothing of auctions.
+
 Amounts in ntok = Wh x uUSD/kWh.  Trades first, in trade order:
   * grid -> peer:    the buyer pays the grid: tokens leave the community — `burn` (grid_purchase).
   * peer -> grid:    the grid buys the seller's *verified* delivered Wh — `mint` (delivery).
@@ -18,9 +21,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from market.te.charges import NetworkCharge
-from market.te.interval import GRID, Trade
-from market.te.ledger import Ledger
+from market.settlement.ledger import Ledger
+from market.te.auction.charges import NetworkCharge
+from market.te.auction.interval import GRID, Trade
 
 
 @dataclass(frozen=True)

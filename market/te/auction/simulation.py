@@ -4,7 +4,7 @@ Per interval: every participant with a non-zero forecast position submits one si
 order (verified against its registered key before it is accepted); the market clears it (call
 auction with the grid as buyer/seller of last resort, McAfee, or a continuous order book in a
 random arrival order); each meter signs its reading; the ledger settles the trades and the
-imbalance (`settlement.settle_interval`) in one atomic batch; every `checkpoint_every`
+imbalance (`settle.settle_interval`) in one atomic batch; every `checkpoint_every`
 intervals the validators co-sign a Merkle checkpoint.  No wall clock enters hashed data:
 ts_ms = day_start_ms + interval x interval length.  Keys derive from the seed.
 """
@@ -12,19 +12,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from market.te.call_auction import AuctionConfig
-from market.te.charges import DlmpDifferenceCharge, NetworkCharge, NoCharge
-from market.te.errors import TeError
-from market.te.interval import GRID, GridOfLastResort, Trade, clear_interval
-from market.te.keys import KeyPair, KeyRegistry
-from market.te.ledger import Ledger, WitnessValidator, sign_reading
-from market.te.model import BUY, SELL, Order, sign_order, verify_order
-from market.te.order_book import OrderBook
-from market.te.prices import FlatTariff, PriceLookup, ResampledLookup, TablePriceLookup
-from market.te.scenario import PCC, build_scenario, participant_keys, synthetic_dlmps
-from market.te.settlement import Reading, SettlementPolicy, settle_interval
-from market.te.store import LedgerStore
-from market.te.verify import VerificationReport, verify_ledger
+from market.settlement.keys import KeyPair, KeyRegistry
+from market.settlement.ledger import Ledger, WitnessValidator, sign_reading
+from market.settlement.store import LedgerStore
+from market.settlement.verify import VerificationReport, verify_ledger
+from market.te.auction.call_auction import AuctionConfig
+from market.te.auction.charges import DlmpDifferenceCharge, NetworkCharge, NoCharge
+from market.te.auction.errors import TeError
+from market.te.auction.interval import GRID, GridOfLastResort, Trade, clear_interval
+from market.te.auction.model import BUY, SELL, Order, sign_order, verify_order
+from market.te.auction.order_book import OrderBook
+from market.te.auction.prices import FlatTariff, PriceLookup, ResampledLookup, TablePriceLookup
+from market.te.auction.scenario import PCC, build_scenario, participant_keys, synthetic_dlmps
+from market.te.auction.settle import Reading, SettlementPolicy, settle_interval
 
 MECHANISMS = ("call", "mcafee", "cda")
 DAY_START_MS = 1_781_740_800_000  # 2026-06-18T00:00:00Z, a fixed simulated day

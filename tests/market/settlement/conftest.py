@@ -1,10 +1,10 @@
-"""Shared builders for the market/te tests: deterministic keys and a small ledger."""
+"""Shared builders for the ledger tests (and the P2P settlement test): deterministic keys and a small ledger."""
 from __future__ import annotations
 
 import pytest
 
-from market.te.keys import KeyPair
-from market.te.ledger import Ledger, WitnessValidator, sign_reading
+from market.settlement.keys import KeyPair
+from market.settlement.ledger import Ledger, WitnessValidator, sign_reading
 
 SEED = 11
 VALIDATOR_NAMES = ("validator:dso", "validator:aggregator", "validator:community")
@@ -35,6 +35,6 @@ def add_meter(ledger, participant, interval=0, export_wh=0, import_wh=0):
 
 @pytest.fixture
 def ledger_and_validators():
-    from market.te.store import FakeLedgerStore
+    from market.settlement.store import FakeLedgerStore
 
     return new_ledger(FakeLedgerStore())

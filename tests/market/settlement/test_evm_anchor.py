@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from market.te.evm_anchor import (EvmError, EvmSettlementChain, address_of, anchor_checkpoints, check_anchors,
+from market.settlement.evm.anchor import (EvmError, EvmSettlementChain, address_of, anchor_checkpoints, check_anchors,
                                   mirror_ledger)
-from market.te.store import FakeLedgerStore
+from market.settlement.store import FakeLedgerStore
 
 from .conftest import add_meter, new_ledger
 

@@ -1,5 +1,5 @@
 """The Ethereum anchor on a real local node: anvil (npm @foundry-rs/anvil, `npm ci` in
-tests/market/te/anvil, or `anvil` on PATH, or $ANVIL).  A missing anvil fails this test."""
+tests/market/settlement/anvil, or `anvil` on PATH, or $ANVIL).  A missing anvil fails this test."""
 from __future__ import annotations
 
 import os
@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from colorgrid.cli import main
-from market.te.evm_anchor import EvmSettlementChain, check_anchors, mirror_ledger
-from market.te.evm_backends import EvmError, JsonRpcBackend
-from market.te.store import FakeLedgerStore
+from market.settlement.evm.anchor import EvmSettlementChain, check_anchors, mirror_ledger
+from market.settlement.evm.backends import EvmError, JsonRpcBackend
+from market.settlement.store import FakeLedgerStore
 
 from .conftest import add_meter, new_ledger
 
@@ -24,7 +24,7 @@ LOCAL = Path(__file__).resolve().parent / "anvil" / "node_modules" / ".bin" / "a
 
 def anvil_binary() -> str:
     found = os.environ.get("ANVIL") or (str(LOCAL) if LOCAL.exists() else shutil.which("anvil"))
-    assert found, "anvil not found: run `npm ci` in tests/market/te/anvil (or put anvil on PATH)"
+    assert found, "anvil not found: run `npm ci` in tests/market/settlement/anvil (or put anvil on PATH)"
     return found
 
 

@@ -6,13 +6,13 @@ import sqlite3
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from market.te import canonical
-from market.te.errors import CanonicalEncodingError, InsufficientSignatures, LedgerError
-from market.te.keys import KeyPair
-from market.te.ledger import Ledger, WitnessValidator, sign_reading, verify_proof
-from market.te.sqlite_store import SQLiteStore
-from market.te.store import FakeLedgerStore
-from market.te.verify import verify_ledger
+from market.settlement import canonical
+from market.settlement.errors import CanonicalEncodingError, InsufficientSignatures, LedgerError
+from market.settlement.keys import KeyPair
+from market.settlement.ledger import Ledger, WitnessValidator, sign_reading, verify_proof
+from market.settlement.sqlite_store import SQLiteStore
+from market.settlement.store import FakeLedgerStore
+from market.settlement.verify import verify_ledger
 
 from .conftest import SEED, add_meter, keys, new_ledger
 

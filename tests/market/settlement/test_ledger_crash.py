@@ -8,19 +8,19 @@ import sys
 import time
 from pathlib import Path
 
-from market.te.keys import KeyPair
-from market.te.ledger import Ledger
-from market.te.sqlite_store import SQLiteStore
-from market.te.verify import verify_ledger
+from market.settlement.keys import KeyPair
+from market.settlement.ledger import Ledger
+from market.settlement.sqlite_store import SQLiteStore
+from market.settlement.verify import verify_ledger
 
 from .conftest import SEED, new_ledger
 
 BATCH = 200
 WRITER = f"""
 import sys
-from market.te.keys import KeyPair
-from market.te.ledger import Ledger
-from market.te.sqlite_store import SQLiteStore
+from market.settlement.keys import KeyPair
+from market.settlement.ledger import Ledger
+from market.settlement.sqlite_store import SQLiteStore
 ledger = Ledger(SQLiteStore(sys.argv[1]), KeyPair.derive({SEED}, "operator"))
 print("ready", flush=True)
 i = 0

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import hashlib
 
-from market.te import merkle
+from market.settlement import merkle
 
 
 def mth(leaves):
-    """RFC 6962 §2.1 recursive definition, written independently of market.te.merkle."""
+    """RFC 6962 §2.1 recursive definition, written independently of market.settlement.merkle."""
     if not leaves:
         return hashlib.sha256(b"").digest()
     if len(leaves) == 1:

@@ -9,10 +9,10 @@ import os
 
 import pytest
 
-from market.te.errors import LedgerError
-from market.te.ledger import Ledger
-from market.te.postgres_store import PostgresStore
-from market.te.verify import verify_ledger
+from market.settlement.errors import LedgerError
+from market.settlement.ledger import Ledger
+from market.settlement.postgres_store import PostgresStore
+from market.settlement.verify import verify_ledger
 
 from .conftest import add_meter, keys, new_ledger
 

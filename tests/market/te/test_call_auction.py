@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from market.te.call_auction import AuctionConfig, clear
-from market.te.errors import AuctionError, OrderError
-from market.te.model import Order, OrderArrays
-from market.te.reference import clear_walk
+from market.te.auction.call_auction import AuctionConfig, clear
+from market.te.auction.errors import AuctionError, OrderError
+from market.te.auction.model import Order, OrderArrays
+from market.te.auction.reference import clear_walk
 
 CONFIGS = [AuctionConfig(k, 2, tb, mech) for k in (0, 1, 2) for tb in ("time", "pro_rata")
            for mech in ("uniform", "mcafee")]

@@ -1,4 +1,4 @@
-"""Orders, participants, keys: validation errors name the field; identities are bound to keys."""
+"""Orders, participants, prices: validation errors name the field; identities are bound to keys."""
 from __future__ import annotations
 
 import ast
@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from market.te.errors import KeyError_, OrderError, ParticipantError, PriceLookupError, SignatureError
-from market.te.keys import KeyPair, KeyRegistry, verify
-from market.te.model import Order, Participant, order_from_mapping, sign_order, validate_order, verify_order
-from market.te.prices import FlatTariff, price_uusd_per_kwh
-from market.te.units import price_uusd_per_kwh_from_usd_per_mwh, value_ntok
+from market.settlement.errors import KeyError_, SignatureError
+from market.settlement.keys import KeyPair, KeyRegistry
+from market.te.auction.errors import OrderError, ParticipantError, PriceLookupError
+from market.te.auction.interval import GridOfLastResort
+from market.te.auction.model import Order, Participant, order_from_mapping, sign_order, validate_order, verify_order
+from market.te.auction.prices import FlatTariff, TablePriceLookup, price_uusd_per_kwh
 
 
 @pytest.mark.parametrize("field, value, message", [
@@ -57,43 +58,76 @@ def test_orders_are_bound_to_the_participants_key():
         verify_order(tampered, sign_order(order, alice), participant, registry)
     with pytest.raises(KeyError_, match="has role 'meter'"):
         verify_order(order, sign_order(order, alice), Participant("alice", "b01", "meter:alice"), registry)
-    with pytest.raises(KeyError_, match="different public key"):
-        registry.register("alice", "participant", mallory.public_hex, "alice")
-    with pytest.raises(KeyError_, match="32 bytes"):
-        verify("00" * 31, b"\x00" * 64, b"m")
-    assert KeyPair.derive(1, "alice").sign(b"x") == alice.sign(b"x")  # deterministic (RFC 8032)
 
 
-def test_unit_conversions_are_exact_and_refuse_nan():
-    assert price_uusd_per_kwh_from_usd_per_mwh(45.5) == 45_500
-    assert value_ntok(1_000, 45_500) == 45_500_000  # 1 kWh at 45.5 USD/MWh = 0.0455 USD
+class _NaNLookup:
+    def price_usd_per_mwh(self, location: str, interval: int) -> float:
+        return float("nan")
+
+
+def test_prices_convert_once_and_refuse_nan_naming_the_location():
     assert price_uusd_per_kwh(FlatTariff(250.0), "anywhere", 7) == 250_000
-    with pytest.raises(PriceLookupError, match="non-finite"):
-        price_uusd_per_kwh_from_usd_per_mwh(float("nan"))
+    assert price_uusd_per_kwh(FlatTariff(45.5), "671.1", 0) == 45_500
+    with pytest.raises(PriceLookupError, match="price at '671.1' interval 3: non-finite"):
+        price_uusd_per_kwh(_NaNLookup(), "671.1", 3)
 
 
-def test_market_te_imports_no_device_or_cloud_layer():
-    """ARCHITECTURE §8: market/te needs only a price lookup."""
+def test_participant_locations_are_location_ids():
+    assert Participant("p1", " B01 ", "k1").location == "b01"  # stored normalized
+    assert Participant("p1", "671.2", "k1").location == "671.2"
+    for bad, why in (("671.x", "not an integer"), ("6 71", "characters"), ("671.0", "node")):
+        with pytest.raises(ParticipantError, match=rf"participant 'p1': location '{bad}' is not a location id.*{why}"):
+            Participant("p1", bad, "k1")
+    with pytest.raises(PriceLookupError, match="grid of last resort: location 'p.c.c'"):
+        GridOfLastResort(FlatTariff(250.0), FlatTariff(40.0), "p.c.c")
+
+
+@pytest.mark.parametrize("location, expected", [("671.1", 40.0), ("671", 41.0), (" 671.2 ", 42.0), ("PCC", 30.0)])
+def test_price_lookup_takes_location_ids(location, expected):
+    prices = TablePriceLookup({("671.1", 0): 40.0, ("671.2", 0): 42.0, ("671", 0): 41.0, ("pcc", 0): 30.0})
+    assert prices.price_usd_per_mwh(location, 0) == expected
+
+
+@pytest.mark.parametrize("table, location, message", [
+    ({("671", 0): 1.0}, "675", "no price for location '675' interval 0"),
+    ({("671", 0): 1.0}, "671.a", "price lookup: location '671.a' is not a location id"),
+    ({("671", 0): 1.0}, "", "price lookup: location '' is not a location id"),
+    ({("671", 0): 1.0}, "anywhere.1", "no price for location 'anywhere.1'"),
+])
+def test_unknown_or_malformed_location_is_named(table, location, message):
+    with pytest.raises(PriceLookupError, match=message):
+        TablePriceLookup(table).price_usd_per_mwh(location, 0)
+
+
+def test_price_tables_refuse_malformed_or_repeated_locations(tmp_path):
+    with pytest.raises(PriceLookupError, match="price table: location 'b 01'"):
+        TablePriceLookup({("b 01", 0): 1.0})
+    with pytest.raises(PriceLookupError, match="'B01' interval 0 given twice"):
+        TablePriceLookup({("b01", 0): 1.0, ("B01", 0): 2.0})
+    with pytest.raises(PriceLookupError, match="flat tariff: location '671.'"):
+        FlatTariff(1.0).price_usd_per_mwh("671.", 0)
+    csv = tmp_path / "dlmp.csv"
+    csv.write_text("bus,phase,interval,dlmp_usd_per_mwh\nB671,1,0,40.0\nB671,x,0,41.0\n")
+    with pytest.raises(PriceLookupError, match=r"dlmp.csv:3: .*'x'"):
+        TablePriceLookup.from_dlmp_csv(csv)
+    csv.write_text("bus,phase,interval,dlmp_usd_per_mwh\nB671,1,0,40.0\nb671,1,0,41.0\n")
+    with pytest.raises(PriceLookupError, match="dlmp.csv:3: location 'b671.1' interval 0 given twice"):
+        TablePriceLookup.from_dlmp_csv(csv)
+    csv.write_text("bus,phase,interval,dlmp_usd_per_mwh\nB671,1,0,40.0\nB671,3,0,44.0\n")
+    prices = TablePriceLookup.from_dlmp_csv(csv)
+    assert prices.locations() == ["b671", "b671.1", "b671.3"] and prices.buses() == ["b671"]
+    assert prices.price_usd_per_mwh("B671", 0) == 42.0
+
+
+def test_market_te_imports_only_settlement_and_the_location_vocabulary():
+    """ARCHITECTURE §8: market/te needs only a price lookup and market/settlement."""
     root = Path(__file__).resolve().parents[3] / "market" / "te"
-    forbidden = ("cloud", "edge_agent", "firmware_sim", "colorgrid", "market.network", "market.lem", "market.vpp")
+    project = ("cloud", "edge_agent", "firmware_sim", "colorgrid", "market", "vocab", "bench")
+    allowed = ("market.te", "market.settlement", "vocab.location")
     for path in root.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             for name in names:
-                assert not name.startswith(forbidden), f"{path.name} imports {name}"
-
-
-def test_openssl_fallback_gives_the_same_signatures(monkeypatch):
-    import market.te.keys as keys
-
-    key = KeyPair.derive(2, "k")
-    with_sodium = key.sign(b"msg")
-    monkeypatch.setattr(keys, "_nacl_sign", None)
-    monkeypatch.setattr(keys, "_nacl_open", None)
-    assert key.sign(b"msg") == with_sodium
-    verify(key.public_hex, with_sodium, b"msg")
-    with pytest.raises(SignatureError):
-        verify(key.public_hex, with_sodium, b"msh")
-    with pytest.raises(KeyError_, match="32 bytes"):
-        verify("00" * 31, with_sodium, b"msg")
+                if name.split(".")[0] in project:
+                    assert name.startswith(allowed), f"{path.name} imports {name}"

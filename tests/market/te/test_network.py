@@ -4,13 +4,13 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from market.te.call_auction import AuctionConfig
-from market.te.charges import DlmpDifferenceCharge, ZoneTariffCharge, trade_charges_ntok
-from market.te.errors import AuctionError, PriceLookupError
-from market.te.exchange import Interface, clear_exchange
-from market.te.interval import GRID, GridOfLastResort, Trade, clear_interval
-from market.te.model import Order
-from market.te.prices import FlatTariff, TablePriceLookup, price_uusd_per_kwh
+from market.te.auction.call_auction import AuctionConfig
+from market.te.auction.charges import DlmpDifferenceCharge, ZoneTariffCharge, trade_charges_ntok
+from market.te.auction.errors import AuctionError, PriceLookupError
+from market.te.auction.exchange import Interface, clear_exchange
+from market.te.auction.interval import GRID, GridOfLastResort, Trade, clear_interval
+from market.te.auction.model import Order
+from market.te.auction.prices import FlatTariff, TablePriceLookup, price_uusd_per_kwh
 
 
 def test_grid_is_buyer_and_seller_of_last_resort_hand_computed():

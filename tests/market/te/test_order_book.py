@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from market.te.errors import BookError, OrderError
-from market.te.model import Order
-from market.te.order_book import OrderBook
+from market.te.auction.errors import BookError, OrderError
+from market.te.auction.model import Order
+from market.te.auction.order_book import OrderBook
 
 
 def o(oid, side, price, qty, interval=0):

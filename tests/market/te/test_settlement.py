@@ -1,11 +1,11 @@
 """Settlement against signed meter readings: a hand-computed interval."""
 from __future__ import annotations
 
-from market.te.charges import DlmpDifferenceCharge
-from market.te.interval import GRID, Trade
-from market.te.prices import TablePriceLookup
-from market.te.settlement import Reading, SettlementPolicy, settle_interval
-from market.te.verify import verify_ledger
+from market.settlement.verify import verify_ledger
+from market.te.auction.charges import DlmpDifferenceCharge
+from market.te.auction.interval import GRID, Trade
+from market.te.auction.prices import TablePriceLookup
+from market.te.auction.settle import Reading, SettlementPolicy, settle_interval
 
 from .conftest import add_meter
 
