@@ -92,7 +92,8 @@ def main(argv: list[str] | None = None) -> None:
 
     from cloud.clock import SimClock
     from cloud.goals import RegulationGoal
-    from cloud.rounds import ControllerCore, FractionOfDemand
+    from cloud.goals import FractionOfDemand
+    from cloud.rounds import ControllerCore
     from edge_agent import codec
     from firmware_sim.broker import MosquittoBroker
     from firmware_sim.closed_loop import run_closed_loop

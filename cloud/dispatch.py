@@ -6,6 +6,8 @@ controller per control group, over MQTT or in process.
     goal = DispatchGoal(keys, fallback=ConstantGoal(50.0))
     reason = goal.offer("bus1.a", payload, now_ms)        # "" when accepted, else why not
     goal.goal_kw("bus1.a", t_ms)                           # a GoalSchedule like any other
+    goal.source("bus1.a", t_ms)                            # "dispatch" or "fallback"
+    publish_dispatch("mqtt://127.0.0.1:1883", "bus1.a", payload)   # a dispatcher's side, over MQTT
 
 Topic ``colorgrid/v1/dispatch/{group}`` (retained, QoS 1; dispatcher -> controller; gateways never
 read it). Payload (canonical JSON, HMAC-SHA256 over the fields without ``sig``, floats signed as
@@ -27,11 +29,12 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from cloud.goals import GoalError
-from edge_agent import codec, security
+from cloud.goals import SOURCE_DISPATCH, SOURCE_FALLBACK, GoalError, GoalSchedule
+from edge_agent import codec, security, topics
 
 MAX_POINTS = 2_880            # one day at 30-s resolution
 MAX_GOAL_KW = 1e9
@@ -93,7 +96,7 @@ def _goal(value: Any, field: str) -> float:
 def check_dispatch(msg: dict) -> DispatchSchedule:
     """Validate the fields of a decoded dispatch (not its signature)."""
     try:
-        codec._keys(msg, ("v", "group", "dispatch_id", "issued_ts_ms", "valid_until_ts_ms", "points",
+        codec.check_fields(msg, ("v", "group", "dispatch_id", "issued_ts_ms", "valid_until_ts_ms", "points",
                           "key_id", "sig"), ())
         if msg["v"] != 1:
             raise DispatchError("v: unsupported version " + repr(msg["v"]))
@@ -135,16 +138,25 @@ def decode_dispatch(payload: Any, keys: dict) -> DispatchSchedule:
     return sched
 
 
-class DispatchGoal:
+class DispatchInbox(Protocol):
+    """What the controller hands a received dispatch to (a `DispatchGoal`, or a test fake)."""
+
+    def offer(self, group: str, payload: Any, now_ms: int) -> str:
+        """Take a dispatch for `group`; "" when accepted, else the reason (names the field)."""
+        ...
+
+
+class DispatchGoal(GoalSchedule):
     """GoalSchedule fed by dispatches; groups without a dispatch in force follow `fallback`.
 
-    `fallback` is any GoalSchedule (or a `cloud.rounds.FractionOfDemand`, which the controller
-    evaluates against the group's demand); None means "no goal": `goal_kw` then raises GoalError
-    and the controller sends no vector for that group that round (gateways hold, then fail safe).
+    `fallback` is any GoalSchedule (e.g. a `FractionOfDemand`, evaluated against the demand_kw the
+    round passes on); None means "no goal": `goal_kw` then raises GoalError and the controller
+    sends no vector for that group that round (gateways hold, then fail safe). `source` tells
+    "dispatch" while a dispatch is in force for the group, else "fallback".
     Thread-safe: `offer` may run on the MQTT thread while rounds read goals.
     """
 
-    def __init__(self, keys: dict, fallback: Any = None, clock_skew_ms: int = CLOCK_SKEW_MS) -> None:
+    def __init__(self, keys: dict, fallback: GoalSchedule | None = None, clock_skew_ms: int = CLOCK_SKEW_MS) -> None:
         self.keys = dict(keys)
         self.fallback = fallback
         self.clock_skew_ms = int(clock_skew_ms)
@@ -186,11 +198,44 @@ class DispatchGoal:
             sched = self.schedules.get(group)
         return None if sched is None else sched.goal_kw_at(t_ms)
 
-    def goal_kw(self, group: str, t_ms: int) -> float:
+    def goal_kw(self, group: str, t_ms: int, demand_kw: float | None = None) -> float:
         value = self.active(group, t_ms)
         if value is not None:
             return value
-        if self.fallback is None or not hasattr(self.fallback, "goal_kw"):
+        if self.fallback is None:
             raise GoalError(f"group {group!r}: no dispatch in force at {t_ms} and no fallback goal")
-        return float(self.fallback.goal_kw(group, t_ms))
+        return float(self.fallback.goal_kw(group, t_ms, demand_kw))
 
+    def source(self, group: str, t_ms: int) -> str:
+        return SOURCE_DISPATCH if self.active(group, t_ms) is not None else SOURCE_FALLBACK
+
+
+class PublishError(RuntimeError):
+    """A dispatch could not be delivered to the broker (message names the broker URL)."""
+
+
+def publish_dispatch(url: str, group: str, payload: bytes, username: str | None = None,
+                     password: str | None = None, timeout_s: float = 10.0) -> None:
+    """Publish a signed dispatch for `group`, retained and QoS 1, and wait for the broker's PUBACK
+    (a controller that starts later still gets it). PublishError when the broker is unreachable
+    or does not acknowledge within `timeout_s`."""
+    import paho.mqtt.client as mqtt
+    from cloud.service import parse_broker_url
+
+    host, port = parse_broker_url(url)[:2]
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"dispatch-{int(time.time() * 1000)}")
+    if username:
+        client.username_pw_set(username, password)
+    try:
+        client.connect(host, port, keepalive=10)
+    except OSError as exc:
+        raise PublishError(f"{url}: {exc}") from None
+    client.loop_start()
+    try:
+        info = client.publish(topics.dispatch(group), payload, qos=1, retain=True)
+        info.wait_for_publish(timeout_s)
+        if not info.is_published():
+            raise PublishError(f"{url}: no PUBACK within {timeout_s:g} s")
+    finally:
+        client.disconnect()
+        client.loop_stop()

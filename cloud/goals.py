@@ -1,8 +1,19 @@
 """Goal schedules: where the controller's goal g(t) (total enabled kW wanted per group) comes from.
 
-The contract is one method, `goal_kw(group, t_ms) -> float` (t_ms in UTC epoch ms). A constant, a
-CSV file, a regulation signal, a step or ramp, and later the market/VPP dispatch and OpenADR events
-all implement it. `FakeGoal` records the calls for tests.
+The contract is `GoalSchedule`: two methods, and every goal source implements it — a constant, a
+CSV file, a regulation signal, a step or ramp, a fraction of the group's demand, a dispatched
+schedule (`cloud.dispatch.DispatchGoal`), and later the VPP and OpenADR events:
+
+    goal_kw(group, t_ms, demand_kw=None) -> float   total enabled kW wanted at UTC epoch ms t_ms;
+                                                    demand_kw = the group's current total demand
+                                                    (Σ of the four states), given by the control
+                                                    round to goals expressed relative to it
+    source(group, t_ms) -> str                      where that value comes from: one of
+                                                    GOAL_SOURCES ("schedule" by default)
+
+`evaluate(schedule, group, t_ms, demand_kw)` asks both at once and returns a `GoalValue`; the
+control round uses only that, so it never inspects concrete classes. `FakeGoal` records the
+calls for tests.
 
 Times inside a schedule are seconds from `start_ms` (the schedule's t = 0, UTC epoch ms).
 """
@@ -11,6 +22,7 @@ from __future__ import annotations
 import bisect
 import csv
 import math
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Mapping, Protocol, Sequence, runtime_checkable
@@ -19,6 +31,13 @@ import numpy as np
 
 SIGNAL_ROUND_S = 2.0   # spacing of the packaged regulation signal, s
 
+SOURCE_SCHEDULE = "schedule"   # a configured schedule (constant, file, regulation, fraction, ...)
+SOURCE_DISPATCH = "dispatch"   # a signed dispatched schedule in force (VPP, market, operator)
+SOURCE_FALLBACK = "fallback"   # a dispatch-driven goal with no dispatch in force: its fallback
+SOURCE_VPP = "vpp"             # reserved: cleared VPP dispatch evaluated in process
+SOURCE_OPENADR = "openadr"     # reserved: an OpenADR 2.0b event
+GOAL_SOURCES = (SOURCE_SCHEDULE, SOURCE_DISPATCH, SOURCE_FALLBACK, SOURCE_VPP, SOURCE_OPENADR)
+
 
 class GoalError(ValueError):
     """A goal schedule that cannot be built or evaluated (message names the field)."""
@@ -26,9 +45,32 @@ class GoalError(ValueError):
 
 @runtime_checkable
 class GoalSchedule(Protocol):
-    def goal_kw(self, group: str, t_ms: int) -> float:
+    """The goal contract (see the module docstring). Subclass it to inherit `source`."""
+
+    def goal_kw(self, group: str, t_ms: int, demand_kw: float | None = None) -> float:
         """Total enabled kW wanted for `group` at UTC epoch ms `t_ms`."""
         ...
+
+    def source(self, group: str, t_ms: int) -> str:
+        """Where the value at (group, t_ms) comes from (one of GOAL_SOURCES)."""
+        return SOURCE_SCHEDULE
+
+
+@dataclass(frozen=True)
+class GoalValue:
+    """One evaluated goal: kW wanted and where it came from."""
+
+    kw: float
+    source: str
+
+
+def evaluate(schedule: GoalSchedule, group: str, t_ms: int, demand_kw: float | None = None) -> GoalValue:
+    """The goal of `group` at `t_ms` with its source; GoalError if it is not a finite number."""
+    source = schedule.source(group, t_ms)
+    kw = float(schedule.goal_kw(group, t_ms, demand_kw))
+    if not math.isfinite(kw):
+        raise GoalError(f"group {group!r}: goal is not finite ({kw!r}) at {t_ms}")
+    return GoalValue(kw, source)
 
 
 def _finite(value: float, name: str) -> float:
@@ -42,7 +84,7 @@ def _elapsed_s(t_ms: int, start_ms: int) -> float:
     return (int(t_ms) - int(start_ms)) / 1000.0
 
 
-class ConstantGoal:
+class ConstantGoal(GoalSchedule):
     """The same kW at all times; one value for every group or a mapping group -> kW."""
 
     def __init__(self, kw: float | Mapping[str, float]):
@@ -53,7 +95,7 @@ class ConstantGoal:
             self._per_group = {}
             self._all = _finite(kw, "kw")
 
-    def goal_kw(self, group: str, t_ms: int) -> float:
+    def goal_kw(self, group: str, t_ms: int, demand_kw: float | None = None) -> float:
         if self._all is not None:
             return self._all
         if group not in self._per_group:
@@ -61,7 +103,7 @@ class ConstantGoal:
         return self._per_group[group]
 
 
-class StepGoal:
+class StepGoal(GoalSchedule):
     """`before_kw` until `step_s` after `start_ms`, `after_kw` from then on."""
 
     def __init__(self, before_kw: float, after_kw: float, step_s: float, start_ms: int = 0):
@@ -70,11 +112,11 @@ class StepGoal:
         self.step_s = _finite(step_s, "step_s")
         self.start_ms = int(start_ms)
 
-    def goal_kw(self, group: str, t_ms: int) -> float:
+    def goal_kw(self, group: str, t_ms: int, demand_kw: float | None = None) -> float:
         return self.after_kw if _elapsed_s(t_ms, self.start_ms) >= self.step_s else self.before_kw
 
 
-class RampGoal:
+class RampGoal(GoalSchedule):
     """`from_kw` until `ramp_start_s`, linear to `to_kw` at `ramp_end_s`, then held."""
 
     def __init__(self, from_kw: float, to_kw: float, ramp_start_s: float, ramp_end_s: float,
@@ -87,13 +129,13 @@ class RampGoal:
             raise GoalError("ramp_end_s must be after ramp_start_s")
         self.start_ms = int(start_ms)
 
-    def goal_kw(self, group: str, t_ms: int) -> float:
+    def goal_kw(self, group: str, t_ms: int, demand_kw: float | None = None) -> float:
         s = _elapsed_s(t_ms, self.start_ms)
         frac = min(max((s - self.ramp_start_s) / (self.ramp_end_s - self.ramp_start_s), 0.0), 1.0)
         return self.from_kw + frac * (self.to_kw - self.from_kw)
 
 
-class FileGoal:
+class FileGoal(GoalSchedule):
     """Piecewise-constant goal from a CSV with columns `t_s, goal_kw` (optional `group`).
 
     The value at time s is the row with the largest t_s <= s (before the first row: the first row).
@@ -122,7 +164,7 @@ class FileGoal:
             pts.sort()
             self._series[group] = ([p[0] for p in pts], [p[1] for p in pts])
 
-    def goal_kw(self, group: str, t_ms: int) -> float:
+    def goal_kw(self, group: str, t_ms: int, demand_kw: float | None = None) -> float:
         key = group if group in self._series else None
         if key not in self._series:
             raise GoalError(f"group {group!r} not in goal file (known: {sorted(map(str, self._series))})")
@@ -163,7 +205,7 @@ def load_signal(path: str | Path | None = None) -> np.ndarray:
     return np.asarray(values, dtype=float)
 
 
-class RegulationGoal:
+class RegulationGoal(GoalSchedule):
     """goal = base_kw + amplitude_kw · signal(t), the signal sampled every `signal_step_s`
     (held in between), starting at sample `start_s / signal_step_s`; the day wraps around."""
 
@@ -185,11 +227,33 @@ class RegulationGoal:
         idx = int(math.floor(s / self.signal_step_s + 1e-9)) % self.signal.size
         return float(self.signal[idx])
 
-    def goal_kw(self, group: str, t_ms: int) -> float:
+    def goal_kw(self, group: str, t_ms: int, demand_kw: float | None = None) -> float:
         return self.base_kw + self.amplitude_kw * self.signal_at(t_ms)
 
 
-class FakeGoal:
+class PerGroupGoal(GoalSchedule):
+    """One schedule per group (e.g. per feeder location): `schedules[group]`; GoalError for a
+    group without one. Its source is that schedule's."""
+
+    def __init__(self, schedules: Mapping[str, GoalSchedule]):
+        if not schedules:
+            raise GoalError("schedules: at least one group is needed")
+        self.schedules = {str(g): s for g, s in schedules.items()}
+
+    def _of(self, group: str) -> GoalSchedule:
+        try:
+            return self.schedules[group]
+        except KeyError:
+            raise GoalError(f"group {group!r} has no goal (known: {sorted(self.schedules)})") from None
+
+    def goal_kw(self, group: str, t_ms: int, demand_kw: float | None = None) -> float:
+        return self._of(group).goal_kw(group, t_ms, demand_kw)
+
+    def source(self, group: str, t_ms: int) -> str:
+        return self._of(group).source(group, t_ms)
+
+
+class FakeGoal(GoalSchedule):
     """Test double: returns `values[group]` (or `default`) and records every (group, t_ms) asked."""
 
     def __init__(self, default: float = 0.0, values: Mapping[str, float] | None = None):
@@ -197,12 +261,12 @@ class FakeGoal:
         self.values = dict(values or {})
         self.calls: list[tuple[str, int]] = []
 
-    def goal_kw(self, group: str, t_ms: int) -> float:
+    def goal_kw(self, group: str, t_ms: int, demand_kw: float | None = None) -> float:
         self.calls.append((group, int(t_ms)))
         return float(self.values.get(group, self.default))
 
 
-class ExtrapolatedGoal:
+class ExtrapolatedGoal(GoalSchedule):
     """Causal one-step-ahead prediction of another schedule, for the round being controlled.
 
     goal_kw(group, t) = g(t) + (lead_ms / step_ms) · (g(t) - g(t - step_ms)): only the present and
@@ -222,7 +286,27 @@ class ExtrapolatedGoal:
         if self.lo_kw > self.hi_kw:
             raise GoalError("lo_kw must be <= hi_kw")
 
-    def goal_kw(self, group: str, t_ms: int) -> float:
-        now = self.schedule.goal_kw(group, t_ms)
-        before = self.schedule.goal_kw(group, t_ms - self.step_ms)
+    def goal_kw(self, group: str, t_ms: int, demand_kw: float | None = None) -> float:
+        now = self.schedule.goal_kw(group, t_ms, demand_kw)
+        before = self.schedule.goal_kw(group, t_ms - self.step_ms, demand_kw)
         return min(max(now + (self.lead_ms / self.step_ms) * (now - before), self.lo_kw), self.hi_kw)
+
+    def source(self, group: str, t_ms: int) -> str:
+        return self.schedule.source(group, t_ms)
+
+
+class FractionOfDemand(GoalSchedule):
+    """A goal given as a fraction of the group's current total demand: g = fraction(t) · demand_kw,
+    where `inner` is any GoalSchedule whose value is a fraction (e.g. a RegulationGoal(base=0.5,
+    amplitude=0.15)). The control round passes the group's estimated demand (Σ of the four states)."""
+
+    def __init__(self, inner: GoalSchedule) -> None:
+        self.inner = inner
+
+    def goal_kw(self, group: str, t_ms: int, demand_kw: float | None = None) -> float:
+        if demand_kw is None:
+            raise GoalError(f"group {group!r}: a fraction-of-demand goal needs the group's demand_kw")
+        return float(self.inner.goal_kw(group, t_ms)) * _finite(demand_kw, "demand_kw")
+
+    def source(self, group: str, t_ms: int) -> str:
+        return self.inner.source(group, t_ms)

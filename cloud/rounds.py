@@ -10,10 +10,13 @@ directly (no broker, no clock):
 the message dropped. Each round, per control group (groups of live gateways plus `groups`):
 
     snapshot = aggregator.snapshot(group, now)       (kW, EF ER DF DR; stale/missing handled)
-    X        = estimator(group, snapshot, now)       (default: snapshot.state_kw · scale)
-    g        = goal.goal_kw(group, now)              (or fraction · Σ X for a FractionOfDemand goal)
-    decision = compute_control(X, g, params)
+    record   = GroupRound.step(now, ...)             (cloud.round_step: estimate → goal →
+                                                      control law → decision record)
     vector   = sign(group, round_id, p_on, p_off, issued=now, expires=now + ttl_ms)
+
+The goal is any `cloud.goals.GoalSchedule`; its `source` is recorded per round. Dispatched goals
+arrive on the dispatch topic and go to the `dispatches` inbox (a `cloud.dispatch.DispatchGoal`
+is both the goal and the inbox).
 
 Round ids continue above `registry.last_round_id()` so a restarted controller's vectors are
 never taken for replays; every vector is logged in the registry before it is published.
@@ -26,26 +29,17 @@ from typing import Any, Callable
 import numpy as np
 
 from cloud.aggregator import Aggregator, AggregatorError, GroupSnapshot
-from cloud.control_law import ControlParams, compute_control
+from cloud.control_law import ControlParams
+from cloud.dispatch import DispatchInbox
 from cloud.estimator import EstimatorError, FleetEstimator, RefractoryParams
+from cloud.goals import GoalSchedule
 from cloud.registry import FakeRegistry, Registry
+from cloud.round_step import GroupRound, RoundDecision
 from edge_agent import codec, security, topics
 
 log = logging.getLogger("colorgrid.cloud.controller")
 
 Publish = tuple[str, bytes, int, bool]
-
-
-class FractionOfDemand:
-    """Goal given as a fraction of the group's current total demand (Σ of all four states):
-    g = fraction(t) · Σ X. Wraps any GoalSchedule whose value is a fraction (e.g. a
-    RegulationGoal(base=0.5, amplitude=0.15))."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-
-    def goal_fraction(self, group: str, t_ms: int) -> float:
-        return float(self.inner.goal_kw(group, t_ms))
 
 
 class RoundRecord:
@@ -61,16 +55,17 @@ class RoundRecord:
 
 
 class ControllerCore:
-    def __init__(self, controller_id: str, goal: Any, key_id: str, key: bytes,
+    def __init__(self, controller_id: str, goal: GoalSchedule, key_id: str, key: bytes,
                  registry: Registry | None = None, aggregator: Aggregator | None = None,
                  params: ControlParams | None = None, round_ms: int = 2_000, ttl_ms: int | None = None,
                  groups: list[str] | None = None,
                  estimator: Callable[[str, GroupSnapshot, int], np.ndarray] | None = None,
                  refractory: RefractoryParams | None = None, predict: bool = True,
-                 keep_records: bool = True) -> None:
+                 keep_records: bool = True, dispatches: DispatchInbox | None = None) -> None:
         codec.check_id(controller_id, "controller_id")
         self.controller_id = controller_id
         self.goal = goal
+        self.dispatches = dispatches
         self.key_id, self.key = key_id, key
         self.registry = registry if registry is not None else FakeRegistry()
         self.aggregator = aggregator or Aggregator(stale_after_ms=int(1.5 * round_ms),
@@ -83,6 +78,7 @@ class ControllerCore:
         self.refractory = refractory or RefractoryParams()
         self.predict = predict
         self.estimators: dict[str, FleetEstimator] = {}
+        self._rounds: dict[str, GroupRound] = {}
         self.keep_records = keep_records
         self.round_id = self.registry.last_round_id()
         self.records: list[RoundRecord] = []
@@ -143,10 +139,9 @@ class ControllerCore:
         return self._rebirth_commands(now_ms)
 
     def _dispatch(self, topic: Any, group: str, payload: Any, now_ms: int) -> list[Publish]:
-        offer = getattr(self.goal, "offer", None)
-        if offer is None:
+        if self.dispatches is None:
             return self._reject(topic, "dispatch: this controller does not take dispatched goals")
-        reason = offer(group, payload, now_ms)
+        reason = self.dispatches.offer(group, payload, now_ms)
         if reason:
             return self._reject(topic, f"dispatch: {reason}")
         log.info("dispatch accepted for group %s", group)
@@ -216,41 +211,29 @@ class ControllerCore:
     def group_list(self) -> list[str]:
         return sorted(set(self.groups) | set(self.aggregator.groups()))
 
-    def estimate(self, group: str, snap: GroupSnapshot, now_ms: int) -> np.ndarray:
-        """State at the switching instant of this round (the gateways' next step): the
-        estimator's one-round-ahead prediction from each gateway's last report (carried forward,
-        scaled for missing gateways) times the sampling factor; the scaled snapshot when the
-        prediction is off or impossible."""
-        if self.estimator is not None:
-            return self.estimator(group, snap, now_ms)
-        est = self.estimators.get(group)
-        if not self.predict or est is None:
-            return snap.scaled_state_kw
-        try:
-            state = est.predict(now_ms, now_ms)
-        except EstimatorError as exc:
-            log.info("group %s: %s; using the snapshot", group, exc)
-            return snap.scaled_state_kw
-        if snap.n_sampled_out:
-            sampled_cap = sum(s.capacity_kw for s in self.aggregator.sessions.values()
-                              if s.group == group and s.online and self.aggregator.accepts_state(s.gateway_id))
-            state = state * (snap.capacity_kw / sampled_cap if sampled_cap > 0 else 1.0)
-        return state
+    def _round_step(self, group: str) -> GroupRound:
+        step = self._rounds.get(group)
+        if step is None:
+            step = self._rounds[group] = GroupRound(group, self.goal, self.params, predict=self.predict)
+        step.estimator = self.estimators.get(group)
+        return step
 
-    def goal_with_source(self, group: str, state_kw: np.ndarray, now_ms: int) -> tuple[float, str]:
-        """(goal kW, source): "dispatch" or "fallback" with a DispatchGoal, else "schedule"."""
-        goal, source = self.goal, "schedule"
-        active = getattr(goal, "active", None)       # a DispatchGoal: its schedule, else fallback
-        if active is not None:
-            value = active(group, now_ms)
-            if value is not None:
-                return float(value), "dispatch"
-            source = "fallback"
-            if isinstance(goal.fallback, FractionOfDemand):
-                goal = goal.fallback
-        if isinstance(goal, FractionOfDemand):
-            return goal.goal_fraction(group, now_ms) * float(state_kw.sum()), source
-        return float(goal.goal_kw(group, now_ms)), source
+    def _sampling_scale(self, group: str, snap: GroupSnapshot) -> float:
+        """Capacity of the group over that of its sampled gateways (1 without sampling)."""
+        if not snap.n_sampled_out:
+            return 1.0
+        sampled_cap = sum(s.capacity_kw for s in self.aggregator.sessions.values()
+                          if s.group == group and s.online and self.aggregator.accepts_state(s.gateway_id))
+        return snap.capacity_kw / sampled_cap if sampled_cap > 0 else 1.0
+
+    def decide(self, group: str, snap: GroupSnapshot, now_ms: int) -> RoundDecision:
+        """The group's round step at the switching instant of this round (the gateways' next
+        step): the estimator's one-round-ahead prediction from each gateway's last report
+        (carried forward, scaled for missing and sampled-out gateways), the scaled snapshot when
+        the prediction is off or impossible, or the `estimator` override's state."""
+        given = self.estimator(group, snap, now_ms) if self.estimator is not None else None
+        return self._round_step(group).step(now_ms, now_ms, fallback_kw=snap.scaled_state_kw,
+                                            scale=self._sampling_scale(group, snap), state_kw=given)
 
     def control_round(self, now_ms: int) -> list[Publish]:
         """One control round for every group; returns the signed vectors to publish (QoS 1)."""
@@ -259,7 +242,7 @@ class ControllerCore:
         for group in self.group_list():
             try:
                 out.extend(self._group_round(group, now_ms))
-            except (ValueError, ArithmeticError) as exc:  # one bad group never stops the others
+            except (ValueError, ArithmeticError, EstimatorError) as exc:  # one bad group never stops the others
                 # (GoalError is a ValueError: a group without a goal gets no vector this round)
                 self.round_errors += 1
                 log.error("round %d group %s: %s; no vector this round", self.round_id, group, exc)
@@ -271,29 +254,27 @@ class ControllerCore:
         if snap.n_fresh + snap.n_carried == 0:
             log.info("round %d group %s: no reports, no vector", self.round_id, group)
             return []
-        state = self.estimate(group, snap, now_ms)
-        goal, source = self.goal_with_source(group, state, now_ms)
-        decision = compute_control(state, goal, self.params)
-        if group in self.estimators:
-            self.estimators[group].record_decision(now_ms, decision)
+        rec = self.decide(group, snap, now_ms)
+        decision = rec.decision
         payload = security.make_vector(group, self.round_id, decision.p_on.tolist(),
                                        decision.p_off.tolist(), now_ms, self.ttl_ms,
                                        self.key_id, self.key)
         self.registry.log_command(self.round_id, group, now_ms, now_ms + self.ttl_ms, payload.decode())
         if self.keep_records:
-            self.records.append(self._record(group, snap, state, goal, decision, now_ms, source))
+            self.records.append(self._record(snap, rec))
         return [(topics.vector(group), payload, 1, False)]
 
-    def _record(self, group, snap, state, goal, decision, now_ms, source) -> RoundRecord:
+    def _record(self, snap: GroupSnapshot, rec: RoundDecision) -> RoundRecord:
         fail_safe = sum(1 for gid, fs in self._fail_safe.items()
-                        if fs and self.aggregator.sessions[gid].group == group)
+                        if fs and self.aggregator.sessions[gid].group == rec.group)
         enabled = snap.state_kw[:, 0] + snap.state_kw[:, 1]
-        return RoundRecord(round_id=self.round_id, t_ms=now_ms, group=group, goal_kw=goal,
+        d = rec.decision
+        return RoundRecord(round_id=self.round_id, t_ms=rec.t_ms, group=rec.group, goal_kw=rec.goal.kw,
                            measured_kw=float(enabled.sum()), tier_enabled_kw=enabled.tolist(),
-                           state_kw=np.asarray(state).tolist(), p_on=decision.p_on.tolist(),
-                           p_off=decision.p_off.tolist(), saturated=bool(decision.saturated),
+                           state_kw=np.asarray(rec.state_kw).tolist(), p_on=d.p_on.tolist(),
+                           p_off=d.p_off.tolist(), saturated=bool(d.saturated),
                            n_live=snap.n_live, n_fresh=snap.n_fresh, n_missing=snap.n_missing,
-                           n_fail_safe=fail_safe, goal_source=source)
+                           n_fail_safe=fail_safe, goal_source=rec.goal.source)
 
     def status_payload(self, online: bool, now_ms: int) -> bytes:
         """Signed retained status; `session_ms` (this core's start) orders controller restarts."""

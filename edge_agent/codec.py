@@ -138,13 +138,17 @@ def _finite(x: float) -> bool:
     return x == x and x - x == 0.0
 
 
-def _keys(d: dict, required: tuple, optional: tuple) -> None:
+def check_fields(d: dict, required: tuple, optional: tuple) -> None:
+    """CodecError naming the first missing required field or the first unknown one."""
     for key in required:
         if key not in d:
             raise CodecError(key, "missing")
     for key in sorted(d):
         if key not in required and key not in optional:
             raise CodecError(str(key), "unknown field")
+
+
+_keys = check_fields   # the name the codec's own decoders use
 
 
 def check_int(value, field: str, lo: int, hi: int) -> int:

@@ -22,7 +22,8 @@ import numpy as np
 
 from cloud.clock import SimClock
 from cloud.metrics import MetricsError, pjm_score, rms_pct_of_capacity
-from cloud.rounds import ControllerCore, FractionOfDemand
+from cloud.goals import FractionOfDemand
+from cloud.rounds import ControllerCore
 from cloud.service import ControllerService
 from firmware_sim.gateway_fleet import FleetProcesses, FleetSpec, FleetStats, summarize
 

@@ -51,6 +51,8 @@ class ScenarioConfig:
     max_switches_per_device_hour: float = 10.0
     flex_reserve_share: float = 0.5                 # control law ρ (docs/concepts.md)
     max_age_s: float = 10.0
+    groups: int = 1                                 # control groups, one goal each (contiguous gateway blocks)
+    group_offset_s: float = 0.0                     # group g's signal/schedule starts g · this later
     seed: int = 1
 
     def shares(self) -> tuple[float, ...]:
@@ -71,14 +73,14 @@ class ScenarioConfig:
             bad("goal_mode", f"must be one of {', '.join(GOAL_MODES)}")
         if self.load_model not in LOAD_MODELS:
             bad("load_model", f"must be one of {', '.join(LOAD_MODELS)}")
-        for name in ("devices", "tiers", "devices_per_gateway", "sample_every"):
+        for name in ("devices", "tiers", "devices_per_gateway", "sample_every", "groups"):
             if int(getattr(self, name)) < 1:
                 bad(name, "must be >= 1")
         for name in ("duration_s", "round_s", "override_duration_s", "fairness_horizon_s", "max_age_s"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 bad(name, "must be a positive number")
-        for name in ("start_s", "warmup_s", "max_switches_per_device_hour", "noise_std"):
+        for name in ("start_s", "warmup_s", "max_switches_per_device_hour", "noise_std", "group_offset_s"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 bad(name, "must be a number >= 0")
@@ -97,6 +99,9 @@ class ScenarioConfig:
             bad("alpha", "must be in (0, 1]")
         if not 0.0 <= self.flex_reserve_share <= 1.0:
             bad("flex_reserve_share", "must be in [0, 1]")
+        gateways = -(-int(self.devices) // int(self.devices_per_gateway))
+        if self.groups > gateways:
+            bad("groups", f"must be at most the number of gateways ({gateways}: a group is whole gateways)")
         shares = self.shares()
         if len(shares) != self.tiers:
             bad("tier_shares", f"needs {self.tiers} values (one per tier)")
@@ -117,6 +122,10 @@ class ScenarioConfig:
             kwargs[name] = _coerce(name, value, where)
         return cls(**kwargs)
 
+    def group_names(self) -> tuple[str, ...]:
+        """Control group ids: "fleet" for one group, else g0 .. g{N-1}."""
+        return ("fleet",) if self.groups == 1 else tuple(f"g{i}" for i in range(self.groups))
+
     def resolved_goal_mode(self) -> str:
         """auto: extrapolate a regulation signal (not known ahead); preview a step/ramp/constant
         schedule (a dispatch known one round before it applies)."""
@@ -134,7 +143,7 @@ def _coerce(name: str, value: Any, where: str) -> Any:
             if isinstance(value, str):
                 value = [v for v in value.replace(" ", "").split(",") if v]
             return tuple(float(v) for v in value)
-        if name in ("devices", "tiers", "lag_rounds", "sample_every", "devices_per_gateway", "seed"):
+        if name in ("devices", "tiers", "lag_rounds", "sample_every", "devices_per_gateway", "seed", "groups"):
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError("not an integer")
             return int(value)

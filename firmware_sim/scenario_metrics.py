@@ -10,6 +10,8 @@ Figures (units in the names or dimensionless):
   switches_per_device_hour
   step_settle_s, step_error_pct_after_2_refractory   (step scenario; % of the goal after the step)
   saturated_rounds, reports_sent, reports_lost
+  groups                {group: {fleet_demand_kw, rms_pct_of_demand, mean_abs_error_kw,
+                        rms_pct_of_capacity, pjm_*, saturated_rounds}} with several control groups
 """
 from __future__ import annotations
 
@@ -22,25 +24,45 @@ from cloud.metrics import (MetricsError, on_time_std_per_tier, pjm_score, rms_pc
 STEP_TOLERANCE = 0.02   # "error below 2 %" of the goal
 
 
-def scenario_metrics(res, fleet, refr: RefractoryParams, channel, saturated: int) -> dict:
-    s = res.scored
-    if not s.any():
-        raise MetricsError("no scored rounds (duration shorter than one round?)")
-    t, g, a = res.t_s[s], res.goal_kw[s], res.achieved_kw[s]
-    duration_s = float(s.sum() * res.config.round_s)
+def tracking_figures(t, goal_kw, achieved_kw, demand_kw: float, base_kw: float, capacity_kw: float) -> dict:
+    """Tracking figures of one series (the fleet, or one control group) over its scored rounds."""
+    g, a = goal_kw, achieved_kw
     m: dict = {
-        "fleet_demand_kw": res.fleet_kw,
-        "rms_pct_of_demand": rms_pct_of_capacity(g, a, res.fleet_kw),
+        "fleet_demand_kw": demand_kw,
+        "rms_pct_of_demand": rms_pct_of_capacity(g, a, demand_kw),
         "mean_abs_error_kw": float(np.mean(np.abs(a - g))),
     }
-    if res.capacity_kw > 0:
-        m["rms_pct_of_capacity"] = rms_pct_of_capacity(g, a, res.capacity_kw)
+    if capacity_kw > 0:
+        m["rms_pct_of_capacity"] = rms_pct_of_capacity(g, a, capacity_kw)
         try:
-            p = pjm_score((g - res.base_kw) / res.capacity_kw, (a - res.base_kw) / res.capacity_kw, t)
+            p = pjm_score((g - base_kw) / capacity_kw, (a - base_kw) / capacity_kw, t)
             m.update(pjm_score=p.score, pjm_correlation=p.correlation, pjm_delay=p.delay,
                      pjm_precision=p.precision, pjm_windows=p.windows)
         except MetricsError:
             pass   # constant goal in every window (e.g. a short step run): no PJM figures
+    return m
+
+
+def group_figures(res) -> dict:
+    """{group: tracking figures + saturated_rounds} for a run with several control groups."""
+    s, cfg = res.scored, res.config
+    out = {}
+    for g, name in enumerate(res.group_names):
+        d = float(res.group_kw[g])
+        m = tracking_figures(res.t_s[s], res.group_goal_kw[s, g], res.group_achieved_kw[s, g], d,
+                             cfg.base * d, abs(cfg.amplitude) * d)
+        m["saturated_rounds"] = int(res.group_saturated[g])
+        out[name] = m
+    return out
+
+
+def scenario_metrics(res, fleet, refr: RefractoryParams, channel, saturated: int) -> dict:
+    s = res.scored
+    if not s.any():
+        raise MetricsError("no scored rounds (duration shorter than one round?)")
+    duration_s = float(s.sum() * res.config.round_s)
+    m = tracking_figures(res.t_s[s], res.goal_kw[s], res.achieved_kw[s], res.fleet_kw, res.base_kw,
+                         res.capacity_kw)
     on_time = fleet.on_time_fraction()
     kw = fleet.slice_kw()
     per_tier = on_time_std_per_tier(on_time, kw)
@@ -54,6 +76,8 @@ def scenario_metrics(res, fleet, refr: RefractoryParams, channel, saturated: int
     m["saturated_rounds"] = int(saturated)
     m["reports_sent"] = int(channel.sent)
     m["reports_lost"] = int(channel.lost)
+    if len(res.group_names) > 1:
+        m["groups"] = group_figures(res)
     return m
 
 

@@ -12,7 +12,10 @@ Same semantics as `edge_agent` (docs/concepts.md), for millions of slices:
   when no valid vector arrived yet or for `fail_safe_s` (as `edge_agent.GatewayCore`);
 * customer override: all the device's slices become ER with the timer at the override's end,
   reported as ER until then and EF afterwards;
-* a slice's kW = device demand kW × tier share (demand may change every round: `physics`).
+* a slice's kW = device demand kW × tier share (demand may change every round: `physics`);
+* control groups (e.g. one per feeder bus·phase): `groups` = G splits the gateways into G
+  contiguous blocks; each group has its own vector (p_on / p_off of shape (G, k); a row of NaN =
+  nothing new for that group) and its own fail-safe timer; `group_aggregate()` is (G, k, 4).
 
 Cost per round is proportional to the slices that change, not to the fleet:
 * step 2 draws, per tier and direction, a Bernoulli(p) process over the tier's slices through
@@ -46,9 +49,10 @@ class FleetError(ValueError):
 class VectorFleet:
     def __init__(self, device_kw, tier_shares, rng: np.random.Generator,
                  refractory: RefractoryParams | None = None, devices_per_gateway: int = 10,
-                 fail_safe_s: float = 60.0, round_s: float = 2.0, track_on_time: bool = True):
+                 fail_safe_s: float = 60.0, round_s: float = 2.0, track_on_time: bool = True,
+                 groups: int = 1):
         """`track_on_time`: keep per-slice switch counts and enabled time (metrics); off in the
-        speed bench, whose naive baseline keeps neither."""
+        speed bench, whose naive baseline keeps neither. `groups`: control groups (module doc)."""
         kw = np.asarray(device_kw, dtype=float)
         shares = np.asarray(tier_shares, dtype=float)
         if kw.ndim != 1 or kw.size == 0 or not np.all(np.isfinite(kw)) or np.any(kw < 0):
@@ -71,9 +75,16 @@ class VectorFleet:
         self.timer_end = np.full(self.n * self.k, np.inf)
         self.gateway_of = np.arange(self.n) // devices_per_gateway
         self.n_gateways = int(self.gateway_of[-1]) + 1
+        if not isinstance(groups, (int, np.integer)) or not 1 <= groups <= self.n_gateways:
+            raise FleetError(f"groups must be an integer in [1, {self.n_gateways}] (one gateway "
+                             f"at least per group), got {groups!r}")
+        self.n_groups = int(groups)
+        self.group_of_gateway = np.arange(self.n_gateways) * self.n_groups // self.n_gateways
+        self.group_of = self.group_of_gateway[self.gateway_of]
+        self._group_of_slice = np.repeat(self.group_of, self.k) if self.n_groups > 1 else None
         self.fail_safe_s = float(fail_safe_s)
-        self._vector: tuple[np.ndarray, np.ndarray] | None = None
-        self._vector_t: float | None = None
+        self._vector = (np.ones((self.n_groups, self.k)), np.zeros((self.n_groups, self.k)))
+        self._vector_t = np.full(self.n_groups, -np.inf)    # -inf: none arrived yet (fail-safe)
         self._wheel: dict[int, list[np.ndarray]] = {}
         self._may_repeat: set[int] = set()
         self._next_key: int | None = None
@@ -111,40 +122,56 @@ class VectorFleet:
         return self._demand_kw[:, None] * self.shares[None, :]
 
     def _recount(self) -> None:
+        """Per group (G, k, 4) kW and counts from scratch (after a demand change)."""
         self._slice_kw_flat = self.slice_kw().reshape(-1)
-        key = self.state.astype(np.int64) * self.k + self._tier_of
-        self._agg = np.bincount(key, weights=self._slice_kw_flat, minlength=4 * self.k).reshape(4, self.k).T.copy()
-        self._cnt = np.bincount(key, minlength=4 * self.k).reshape(4, self.k).T.copy()
+        g, k = self.n_groups, self.k
+        key = self.state.astype(np.int64) * k + self._tier_of
+        if self._group_of_slice is not None:
+            key = key + self._group_of_slice.astype(np.int64) * (4 * k)
+        shape = (g, 4, k)
+        self._agg = np.bincount(key, weights=self._slice_kw_flat, minlength=4 * k * g).reshape(shape).transpose(0, 2, 1).copy()
+        self._cnt = np.bincount(key, minlength=4 * k * g).reshape(shape).transpose(0, 2, 1).copy()
 
     def _move(self, idx: np.ndarray, old: np.ndarray, to_state: tuple[int, int, int, int]) -> None:
         """Move slices `idx` (unique) from `old` to `to_state[old]`, keeping kW/counts in step."""
-        k = self.k
+        g, k = self.n_groups, self.k
         self.state[idx] = np.asarray(to_state, dtype=np.int8)[old]
-        key = old.astype(np.int16) * k + self._tier_of[idx]
-        kw = np.bincount(key, weights=self._slice_kw_flat[idx], minlength=4 * k).reshape(4, k)
-        cnt = np.bincount(key, minlength=4 * k).reshape(4, k)
+        key = old.astype(np.int32) * k + self._tier_of[idx]
+        if self._group_of_slice is not None:
+            key = key + self._group_of_slice[idx].astype(np.int32) * (4 * k)
+        kw = np.bincount(key, weights=self._slice_kw_flat[idx], minlength=4 * k * g).reshape(g, 4, k)
+        cnt = np.bincount(key, minlength=4 * k * g).reshape(g, 4, k)
         for s_old, s_new in enumerate(to_state):
             if s_old != s_new:
-                self._agg[:, s_old] -= kw[s_old]
-                self._agg[:, s_new] += kw[s_old]
-                self._cnt[:, s_old] -= cnt[s_old]
-                self._cnt[:, s_new] += cnt[s_old]
+                self._agg[:, :, s_old] -= kw[:, s_old]
+                self._agg[:, :, s_new] += kw[:, s_old]
+                self._cnt[:, :, s_old] -= cnt[:, s_old]
+                self._cnt[:, :, s_new] += cnt[:, s_old]
 
     # ---- control vector ----------------------------------------------------------------
     def _vector_in_force(self, t_s: float, p_on, p_off) -> tuple[np.ndarray, np.ndarray]:
-        """Store a new valid vector; return the one in force: fail-safe (p_on = 1, p_off = 0)
-        when none arrived yet or the last one is `fail_safe_s` old (as edge_agent.GatewayCore)."""
+        """Store each group's new valid vector; return the (G, k) vectors in force, fail-safe
+        (p_on = 1, p_off = 0) for a group that has none yet or whose last one is `fail_safe_s`
+        old (as edge_agent.GatewayCore). A (k,) vector is for every group."""
+        g, k = self.n_groups, self.k
         if p_on is not None and p_off is not None:
             on = np.asarray(p_on, dtype=float)
             off = np.asarray(p_off, dtype=float)
-            if on.shape != (self.k,) or off.shape != (self.k,):
-                raise FleetError(f"p_on/p_off must have shape ({self.k},)")
-            if np.all(np.isfinite(on)) and np.all(np.isfinite(off)):
-                self._vector = (np.clip(on, 0.0, 1.0), np.clip(off, 0.0, 1.0))
-                self._vector_t = t_s
-        if self._vector is None or self._vector_t is None or t_s - self._vector_t >= self.fail_safe_s:
-            return np.ones(self.k), np.zeros(self.k)
-        return self._vector
+            if on.shape == (k,) and off.shape == (k,):
+                on, off = np.broadcast_to(on, (g, k)), np.broadcast_to(off, (g, k))
+            if on.shape != (g, k) or off.shape != (g, k):
+                raise FleetError(f"p_on/p_off must have shape ({k},) or ({g}, {k})")
+            fresh = np.all(np.isfinite(on), axis=1) & np.all(np.isfinite(off), axis=1)
+            if fresh.any():
+                self._vector[0][fresh] = np.clip(on[fresh], 0.0, 1.0)
+                self._vector[1][fresh] = np.clip(off[fresh], 0.0, 1.0)
+                self._vector_t[fresh] = t_s
+        stale = t_s - self._vector_t >= self.fail_safe_s
+        if not stale.any():
+            return self._vector
+        on, off = self._vector[0].copy(), self._vector[1].copy()
+        on[stale], off[stale] = 1.0, 0.0
+        return on, off
 
     # ---- timing wheel ----------------------------------------------------------------------
     def _key(self, ends: np.ndarray) -> np.ndarray:
@@ -240,22 +267,25 @@ class VectorFleet:
         self._expire(t)
         on, off = self._vector_in_force(t, p_on, p_off)
         k = self.k
+        cnt = self._cnt.sum(axis=0)
         chosen = []
         for i in range(k):
             if self._no_slice[i]:
                 continue
-            p_ef = 0.0 if (i == k - 1 or self._cnt[i, EF] == 0) else float(off[i])
-            p_df = 0.0 if self._cnt[i, DF] == 0 else float(on[i])
-            p_max = max(p_ef, p_df)
+            p_ef = np.zeros(self.n_groups) if (i == k - 1 or cnt[i, EF] == 0) else off[:, i]
+            p_df = np.zeros(self.n_groups) if cnt[i, DF] == 0 else on[:, i]
+            p_max = float(max(p_ef.max(), p_df.max()))
             if p_max <= 0.0:
                 continue
             # one Bernoulli(p_max) process over the tier, thinned to p_off on EF, p_on on DF
+            # (of the slice's group)
             cand = i + k * self._bernoulli(p_max)
             st = self.state[cand]
-            if p_ef == p_df:
+            if np.all(p_ef == p_max) and np.all(p_df == p_max):
                 keep = (st & 1) == 0                         # every flexible candidate
             else:
-                p_cand = np.where(st == EF, p_ef, np.where(st == DF, p_df, 0.0))
+                grp = self._group_of_slice[cand] if self._group_of_slice is not None else 0
+                p_cand = np.where(st == EF, p_ef[grp], np.where(st == DF, p_df[grp], 0.0))
                 keep = self.rng.random(cand.size) * p_max < p_cand
             chosen.append(cand[keep])
         n_sw = 0
@@ -329,11 +359,15 @@ class VectorFleet:
     # ---- aggregation -------------------------------------------------------------------------
     def aggregate(self) -> np.ndarray:
         """(k, 4) kW of the whole fleet (kept up to date from the transitions)."""
+        return np.maximum(self._agg.sum(axis=0), 0.0)
+
+    def group_aggregate(self) -> np.ndarray:
+        """(G, k, 4) kW per control group."""
         return np.maximum(self._agg, 0.0)
 
     def counts(self) -> np.ndarray:
         """(k, 4) number of slices per tier and state (a zero-share tier has none)."""
-        out = self._cnt.copy()
+        out = self._cnt.sum(axis=0)
         out[self._no_slice] = 0
         return out
 

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import binascii
-import json
 import logging
 import signal
 from pathlib import Path
@@ -12,10 +10,6 @@ HELP = "run the cloud controller service: aggregate gateway reports, publish sig
 
 ROUNDS_COLUMNS_FIXED = ["t_s", "round_id", "group", "goal_kw", "goal_source", "measured_enabled_kw",
                         "saturated", "n_live", "n_fresh", "n_missing", "n_fail_safe"]
-
-
-class CommandError(ValueError):
-    """Bad command-line value (message names the flag)."""
 
 
 def add_common(parser) -> None:
@@ -57,81 +51,16 @@ def add_arguments(parser) -> None:
     add_out_argument(parser)
 
 
-def read_key(path: str, key_id: str, flag: str = "--hmac-key-file") -> tuple[str, bytes]:
-    """(key_id, key bytes) from hex text or a JSON {key_id: hex} file (`flag` names it in errors)."""
-    text = Path(path).read_text().strip()
-    try:
-        if text.startswith("{"):
-            table = json.loads(text)
-            if key_id not in table:
-                key_id = sorted(table)[0]
-            text = table[key_id]
-        key = binascii.unhexlify(text.strip())
-    except (ValueError, TypeError, AttributeError, binascii.Error, IndexError) as exc:
-        raise CommandError(f"{flag}: {path}: not hex or JSON {{key_id: hex}} ({exc})") from None
-    if len(key) < 16:
-        raise CommandError(f"{flag}: {path}: key shorter than 16 bytes")
-    return key_id, key
+def core_from_args(args, key_id: str, key: bytes, start_ms: int, controller_id: str = "ctl1"):
+    """The ControllerCore the controller/demo flags describe (cloud.config does the wiring)."""
+    from cloud.config import build_core, parse_goal, read_keys
 
-
-def read_keys(path: str, key_id: str, flag: str = "--dispatch-key-file") -> dict:
-    """Every key of a JSON {key_id: hex} file, or {key_id: key} for hex text (each as read_key)."""
-    first, key = read_key(path, key_id, flag)
-    text = Path(path).read_text().strip()
-    if not text.startswith("{"):
-        return {first: key}
-    return {kid: read_key(path, kid, flag)[1] for kid in sorted(json.loads(text))}
-
-
-def parse_goal(spec: str, start_ms: int, dispatch_keys: dict | None = None):
-    """--goal text → a GoalSchedule (or FractionOfDemand for %-valued regulation)."""
-    from cloud.goals import ConstantGoal, FileGoal, RegulationGoal
-    from cloud.rounds import FractionOfDemand
-
-    kind, _, rest = spec.partition(":")
-    if kind == "dispatch":
-        from cloud.dispatch import DispatchGoal
-        if not dispatch_keys:
-            raise CommandError("--dispatch-key-file: required with --goal dispatch")
-        fallback = parse_goal(rest, start_ms) if rest else FractionOfDemand(ConstantGoal(1.0))
-        return DispatchGoal(dispatch_keys, fallback=fallback)
-    try:
-        if kind == "constant":
-            return ConstantGoal(float(rest))
-        if kind == "file":
-            return FileGoal(rest, start_ms=start_ms)
-        if kind == "regulation":
-            base, _, amp = (rest or "50%:15%").partition(":")
-            amp = amp or "15%"
-            if base.endswith("%") != amp.endswith("%"):
-                raise CommandError("--goal: regulation BASE and AMP must both be kW or both be %")
-            if base.endswith("%"):
-                return FractionOfDemand(RegulationGoal(float(base[:-1]) / 100, float(amp[:-1]) / 100,
-                                                       start_ms=start_ms))
-            return RegulationGoal(float(base), float(amp), start_ms=start_ms)
-    except (ValueError, OSError) as exc:
-        raise CommandError(f"--goal: {spec!r}: {exc}") from None
-    raise CommandError(f"--goal: expected constant:KW, file:PATH, regulation[:BASE:AMP] or "
-                       f"dispatch[:FALLBACK], got {spec!r}")
-
-
-def build_core(args, key_id: str, key: bytes, start_ms: int, controller_id: str = "ctl1"):
-    from cloud.aggregator import Aggregator
-    from cloud.control_law import ControlParams
-    from cloud.registry import open_registry
-    from cloud.rounds import ControllerCore
-
-    round_ms = int(round(args.round_s * 1000))
-    if round_ms < 50:
-        raise CommandError("--round-s: must be >= 0.05")
-    agg = Aggregator(stale_after_ms=int(1.5 * round_ms), max_carry_ms=5 * round_ms,
-                     rebirth_holdoff_ms=5 * round_ms, sample_fraction=getattr(args, "sample_fraction", 1.0))
     dispatch_keys = None
     if getattr(args, "dispatch_key_file", None):
         dispatch_keys = read_keys(args.dispatch_key_file, args.dispatch_key_id)
-    return ControllerCore(controller_id, parse_goal(args.goal, start_ms, dispatch_keys), key_id, key,
-                          registry=open_registry(args.db), aggregator=agg,
-                          params=ControlParams(round_s=args.round_s), round_ms=round_ms)
+    return build_core(parse_goal(args.goal, start_ms, dispatch_keys), key_id, key, start_ms,
+                      controller_id, round_s=args.round_s, db=args.db,
+                      sample_fraction=getattr(args, "sample_fraction", 1.0))
 
 
 def write_rounds(out, core, start_ms: int) -> None:
@@ -153,6 +82,7 @@ def write_rounds(out, core, start_ms: int) -> None:
 
 def run(args) -> int:
     from cloud.clock import SimClock
+    from cloud.config import read_key
     from cloud.service import ControllerService, ServiceError, parse_broker_url
     from colorgrid.results import RunOutput
 
@@ -162,7 +92,7 @@ def run(args) -> int:
         host, port = parse_broker_url(args.broker)
         key_id, key = read_key(args.hmac_key_file, args.key_id)
         clock = SimClock.from_spec(args.clock) if args.clock else SimClock(args.speed)
-        core = build_core(args, key_id, key, clock.origin_ms, args.controller_id)
+        core = core_from_args(args, key_id, key, clock.origin_ms, args.controller_id)
     except (ValueError, OSError, ServiceError) as exc:
         print(f"colorgrid controller: {exc}")
         return 2
@@ -187,9 +117,9 @@ def run(args) -> int:
     out.figure("messages_rejected", sum(core.rejected.values()))
     out.figure("vectors_published", core.published)
     out.figure("gateways_known", len(core.aggregator.sessions))
-    if hasattr(core.goal, "offer"):
-        out.figure("dispatches_accepted", core.goal.accepted)
-        out.figure("dispatches_rejected", sum(core.goal.rejected.values()))
+    if core.dispatches is not None:
+        out.figure("dispatches_accepted", core.dispatches.accepted)
+        out.figure("dispatches_rejected", sum(core.dispatches.rejected.values()))
     out.finish()
     print(f"controller stopped: {service.rounds} rounds, {service.missed_rounds} missed, "
           f"{core.received} messages in, {sum(core.rejected.values())} rejected, {core.published} out")

@@ -92,7 +92,7 @@ def _plot(out, rows, k: int) -> None:
 def run(args) -> int:
     from cloud.clock import SimClock
     from cloud.service import ServiceError, parse_broker_url
-    from colorgrid.commands.controller import CommandError, build_core
+    from colorgrid.commands.controller import core_from_args
     from colorgrid.results import RunOutput
     from firmware_sim.broker import BrokerError, start_broker
     from firmware_sim.closed_loop import run_closed_loop
@@ -110,7 +110,7 @@ def run(args) -> int:
             host, port, broker_kind = "127.0.0.1", broker.port, broker.kind
         print(f"broker: {broker_kind} at mqtt://{host}:{port}")
         clock = SimClock(args.speed)
-        core = build_core(args, args.key_id, key, clock.origin_ms, "demo")
+        core = core_from_args(args, args.key_id, key, clock.origin_ms, "demo")
         spec = FleetSpec(host, port, gateways=args.gateways, devices_per_gateway=args.devices_per_gateway,
                          seed=args.seed, round_s=args.round_s, clock_spec=clock.spec(), key_id=args.key_id,
                          key=key, thermostatic_fraction=args.thermostatic_fraction)
@@ -118,7 +118,7 @@ def run(args) -> int:
               f"{args.minutes:g} simulated min at {args.speed:g}x, goal {args.goal}")
         result = run_closed_loop(host, port, spec, core, clock, args.minutes * 60.0, args.processes, _bar)
         print()
-    except (BrokerError, CommandError, FleetError, ServiceError, ValueError, OSError, RuntimeError) as exc:
+    except (BrokerError, FleetError, ServiceError, ValueError, OSError, RuntimeError) as exc:
         print(f"\ncolorgrid demo: {exc}")
         return 2
     except KeyboardInterrupt:

@@ -9,7 +9,6 @@ the message is retained (a controller that restarts picks it up) and QoS 1.
 from __future__ import annotations
 
 import csv
-import time
 from pathlib import Path
 
 HELP = "publish a signed goal schedule (dispatch) for a control group to the controller"
@@ -69,7 +68,7 @@ def read_points(args) -> list[tuple[float, float]]:
 
 def build_payload(args, now_ms: int) -> tuple[bytes, dict]:
     from cloud.dispatch import DispatchError, make_dispatch
-    from colorgrid.commands.controller import read_key
+    from cloud.config import ConfigError, read_key
 
     start_ms = args.start_ms if args.start_ms is not None else now_ms
     pts = [(start_ms + int(round(t_s * 1000)), kw) for t_s, kw in read_points(args)]
@@ -77,7 +76,10 @@ def build_payload(args, now_ms: int) -> tuple[bytes, dict]:
         raise CommandError("--point/--schedule: no points")
     if not args.valid_for_s > 0:
         raise CommandError("--valid-for-s: must be > 0")
-    key_id, key = read_key(args.hmac_key_file, args.key_id)
+    try:
+        key_id, key = read_key(args.hmac_key_file, args.key_id)
+    except ConfigError as exc:
+        raise CommandError(str(exc)) from None
     did = args.dispatch_id if args.dispatch_id is not None else now_ms
     until = pts[-1][0] + int(round(args.valid_for_s * 1000))
     try:
@@ -88,31 +90,9 @@ def build_payload(args, now_ms: int) -> tuple[bytes, dict]:
                      "points": pts, "key_id": key_id}
 
 
-def publish(url: str, topic: str, payload: bytes, username=None, password=None, timeout_s: float = 10.0) -> None:
-    import paho.mqtt.client as mqtt
-    from cloud.service import parse_broker_url
-
-    host, port = parse_broker_url(url)
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"dispatch-{int(time.time() * 1000)}")
-    if username:
-        client.username_pw_set(username, password)
-    try:
-        client.connect(host, port, keepalive=10)
-    except OSError as exc:
-        raise CommandError(f"--broker: {url}: {exc}") from None
-    client.loop_start()
-    try:
-        info = client.publish(topic, payload, qos=1, retain=True)
-        info.wait_for_publish(timeout_s)
-        if not info.is_published():
-            raise CommandError(f"--broker: {url}: no PUBACK within {timeout_s:g} s")
-    finally:
-        client.disconnect()
-        client.loop_stop()
-
-
 def run(args) -> int:
     from cloud.clock import ClockError, SimClock
+    from cloud.dispatch import PublishError, publish_dispatch
     from cloud.service import ServiceError
     from colorgrid.results import RunOutput
     from edge_agent import topics
@@ -121,7 +101,10 @@ def run(args) -> int:
         clock = SimClock.from_spec(args.clock) if args.clock else SimClock()
         payload, info = build_payload(args, clock.now_ms())
         password = Path(args.password_file).read_text().strip() if args.password_file else None
-        publish(args.broker, topics.dispatch(args.group), payload, args.username, password)
+        publish_dispatch(args.broker, args.group, payload, args.username, password)
+    except PublishError as exc:
+        print(f"colorgrid dispatch: --broker: {exc}")
+        return 2
     except (CommandError, ClockError, ServiceError, OSError, topics.TopicError) as exc:
         print(f"colorgrid dispatch: {exc}")
         return 2

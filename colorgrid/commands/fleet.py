@@ -38,7 +38,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from cloud.clock import SimClock
     from cloud.service import ServiceError, parse_broker_url
-    from colorgrid.commands.controller import read_key
+    from cloud.config import read_key
     from colorgrid.results import RunOutput
     from firmware_sim.gateway_fleet import FleetError, FleetProcesses, FleetSpec, summarize
 

@@ -43,6 +43,9 @@ FLAGS: dict[str, tuple[type, str]] = {
     "max-switches-per-device-hour": (float, "control law: cap on the fairness swap (default 10)"),
     "flex-reserve-share": (float, "control law: share of enabled/disabled kW the fairness swap keeps flexible (default 0.5)"),
     "max-age-s": (float, "estimator: carry a report forward at most this long, s (default 10)"),
+    "groups": (int, "control groups, one goal each: the gateways split into N contiguous blocks "
+                    "(default 1; metrics per group in summary.json, a group column in timeseries.csv)"),
+    "group-offset-s": (float, "group g's signal/schedule starts g x this many s later (default 0)"),
     "goal-mode": (str, "now | extrapolate | preview | auto (default auto: extrapolate for "
                        "regulation, preview otherwise)"),
     "seed": (int, "random seed (default 1)"),
@@ -90,17 +93,43 @@ def _unit(name: str) -> str:
 
 
 def timeseries_columns(res) -> dict:
-    cols = {"t_s": res.t_s, "goal_kw": res.goal_kw, "achieved_kw": res.achieved_kw,
-            "error_kw": res.achieved_kw - res.goal_kw, "estimate_kw": res.estimate_kw}
+    """One row per round and control group (group by group; one group is named "fleet")."""
+    import numpy as np
+
+    n_groups = len(res.group_names)
+
+    def flat(a):            # (M, N[, k]) -> (N·M[, k]) group-major
+        return np.concatenate([a[:, g] for g in range(n_groups)])
+
+    goal, achieved = flat(res.group_goal_kw), flat(res.group_achieved_kw)
+    cols = {"t_s": np.tile(res.t_s, n_groups), "group": np.repeat(np.array(res.group_names), res.t_s.size),
+            "goal_kw": goal, "achieved_kw": achieved, "error_kw": achieved - goal,
+            "estimate_kw": flat(res.group_estimate_kw)}
+    enabled, target = flat(res.group_enabled_tier_kw), flat(res.group_target_tier_kw)
+    p_on, p_off = flat(res.group_p_on), flat(res.group_p_off)
     for i, name in enumerate(res.tier_names):
-        cols[f"enabled_{name}_kw"] = res.enabled_tier_kw[:, i]
+        cols[f"enabled_{name}_kw"] = enabled[:, i]
     for i, name in enumerate(res.tier_names):
-        cols[f"target_{name}_kw"] = res.target_tier_kw[:, i]
+        cols[f"target_{name}_kw"] = target[:, i]
     for i, name in enumerate(res.tier_names):
-        cols[f"p_on_{name}"] = res.p_on[:, i]
-        cols[f"p_off_{name}"] = res.p_off[:, i]
-    cols["scored"] = res.scored.astype(int)
+        cols[f"p_on_{name}"] = p_on[:, i]
+        cols[f"p_off_{name}"] = p_off[:, i]
+    cols["scored"] = np.tile(res.scored.astype(int), n_groups)
     return cols
+
+
+def _shown(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.1f}" if abs(value) >= 1000 else f"{value:.4f}"
+    return str(value)
+
+
+def print_groups(groups: dict) -> None:
+    """Per-group tracking figures as a small table."""
+    cols = ["fleet_demand_kw", "rms_pct_of_capacity", "pjm_score", "mean_abs_error_kw", "saturated_rounds"]
+    print("  " + f"{'group':<10}" + "".join(f"{c:>22}" for c in cols))
+    for name, figs in groups.items():
+        print("  " + f"{name:<10}" + "".join(f"{_shown(figs[c]) if c in figs else '-':>22}" for c in cols))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -121,10 +150,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"colorgrid simulate: {cfg.scenario}, {cfg.devices} devices x {cfg.tiers} tiers, "
           f"{cfg.duration_s:g} s scored after {cfg.warmup_s:g} s warm-up, seed {cfg.seed}")
     for name, value in res.metrics.items():
+        if name == "groups":
+            continue
         unit = _unit(name)
         out.figure(name, value, unit)
-        shown = (f"{value:.1f}" if abs(value) >= 1000 else f"{value:.4f}") if isinstance(value, float) else str(value)
-        print(f"  {name:<36} {shown:>12} {unit}")
+        print(f"  {name:<36} {_shown(value):>12} {unit}")
+    if "groups" in res.metrics:
+        out.figure("groups", res.metrics["groups"])
+        print_groups(res.metrics["groups"])
     if out.enabled:
         from firmware_sim.plot import plot_result
 

@@ -7,7 +7,8 @@ import pytest
 
 from cloud.dispatch import DispatchError, DispatchGoal, decode_dispatch, make_dispatch
 from cloud.goals import ConstantGoal, GoalError, GoalSchedule
-from cloud.rounds import ControllerCore, FractionOfDemand
+from cloud.goals import FractionOfDemand
+from cloud.rounds import ControllerCore
 from edge_agent import codec, security, topics
 from tests.cloud.test_service_core import P_W, birth, state
 
@@ -120,8 +121,8 @@ def test_topic_is_in_the_tree():
 
 def test_controller_follows_dispatch_then_its_fallback():
     kw = 5.0                                                          # the group's enabled demand
-    c = ControllerCore("ctl1", DispatchGoal(KEYS, fallback=FractionOfDemand(ConstantGoal(0.8))),
-                       "k1", b"k" * 32)
+    goal = DispatchGoal(KEYS, fallback=FractionOfDemand(ConstantGoal(0.8)))
+    c = ControllerCore("ctl1", goal, "k1", b"k" * 32, dispatches=goal)
     c.handle(*birth("a"), T0)
     c.handle(*state("a", 1, P_W, ts=T0), T0)
     c.control_round(T0)

@@ -98,3 +98,20 @@ def test_extrapolated_goal_reads_only_the_past_and_respects_bounds():
     assert sorted(t for _, t in fake.calls) == [8000, 10_000]   # never a future sample
     with pytest.raises(GoalError, match="lo_kw"):
         ExtrapolatedGoal(reg, 2000, 2000, lo_kw=5.0, hi_kw=1.0)
+
+
+def test_sources_evaluate_and_per_group_goal():
+    from cloud.goals import (GOAL_SOURCES, FractionOfDemand, GoalValue, PerGroupGoal, evaluate)
+
+    per = PerGroupGoal({"671.1": ConstantGoal(5.0), "671.2": FractionOfDemand(ConstantGoal(0.5))})
+    assert evaluate(per, "671.1", 0) == GoalValue(5.0, "schedule")
+    assert evaluate(per, "671.2", 0, demand_kw=30.0) == GoalValue(15.0, "schedule")
+    assert all(g.source("x", 0) in GOAL_SOURCES for g in (ConstantGoal(1.0), FakeGoal()))
+    with pytest.raises(GoalError, match="671.3"):
+        evaluate(per, "671.3", 0)
+
+    class Broken(GoalSchedule):
+        def goal_kw(self, group, t_ms, demand_kw=None):
+            return float("nan")
+    with pytest.raises(GoalError, match="not finite"):
+        evaluate(Broken(), "g", 0)

@@ -6,7 +6,8 @@ import pytest
 from cloud.control_law import compute_control
 from cloud.goals import ConstantGoal
 from cloud.registry import SqliteRegistry
-from cloud.rounds import ControllerCore, FractionOfDemand
+from cloud.goals import FractionOfDemand, GoalSchedule
+from cloud.rounds import ControllerCore
 from edge_agent import codec, security, topics
 
 KEY = b"k" * 32
@@ -118,8 +119,8 @@ def test_restart_continues_round_ids_and_sessions_from_registry(tmp_path):
 
 
 def test_fraction_of_demand_goal_scales_with_fleet():
-    class Half:
-        def goal_kw(self, group, t_ms):
+    class Half(GoalSchedule):
+        def goal_kw(self, group, t_ms, demand_kw=None):
             return 0.5
     c = core(goal=FractionOfDemand(Half()))
     c.handle(*birth("a"), 0)
@@ -134,8 +135,8 @@ def test_no_reports_no_vector():
 
 
 def test_a_failing_group_does_not_stop_the_others():
-    class Picky:
-        def goal_kw(self, group, t_ms):
+    class Picky(GoalSchedule):
+        def goal_kw(self, group, t_ms, demand_kw=None):
             if group == "bad":
                 raise ValueError("goal: no schedule for group bad")
             return 3.0

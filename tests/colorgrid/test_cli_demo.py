@@ -81,9 +81,9 @@ def test_demo_embedded_amqtt_broker_fallback(tmp_path):
 
 def test_controller_flag_parsing(tmp_path):
     from cloud.goals import FileGoal, RegulationGoal
-    from cloud.rounds import FractionOfDemand
+    from cloud.goals import FractionOfDemand
     from colorgrid.cli import main
-    from colorgrid.commands.controller import CommandError, parse_goal, read_key
+    from cloud.config import ConfigError as CommandError, parse_goal, read_key
 
     assert parse_goal("constant:12.5", 0).goal_kw("g", 0) == 12.5
     reg = parse_goal("regulation", 0)

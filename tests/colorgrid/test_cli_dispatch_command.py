@@ -3,7 +3,7 @@ nothing published (no broker needed: the checks run before connecting)."""
 import json
 
 from colorgrid.cli import main
-from colorgrid.commands.controller import CommandError, parse_goal, read_keys
+from cloud.config import ConfigError as CommandError, parse_goal, read_keys
 
 
 def test_bad_points_and_keys_are_named(tmp_path, capsys):
@@ -31,7 +31,7 @@ def test_bad_points_and_keys_are_named(tmp_path, capsys):
 def test_schedule_csv_and_goal_spec(tmp_path):
     from cloud.dispatch import DispatchGoal
     from cloud.goals import ConstantGoal
-    from cloud.rounds import FractionOfDemand
+    from cloud.goals import FractionOfDemand
     keys = tmp_path / "keys.json"
     keys.write_text(json.dumps({"vpp": (b"v" * 32).hex()}))
     table = read_keys(str(keys), "ignored")

@@ -105,3 +105,47 @@ def test_custom_signal_and_device_csv(tmp_path):
     goal = float(first_scored[header.index("goal_kw")])
     fleet = s["figures"]["fleet_demand_kw"]
     assert goal == pytest.approx(fleet * (0.5 + 0.1 * 0.0), rel=1e-9)   # sin(0) = 0
+
+
+def test_groups_write_per_group_metrics_and_a_group_column(tmp_path, capsys):
+    import csv
+
+    out = tmp_path / "g"
+    argv = ["simulate", "--devices", "800", "--duration-s", "400", "--warmup-s", "120",
+            "--groups", "4", "--group-offset-s", "900", "--out", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "g3" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    groups = summary["figures"]["groups"]
+    assert sorted(groups) == ["g0", "g1", "g2", "g3"]
+    for figs in groups.values():
+        assert figs["rms_pct_of_capacity"] > 0 and 0 < figs["pjm_score"] <= 1
+        assert figs["fleet_demand_kw"] > 0
+    total_d = sum(f["fleet_demand_kw"] for f in groups.values())
+    assert total_d == pytest.approx(summary["figures"]["fleet_demand_kw"])
+    with (out / "timeseries.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 4 * (400 + 120) // 2 and {r["group"] for r in rows} == {"g0", "g1", "g2", "g3"}
+    by_t: dict = {}
+    for r in rows:
+        by_t.setdefault(r["t_s"], {})[r["group"]] = float(r["goal_kw"])
+    # one goal each: the offset signal makes the groups' goals differ at the same instant
+    late = by_t[str(300.0)]
+    assert len({round(v / groups[g]["fleet_demand_kw"], 6) for g, v in late.items()}) == 4
+    # each group tracks its own goal (its error is small against its goal, not the others')
+    err = {g: [] for g in groups}
+    for r in rows:
+        if r["scored"] == "1":
+            err[r["group"]].append(abs(float(r["achieved_kw"]) - float(r["goal_kw"])))
+    for g, e in err.items():
+        assert sum(e) / len(e) < 0.05 * groups[g]["fleet_demand_kw"], g
+
+
+def test_one_group_is_named_fleet_and_groups_are_checked(tmp_path, capsys):
+    out = tmp_path / "one"
+    assert main(["simulate", *FAST, "--out", str(out)]) == 0
+    assert (out / "timeseries.csv").read_text().splitlines()[1].split(",")[1] == "fleet"
+    assert "groups" not in json.loads((out / "summary.json").read_text())["figures"]
+    assert main(["simulate", "--devices", "100", "--groups", "11"]) == 2
+    assert "groups: must be at most the number of gateways (10" in capsys.readouterr().err

@@ -39,12 +39,12 @@ def test_refractory_honoured_and_timer_range():
 
 def test_fail_safe_before_first_vector_and_after_silence():
     f = fleet(fail_safe_s=60.0)
-    assert f._vector_in_force(0.0, None, None)[0].tolist() == [1.0, 1.0, 1.0]
+    assert f._vector_in_force(0.0, None, None)[0][0].tolist() == [1.0, 1.0, 1.0]
     f.step(0.0, np.zeros(3), np.array([1.0, 1.0, 0.0]))
     f.step(2.0, np.zeros(3), np.zeros(3))
     for t in np.arange(4.0, 200.0, 2.0):                          # no vector any more
         f.step(float(t))
-    assert f._vector_in_force(61.9, None, None)[1].tolist() == [0.0, 0.0, 0.0]
+    assert f._vector_in_force(61.9, None, None)[1][0].tolist() == [0.0, 0.0, 0.0]
     c = f.counts()                                                 # everything re-enabled
     assert c[:, DF].sum() == 0 and c[:, DR].sum() == 0
 
@@ -107,3 +107,46 @@ def test_custom_refractory():
     f = fleet(refractory=RefractoryParams(10.0, 0.0, 20.0, 0.0))
     f.step(0.0, np.zeros(3), np.array([1.0, 0, 0]))
     np.testing.assert_allclose(f.timer_end_s[:, 0], 20.0)
+
+
+def _grouped(groups=2, n=400):
+    return VectorFleet(np.full(n, 2.0), (0.45, 0.45, 0.1), np.random.default_rng(3),
+                       devices_per_gateway=10, groups=groups)
+
+
+def test_groups_are_contiguous_gateway_blocks_and_sum_to_the_fleet():
+    f = _grouped(groups=4)
+    assert f.n_groups == 4 and f.group_of_gateway.tolist() == [g for g in range(4) for _ in range(10)]
+    assert f.group_of.tolist() == [d // 100 for d in range(400)]
+    np.testing.assert_allclose(f.group_aggregate().sum(axis=0), f.aggregate())
+    np.testing.assert_allclose(f.group_aggregate()[:, :, EF].sum(axis=1), [200.0] * 4)  # 100 devices x 2 kW
+
+
+def test_each_group_follows_its_own_vector():
+    f = _grouped()
+    off = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])      # group 0 sheds green, group 1 nothing
+    f.step(0.0, np.zeros((2, 3)), off)
+    agg = f.group_aggregate()
+    assert agg[0, 0, DR] == pytest.approx(200 * 2.0 * 0.45) and agg[0, 1, DR] == 0.0
+    assert agg[1, :, DR].sum() == 0.0 and agg[1, 0, EF] == pytest.approx(200 * 2.0 * 0.45)
+    # reports per gateway agree with the group totals
+    rep = f.gateway_reports()
+    np.testing.assert_allclose(rep[f.group_of_gateway == 0].sum(axis=0), agg[0])
+
+
+def test_a_nan_row_keeps_that_groups_vector_and_silence_fails_safe_per_group():
+    f = _grouped()
+    f.step(0.0, np.zeros((2, 3)), np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]))
+    nan = np.full(3, np.nan)
+    for t in np.arange(2.0, 70.0, 2.0):                      # only group 1 keeps receiving
+        f.step(float(t), np.vstack([nan, np.zeros(3)]), np.vstack([nan, [0.5, 0.0, 0.0]]))
+    on, off = f._vector_in_force(70.0, None, None)
+    assert on[0].tolist() == [1.0, 1.0, 1.0] and off[0].tolist() == [0.0, 0.0, 0.0]   # group 0: fail-safe
+    assert off[1].tolist() == [0.5, 0.0, 0.0]
+
+
+def test_group_count_is_checked():
+    with pytest.raises(FleetError, match="groups"):
+        _grouped(groups=41)                                  # 40 gateways
+    with pytest.raises(FleetError, match="shape"):
+        _grouped().step(0.0, np.zeros((3, 3)), np.zeros((3, 3)))

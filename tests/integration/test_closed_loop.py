@@ -5,7 +5,8 @@ import pytest
 
 from cloud.clock import SimClock
 from cloud.goals import RegulationGoal
-from cloud.rounds import ControllerCore, FractionOfDemand
+from cloud.goals import FractionOfDemand
+from cloud.rounds import ControllerCore
 from firmware_sim.broker import MosquittoBroker
 from firmware_sim.closed_loop import run_closed_loop
 from firmware_sim.gateway_fleet import FleetSpec

@@ -1,0 +1,81 @@
+"""One control round for one group: estimate → goal → control law → decision record.
+
+The MQTT controller (`cloud.rounds.ControllerCore`) and the vectorized simulator
+(`firmware_sim.scenario`) both run every group's round through `GroupRound.step`, so what the
+simulator measures is what the service does:
+
+    step = GroupRound("671.1", goal, ControlParams(round_s=2.0), estimator)
+    rec = step.step(now_ms, apply_ms, fallback_kw=snapshot_kw)    # RoundDecision
+    rec.decision.p_on, rec.decision.p_off                          # the vector to send
+
+1. Estimate: the fleet state (k, 4) kW at the switching instant `apply_ms` of the round being
+   controlled, predicted by the group's `FleetEstimator` from the reports it holds (times `scale`,
+   e.g. for sampled-out gateways); `fallback_kw` (the scaled snapshot) when there is no estimator
+   or it cannot predict; an explicit `state_kw` overrides both.
+2. Goal: `cloud.goals.evaluate(goal, group, now_ms, demand_kw=Σ state)` — kW and source.
+3. Control law: `compute_control(state, goal_kw, params)`.
+4. Decision record: the estimator remembers what was sent for `apply_ms` (its next prediction
+   replays it); the `RoundDecision` is returned for logs, CSVs and metrics.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from cloud.control_law import ControlDecision, ControlParams, compute_control
+from cloud.estimator import EstimatorError, FleetEstimator
+from cloud.goals import GoalSchedule, GoalValue, evaluate
+
+log = logging.getLogger("colorgrid.cloud.round")
+
+
+@dataclass
+class RoundDecision:
+    """What one group's round decided, and from what."""
+
+    group: str
+    t_ms: int                   # when the decision was made (UTC epoch ms)
+    apply_ms: int               # the switching instant it is for
+    goal: GoalValue             # goal kW and its source
+    state_kw: np.ndarray        # (k, 4) estimate the law acted on
+    estimated: bool             # True: the estimator's prediction; False: the fallback/given state
+    decision: ControlDecision
+
+
+class GroupRound:
+    """A control group's round step (module docstring); `estimator` may be set or replaced later."""
+
+    def __init__(self, group: str, goal: GoalSchedule, params: ControlParams,
+                 estimator: FleetEstimator | None = None, predict: bool = True) -> None:
+        self.group, self.goal, self.params = group, goal, params
+        self.estimator, self.predict = estimator, predict
+
+    def estimate(self, now_ms: int, apply_ms: int, fallback_kw: np.ndarray | None = None,
+                 scale: float = 1.0) -> tuple[np.ndarray, bool]:
+        """(state (k, 4) kW, from the estimator?); EstimatorError when there is nothing to act on."""
+        if self.predict and self.estimator is not None:
+            try:
+                return self.estimator.predict(apply_ms, now_ms) * scale, True
+            except EstimatorError as exc:
+                if fallback_kw is None:
+                    raise
+                log.info("group %s: %s; using the snapshot", self.group, exc)
+        if fallback_kw is None:
+            raise EstimatorError(f"group {self.group}: no estimator prediction and no snapshot")
+        return np.asarray(fallback_kw, dtype=float), False
+
+    def step(self, now_ms: int, apply_ms: int, fallback_kw: np.ndarray | None = None,
+             scale: float = 1.0, state_kw: np.ndarray | None = None) -> RoundDecision:
+        """Run the round; GoalError / EstimatorError / ControlInputError propagate (the caller
+        decides what a group without a decision does: no vector this round)."""
+        if state_kw is not None:
+            state, estimated = np.asarray(state_kw, dtype=float), False
+        else:
+            state, estimated = self.estimate(now_ms, apply_ms, fallback_kw, scale)
+        goal = evaluate(self.goal, self.group, now_ms, float(state.sum()))
+        decision = compute_control(state, goal.kw, self.params)
+        if self.estimator is not None:
+            self.estimator.record_decision(apply_ms, decision)
+        return RoundDecision(self.group, int(now_ms), int(apply_ms), goal, state, estimated, decision)
