@@ -31,7 +31,8 @@ import numpy as np
 from cloud.aggregator import Aggregator, AggregatorError, GroupSnapshot
 from cloud.control_law import ControlParams
 from cloud.dispatch import DispatchInbox
-from cloud.estimator import EstimatorError, FleetEstimator, RefractoryParams
+from cloud.estimator import (EstimatorError, FleetEstimator, RefractoryError, RefractoryParams,
+                             group_refractory)
 from cloud.goals import GoalSchedule
 from cloud.registry import FakeRegistry, Registry
 from cloud.round_step import GroupRound, RoundDecision
@@ -75,7 +76,10 @@ class ControllerCore:
         self.ttl_ms = ttl_ms if ttl_ms is not None else 3 * round_ms
         self.groups = list(groups or [])
         self.estimator = estimator
-        self.refractory = refractory or RefractoryParams()
+        self.refractory = refractory          # None: each group's from its gateways' births
+        self._birth_params: dict[str, dict] = {}
+        self._est_refractory: dict[str, RefractoryParams] = {}
+        self._refractory_cache: dict[str, RefractoryParams] = {}   # cleared at births/deaths
         self.predict = predict
         self.estimators: dict[str, FleetEstimator] = {}
         self._rounds: dict[str, GroupRound] = {}
@@ -103,6 +107,8 @@ class ControllerCore:
                 inv = rec.inventory
                 self.aggregator.resume(rec.gateway_id, rec.group, rec.bd_seq, int(inv.get("k", 0)) or None,
                                        float(inv.get("capacity_w", 0)) / 1000.0)
+                if isinstance(inv.get("params"), dict):
+                    self._birth_params[rec.gateway_id] = inv["params"]
 
     # ------------------------------------------------------------------ messages
     def _reject(self, topic: Any, reason: str) -> list[Publish]:
@@ -153,12 +159,15 @@ class ControllerCore:
         self.aggregator.on_birth(gid, msg["group"], msg["bd_seq"], msg["seq"], k, capacity_w / 1000.0, now_ms)
         if self._dead_bd.get(gid) == msg["bd_seq"]:  # its retained Will already seen: not live
             self.aggregator.on_death(gid, msg["bd_seq"], now_ms)
+        self._birth_params[gid] = msg["params"]
+        self._refractory_cache.clear()
         inventory = {"devices": len(msg["devices"]), "k": k, "tiers": msg["tiers"],
                      "capacity_w": capacity_w, "params": msg["params"]}
         self.registry.record_birth(gid, msg["group"], msg["bd_seq"], inventory, msg["ts_ms"])
 
     def _death(self, gid: str, msg: dict, now_ms: int) -> None:
         self._dead_bd[gid] = msg["bd_seq"]
+        self._refractory_cache.clear()
         self._fail_safe.pop(gid, None)
         for est in self.estimators.values():
             est.forget(gid)
@@ -172,14 +181,33 @@ class ControllerCore:
         group = self.aggregator.sessions[gid].group
         if group is not None and self.aggregator.sessions[gid].online:
             est = self.estimators.get(group)
-            if est is None or est.k != kw.shape[0]:
+            refr = self.group_refractory(group)
+            if est is None or est.k != kw.shape[0] or self._est_refractory.get(group) != refr:
                 est = self.estimators[group] = FleetEstimator(
                     kw.shape[0], round_s=self.round_ms / 1000.0,
-                    max_age_s=self.aggregator.max_carry_ms / 1000.0, refractory=self.refractory)
+                    max_age_s=self.aggregator.max_carry_ms / 1000.0, refractory=refr)
+                self._est_refractory[group] = refr
             # stamp = the round boundary before the gateway's step: the vector issued at that
             # boundary is the one this report's switching used (see estimate())
             stamp = (min(msg["ts_ms"], now_ms) // self.round_ms) * self.round_ms
             est.update_one(gid, kw, stamp)
+
+    def group_refractory(self, group: str) -> RefractoryParams:
+        """The refractory timing the group's estimator models: the override given to the core,
+        else the most common set its live gateways announced in their births."""
+        if self.refractory is not None:
+            return self.refractory
+        if group in self._refractory_cache:
+            return self._refractory_cache[group]
+        params = [self._birth_params[gid] for gid, s in sorted(self.aggregator.sessions.items())
+                  if s.group == group and s.online and gid in self._birth_params]
+        try:
+            refr = group_refractory(params)
+        except RefractoryError as exc:
+            log.warning("group %s: %s; modelling the default refractory timing", group, exc)
+            refr = RefractoryParams()
+        self._refractory_cache[group] = refr
+        return refr
 
     def request(self, gateway_id: str, cmd: str, now_ms: int, params: dict | None = None,
                 ttl_ms: int = 30_000) -> tuple[str, Publish]:

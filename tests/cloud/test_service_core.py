@@ -14,9 +14,10 @@ KEY = b"k" * 32
 TIERS = ["green", "yellow", "black"]
 
 
-def birth(gid, group="g1", bd=0, tier_w=(1000, 1000, 500), n=2, ts=0):
+def birth(gid, group="g1", bd=0, tier_w=(1000, 1000, 500), n=2, ts=0, params=None):
     devices = [{"device_id": f"d{i}", "tier_w": list(tier_w)} for i in range(n)]
-    return topics.birth(gid), codec.encode_birth(gid, group, bd, ts, TIERS, devices, {"round_ms": 2000})
+    return topics.birth(gid), codec.encode_birth(gid, group, bd, ts, TIERS, devices,
+                                                 params or {"round_ms": 2000})
 
 
 def state(gid, seq, p_w, group="g1", bd=0, ts=0, fail_safe=False):
@@ -163,3 +164,28 @@ def test_request_response_pairs_by_txn_and_rejects_strays():
     stray = codec.encode_resp("gw8", 0, 3, 300, "nobody-asked", True, "", {})
     c.handle(topics.resp("gw8"), stray, 400)
     assert sum(v for k, v in c.rejected.items() if k.startswith("resp: txn")) == 2
+
+
+def test_estimator_models_the_refractory_timing_the_births_announce(tmp_path):
+    from cloud.estimator import RefractoryParams
+    slow = {"round_ms": 2000, "t_ef_ms": 300_000, "t_ev_ms": 0, "t_df_ms": 240_000, "t_dv_ms": 30_000}
+    c = core()
+    c.handle(*birth("a", params=slow), 0)
+    c.handle(*birth("b", params=slow), 0)
+    c.handle(*birth("z", group="g2"), 0)                       # announces no timing: defaults
+    assert c.group_refractory("g1") == RefractoryParams(300.0, 0.0, 240.0, 30.0)
+    assert c.group_refractory("g2") == RefractoryParams()
+    c.handle(*state("a", 1, P_W), 0)
+    # the kernel of the group's estimator is the announced one: an ER slice switched now is
+    # refractory for exactly 300 s = 150 rounds (T_EV = 0)
+    est = c.estimators["g1"]
+    assert est.kernel_er.argmax() == 150 and est.kernel_er.max() == 1.0
+    # a controller restarted on the same registry models the same timing before any new birth
+    reg = SqliteRegistry(str(tmp_path / "r.sqlite"))
+    c1 = core(registry=reg)
+    c1.handle(*birth("a", params=slow), 0)
+    reg.close()
+    c2 = core(registry=SqliteRegistry(str(tmp_path / "r.sqlite")))
+    assert c2.group_refractory("g1") == RefractoryParams(300.0, 0.0, 240.0, 30.0)
+    # an explicit override wins over the births
+    assert core(refractory=RefractoryParams(10.0, 1.0, 10.0, 1.0)).group_refractory("g1").t_ef_s == 10.0
