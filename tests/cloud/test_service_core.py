@@ -189,3 +189,14 @@ def test_estimator_models_the_refractory_timing_the_births_announce(tmp_path):
     assert c2.group_refractory("g1") == RefractoryParams(300.0, 0.0, 240.0, 30.0)
     # an explicit override wins over the births
     assert core(refractory=RefractoryParams(10.0, 1.0, 10.0, 1.0)).group_refractory("g1").t_ef_s == 10.0
+
+
+def test_a_group_named_by_its_location_id_is_controlled_on_its_own_topic():
+    from vocab.location import parse_location
+    c = core()
+    for gid, loc in (("a", "671.1"), ("b", "671.2")):
+        c.handle(*birth(gid, group=loc), 0)
+        c.handle(*state(gid, 1, P_W, group=loc), 0)
+    out = c.control_round(2000)
+    assert sorted(t for t, *_ in out) == [topics.vector("671.1"), topics.vector("671.2")]
+    assert sorted(parse_location(r.group) for r in c.records) == [("671", 1), ("671", 2)]
