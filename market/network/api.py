@@ -1,9 +1,13 @@
 """The contract the market (LEM clearing) uses, a feeder-backed implementation, and a fake.
 
 Per interval the LEM: sets bus·phase injections (its schedule), solves the AC power flow,
-reads flows/voltages, and asks for linear sensitivities for its critical set — PTDF rows for
-chosen (line, phase), dV rows for chosen (bus, phase), loss factors — as numpy arrays with
-explicit index lists (`sensitivity.Sensitivities`).
+reads flows/voltages, currents and loading (`snapshot.Snapshot`, with overloaded branches and
+voltage violations against the model's ratings and limits), and asks for linear sensitivities
+for its critical set — PTDF rows for chosen (line, phase), dV rows for chosen (bus, phase), loss
+factors — as numpy arrays with explicit index lists (`sensitivity.Sensitivities`).
+
+Places are location ids ("671.1", a whole bus "671") or (bus, node) tuples; branch rows are
+"line.650632.1" or ("line.650632", 1) (`locations.py`).
 """
 from __future__ import annotations
 
@@ -14,38 +18,59 @@ import numpy as np
 
 from market.network.controls import regulator_taps
 from market.network.injections import compile_atoms
-from market.network.model import Feeder
+from market.network.limits import NodeLimits, build_branch_index, node_limits
+from market.network.locations import PHASE_NODES, LocationIndex, as_branch_key
+from market.network.model import V_MAX_PU, V_MIN_PU, Feeder
 from market.network.sensitivity import Key, Sensitivities, SensitivityModel
+from market.network.snapshot import Snapshot, snapshot_from_result
 from market.network.solver import PowerFlowResult, solve
 from market.network.ybus import build_network
+
+Where = str | Key  # "671.1", "671" (whole bus) or ("671", 1)
 
 
 @runtime_checkable
 class NetworkModel(Protocol):
     def nodes(self) -> list[Key]: ...
 
+    def location_ids(self) -> list[str]: ...
+
     def lines(self) -> list[Key]: ...
 
-    def set_injection(self, bus: str, node: int, p_kw: float, q_kvar: float = 0.0) -> None: ...
+    def set_injection(self, where: Where, node: int | None = None, p_kw: float | None = None,
+                      q_kvar: float = 0.0) -> None: ...
 
     def set_load(self, name: str, kw: float, kvar: float) -> None: ...
 
-    def solve(self) -> "Snapshot": ...
+    def solve(self) -> Snapshot: ...
 
-    def sensitivities(self, injections: list[Key], lines: list[Key], voltages: list[Key]) -> Sensitivities: ...
+    def sensitivities(self, injections: list[Where], lines: list[Where], voltages: list[Where]) -> Sensitivities: ...
 
 
-class Snapshot:
-    """Solved state as plain arrays: |V| pu per node, sending-end kW per line·phase, losses."""
+def injection_split(locations: LocationIndex, where: Where, node: int | None, p_kw: float | None,
+                    q_kvar: float) -> list[tuple[int, float, float]]:
+    """[(node position, p_kw, q_kvar)] of one set_injection call: `("675", 1, p)`, `("675.1", p_kw=p)`
+    or a whole bus `("675", p_kw=p)`, split equally over its phase nodes (1–3)."""
+    if node is not None and (isinstance(node, bool) or not isinstance(node, int)):
+        raise TypeError(f"node must be an int (got {node!r}); with a location id pass p_kw= by keyword")
+    if p_kw is None:
+        raise TypeError("set_injection needs p_kw (e.g. set_injection('675.1', p_kw=120.0))")
+    if node is not None:
+        return [(locations.index_of((where, node)), float(p_kw), float(q_kvar))]
+    idx = locations.indices_of(where)
+    return [(i, float(p_kw) / len(idx), float(q_kvar) / len(idx)) for i in idx]
 
-    def __init__(self, nodes: list[Key], v_pu: np.ndarray, lines: list[Key], line_p_kw: np.ndarray,
-                 losses_kw: float, iterations: int):
-        self.nodes, self.v_pu, self.lines, self.line_p_kw = nodes, v_pu, lines, line_p_kw
-        self.losses_kw, self.iterations = losses_kw, iterations
+
+def _keys(locations: LocationIndex, items: list[Where] | None) -> list[Key] | None:
+    return None if items is None else [locations.key_of(x) for x in items]
 
 
 class FeederNetwork:
-    """NetworkModel over a colorgrid feeder: factorize once, re-solve warm after every edit."""
+    """NetworkModel over a colorgrid feeder: factorize once, re-solve warm after every edit.
+
+    Ratings and voltage limits are read from the feeder when the network is built; change them
+    through `set_rating` / `set_voltage_limits` here (the tables are re-read at the next solve;
+    edits made on `feeder` directly are not seen)."""
 
     def __init__(self, feeder: Feeder):
         self.feeder = feeder.validate()
@@ -54,6 +79,9 @@ class FeederNetwork:
         self.s_inject_va = np.zeros(self.net.n, complex)
         self.last: PowerFlowResult | None = None
         self._model: SensitivityModel | None = None
+        self._branches = build_branch_index(self.net)
+        self._limits = node_limits(self.feeder, self.net.nodes)
+        self._branches_stale = self._limits_stale = False
 
     @classmethod
     def from_dss(cls, path: str | Path) -> "FeederNetwork":
@@ -64,60 +92,102 @@ class FeederNetwork:
     def nodes(self) -> list[Key]:
         return list(self.net.nodes)
 
+    def location_ids(self) -> list[str]:
+        return self.net.location_ids()
+
+    def index_of(self, location: Where) -> int:
+        return self.net.index_of(location)
+
     def lines(self) -> list[Key]:
-        return [(f"{e}", k) for e, k, *_ in self._flows_template()]
+        return list(self._branches.keys)
 
-    def _flows_template(self):
-        if self.last is None:
-            self.solve()
-        return self.last.branch_flows()
+    def branch_ids(self) -> list[str]:
+        return list(self._branches.ids)
 
-    def set_injection(self, bus: str, node: int, p_kw: float, q_kvar: float = 0.0) -> None:
-        """Constant-power injection (generation positive) at bus·node, replacing the previous one."""
-        self.s_inject_va[self.net.index[(bus, node)]] = complex(p_kw, q_kvar) * 1000.0
+    def set_injection(self, where: Where, node: int | None = None, p_kw: float | None = None,
+                      q_kvar: float = 0.0) -> None:
+        """Constant-power injection (generation positive) at a bus·phase, replacing the previous one:
+        `set_injection("675", 1, 120.0)`, `set_injection("675.1", p_kw=120.0)`, or a whole bus
+        `set_injection("675", p_kw=360.0)` (equal shares on its phase nodes)."""
+        for i, p, q in injection_split(self.net.locations, where, node, p_kw, q_kvar):
+            self.s_inject_va[i] = complex(p, q) * 1000.0
         self._model = None
 
     def set_load(self, name: str, kw: float, kvar: float) -> None:
         self.atoms.set_power(f"load.{name}", kw, kvar)
         self._model = None
 
+    def set_rating(self, element: str, norm_amps: float | None = None, emerg_amps: float | None = None,
+                   winding: int | None = None) -> None:
+        """Override ampere ratings (`Feeder.set_rating`); applies from the next solve."""
+        self.feeder.set_rating(element, norm_amps, emerg_amps, winding)
+        self._branches_stale = True
+
+    def set_voltage_limits(self, v_min_pu: float | None = None, v_max_pu: float | None = None,
+                           buses: list[str] | None = None) -> None:
+        """Override voltage limits (`Feeder.set_voltage_limits`; buses None = all)."""
+        self.feeder.set_voltage_limits(v_min_pu, v_max_pu, buses)
+        self._limits_stale = True
+
     def solve(self, tol_pu: float = 1e-9) -> Snapshot:
         v0 = None if self.last is None else self.last.v
         self.last = solve(self.net, tol_pu, atoms=self.atoms, v0=v0, s_inject_va=self.s_inject_va.copy())
         self.last.taps = regulator_taps(self.feeder)
         self._model = None
-        flows = self.last.branch_flows()
-        return Snapshot(self.nodes(), self.last.v_pu, [(e, k) for e, k, *_ in flows],
-                        np.array([f[3] for f in flows]), self.last.losses_va().real / 1000.0, self.last.iterations)
+        if self._branches_stale:
+            self._branches, self._branches_stale = build_branch_index(self.net), False
+        if self._limits_stale:
+            self._limits, self._limits_stale = node_limits(self.feeder, self.net.nodes), False
+        return snapshot_from_result(self.last, self._branches, self._limits)
 
-    def sensitivities(self, injections: list[Key] | None = None, lines: list[Key] | None = None,
-                      voltages: list[Key] | None = None) -> Sensitivities:
+    def sensitivities(self, injections: list[Where] | None = None, lines: list[Where] | None = None,
+                      voltages: list[Where] | None = None) -> Sensitivities:
+        """Rows/columns as bus·phase ids or (bus, node), branch ids or (element, node); None = all."""
         if self.last is None:
             self.solve()
         if self._model is None:
             self._model = SensitivityModel(self.last)
-        return self._model.compute(injections, lines, voltages)
+        loc = self.net.locations
+        rows = None if lines is None else [as_branch_key(x) for x in lines]
+        return self._model.compute(_keys(loc, injections), rows, _keys(loc, voltages))
 
 
 class FakeNetworkModel:
-    """Linear stand-in for tests of market code: flows = base + PTDF·P, |V| = base + dV/dP·P."""
+    """Linear stand-in for tests of market code: flows = base + PTDF·P, |V| = base + dV/dP·P.
+
+    A linear model has no AC solution, hence no branch currents: its snapshots say so
+    (`has_currents` False, current/loading fields None, `overloaded_branches()` raises
+    CurrentsUnavailableError). Voltage limits (scalars or one per node, default 0.95–1.05 pu)
+    make `voltage_violations()` work as on a FeederNetwork snapshot."""
 
     def __init__(self, nodes: list[Key], lines: list[Key], ptdf: np.ndarray, dv_dp: np.ndarray,
-                 base_flow_kw: np.ndarray, base_v_pu: np.ndarray, loss_factor: np.ndarray):
+                 base_flow_kw: np.ndarray, base_v_pu: np.ndarray, loss_factor: np.ndarray,
+                 v_min_pu: float | np.ndarray = V_MIN_PU, v_max_pu: float | np.ndarray = V_MAX_PU):
         self._nodes, self._lines = list(nodes), list(lines)
         self.ptdf, self.dv_dp = np.asarray(ptdf, float), np.asarray(dv_dp, float)
         self.base_flow_kw, self.base_v_pu = np.asarray(base_flow_kw, float), np.asarray(base_v_pu, float)
         self.loss_factor = np.asarray(loss_factor, float)
         self.p_kw = np.zeros(len(nodes))
+        self._loc = LocationIndex(self._nodes)
+        n = len(self._nodes)
+        self._limits = NodeLimits(np.broadcast_to(np.asarray(v_min_pu, float), (n,)).copy(),
+                                  np.broadcast_to(np.asarray(v_max_pu, float), (n,)).copy(),
+                                  np.array([k in PHASE_NODES for _, k in self._nodes], bool))
 
     def nodes(self) -> list[Key]:
         return list(self._nodes)
 
+    def location_ids(self) -> list[str]:
+        return list(self._loc.ids)
+
     def lines(self) -> list[Key]:
         return list(self._lines)
 
-    def set_injection(self, bus: str, node: int, p_kw: float, q_kvar: float = 0.0) -> None:
-        self.p_kw[self._nodes.index((bus, node))] = p_kw
+    def set_injection(self, where: Where, node: int | None = None, p_kw: float | None = None,
+                      q_kvar: float = 0.0) -> None:
+        """As FeederNetwork.set_injection; Q has no effect on this P-only linear model."""
+        for i, p, _ in injection_split(self._loc, where, node, p_kw, q_kvar):
+            self.p_kw[i] = p
 
     def set_load(self, name: str, kw: float, kvar: float) -> None:
         raise KeyError(f"FakeNetworkModel has no loads (asked for {name!r})")
@@ -125,12 +195,12 @@ class FakeNetworkModel:
     def solve(self) -> Snapshot:
         flows = self.base_flow_kw + self.ptdf @ self.p_kw
         return Snapshot(self.nodes(), self.base_v_pu + self.dv_dp @ self.p_kw, self.lines(), flows,
-                        float(self.loss_factor @ self.p_kw), 0)
+                        float(self.loss_factor @ self.p_kw), 0, limits=self._limits, locations=self._loc)
 
     def sensitivities(self, injections=None, lines=None, voltages=None) -> Sensitivities:
-        ci = [self._nodes.index(k) for k in (injections or self._nodes)]
-        li = [self._lines.index(k) for k in (lines or self._lines)]
-        vi = [self._nodes.index(k) for k in (voltages or self._nodes)]
+        ci = [self._loc.index_of(k) for k in (injections or self._nodes)]
+        li = [self._lines.index(as_branch_key(k)) for k in (lines or self._lines)]
+        vi = [self._loc.index_of(k) for k in (voltages or self._nodes)]
         snap = self.solve()
         zeros = np.zeros((len(vi), len(ci)))
         return Sensitivities([self._nodes[i] for i in ci], [self._lines[i] for i in li], [self._nodes[i] for i in vi],

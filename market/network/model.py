@@ -7,6 +7,11 @@ Conventions (the OpenDSS ones, so imported feeders and hand-built ones read the 
 - Impedances are in ohms and siemens (total for the element, not per length), powers in kW/kvar,
   voltages in kV (line-to-line for 2-/3-phase elements, actual across the element for 1-phase),
   angles in degrees.
+- Limits the market checks after a power flow: ampere ratings per conductor (`Line.norm_amps`,
+  `Line.emerg_amps`; per transformer winding `Winding.norm_amps`/`emerg_amps`, line current at that
+  winding's terminal; 0 = unrated, never overloaded) and per-bus voltage limits (`Bus.v_min_pu`,
+  `Bus.v_max_pu`, default V_MIN_PU–V_MAX_PU = 0.95–1.05 pu of the bus base, checked on phase nodes
+  1–3). Override with `Feeder.set_rating` / `Feeder.set_voltage_limits`.
 
 `Feeder.validate()` raises a named error (UnknownBusError, PhaseMismatchError,
 NonPositiveImpedanceError); islanded sections are detected when the Ybus is built
@@ -23,12 +28,17 @@ from market.network.errors import (NetworkError, NonPositiveImpedanceError, Phas
 
 Terminal = tuple[str, tuple[int, ...]]
 
+V_MIN_PU = 0.95  # default voltage limits (ANSI C84.1 range A, OpenDSS's normvminpu/normvmaxpu)
+V_MAX_PU = 1.05
+
 
 @dataclass
 class Bus:
     name: str
     nodes: tuple[int, ...] = (1, 2, 3)
     kv_base_ln: float = 0.0  # line-to-neutral base voltage for per-unit results; 0 = unknown
+    v_min_pu: float = V_MIN_PU  # voltage limits of the bus's phase nodes (pu of kv_base_ln)
+    v_max_pu: float = V_MAX_PU
 
 
 @dataclass
@@ -47,7 +57,9 @@ class Source:
 class Line:
     """Series impedance `z_ohm` (n×n) between two terminals, shunt `y_shunt_s` (n×n) split half/half.
 
-    Switches are lines with `switch=True` (a small impedance, as OpenDSS models them)."""
+    Switches are lines with `switch=True` (a small impedance, as OpenDSS models them); series
+    reactors are lines with `dss_class="reactor"` (their ids read "reactor.<name>").
+    `norm_amps`/`emerg_amps`: normal and emergency rating of each conductor (A); 0 = unrated."""
     name: str
     bus1: str
     nodes1: tuple[int, ...]
@@ -56,6 +68,9 @@ class Line:
     z_ohm: np.ndarray
     y_shunt_s: np.ndarray | None = None
     switch: bool = False
+    norm_amps: float = 0.0
+    emerg_amps: float = 0.0
+    dss_class: str = "line"
 
 
 @dataclass
@@ -72,6 +87,8 @@ class Winding:
     min_tap_pu: float = 0.9
     max_tap_pu: float = 1.1
     num_taps: int = 32
+    norm_amps: float = 0.0  # rating of the line current at this winding's terminal (A); 0 = unrated
+    emerg_amps: float = 0.0
 
 
 @dataclass
@@ -210,9 +227,63 @@ class Feeder:
         validate_feeder(self)
         return self
 
+    def set_rating(self, element: str, norm_amps: float | None = None, emerg_amps: float | None = None,
+                   winding: int | None = None) -> None:
+        """Override the ampere ratings of `element` ("line.650632", or "transformer.sub" with its
+        1-based `winding`); None keeps a rating, 0 makes it unrated."""
+        kind, _, name = element.lower().partition(".")
+        if kind in ("line", "reactor"):
+            if winding is not None:
+                raise UnknownElementError(f"{element}: a {kind} has no windings")
+            target = _find([ln for ln in self.lines if ln.dss_class == kind], name, element)
+        elif kind == "transformer":
+            windings = self.transformer(name).windings
+            if winding is None or not 1 <= winding <= len(windings):
+                raise UnknownElementError(f"{element}: give winding= 1..{len(windings)} (ratings are per winding)")
+            target = windings[winding - 1]
+        else:
+            raise UnknownElementError(f"{element!r}: ratings are set on 'line.<name>', 'reactor.<name>' "
+                                      "or 'transformer.<name>'")
+        for attr, value in (("norm_amps", norm_amps), ("emerg_amps", emerg_amps)):
+            if value is not None:
+                _check_amps(element, attr, value)
+                setattr(target, attr, float(value))
+
+    def set_voltage_limits(self, v_min_pu: float | None = None, v_max_pu: float | None = None,
+                           buses: list[str] | None = None) -> None:
+        """Override the voltage limits of `buses` (None: every bus); None keeps a limit."""
+        names = list(self.buses) if buses is None else list(buses)
+        for name in names:
+            if name not in self.buses:
+                raise UnknownBusError(f"set_voltage_limits: unknown bus {name!r}")
+        for name in names:
+            bus = self.buses[name]
+            lo = bus.v_min_pu if v_min_pu is None else float(v_min_pu)
+            hi = bus.v_max_pu if v_max_pu is None else float(v_max_pu)
+            _check_limits(f"bus {name!r}", lo, hi)
+            bus.v_min_pu, bus.v_max_pu = lo, hi
+
 
 class UnknownElementError(NetworkError):
     """A control or lookup names an element that the feeder does not hold."""
+
+
+def _find(items, name: str, element: str):
+    for el in items:
+        if el.name == name:
+            return el
+    raise UnknownElementError(f"no element named {element!r}")
+
+
+def _check_amps(where: str, attr: str, value: float) -> None:
+    if not np.isfinite(value) or value < 0:
+        raise NonPositiveImpedanceError(f"{where}: {attr} must be a finite number >= 0 (0 = unrated), got {value!r}")
+
+
+def _check_limits(where: str, v_min_pu: float, v_max_pu: float) -> None:
+    if not (np.isfinite(v_min_pu) and np.isfinite(v_max_pu) and 0 < v_min_pu < v_max_pu):
+        raise NonPositiveImpedanceError(f"{where}: voltage limits need 0 < v_min_pu < v_max_pu, "
+                                        f"got {v_min_pu!r}, {v_max_pu!r}")
 
 
 def _check_terminal(feeder: Feeder, where: str, bus: str, nodes: tuple[int, ...]) -> None:
@@ -248,6 +319,8 @@ def _validate_line(feeder: Feeder, line: Line) -> None:
         raise NonPositiveImpedanceError(f"{where}: self impedances must have R >= 0 and |Z| > 0")
     if np.linalg.cond(z) > 1e14:
         raise NonPositiveImpedanceError(f"{where}: z_ohm is singular")
+    _check_amps(where, "norm_amps", line.norm_amps)
+    _check_amps(where, "emerg_amps", line.emerg_amps)
 
 
 def _validate_transformer(feeder: Feeder, tr: Transformer) -> None:
@@ -265,6 +338,8 @@ def _validate_transformer(feeder: Feeder, tr: Transformer) -> None:
             raise PhaseMismatchError(f"{where} winding {i}: conn must be wye or delta, got {w.conn!r}")
         if w.kv <= 0 or w.kva <= 0 or w.tap_pu <= 0:
             raise NonPositiveImpedanceError(f"{where} winding {i}: kv, kva and tap_pu must be > 0")
+        _check_amps(f"{where} winding {i}", "norm_amps", w.norm_amps)
+        _check_amps(f"{where} winding {i}", "emerg_amps", w.emerg_amps)
     if any(x <= 0 for x in tr.xsc_pct):
         raise NonPositiveImpedanceError(f"{where}: leakage reactances xsc_pct must be > 0")
 
@@ -290,6 +365,8 @@ def _validate_shunts(feeder: Feeder) -> None:
 
 def validate_feeder(feeder: Feeder) -> None:
     """Check every reference and shape; raise the first named error found."""
+    for bus in feeder.buses.values():
+        _check_limits(f"bus {bus.name!r}", bus.v_min_pu, bus.v_max_pu)
     src = feeder.source
     _check_terminal(feeder, f"source {src.name!r}", src.bus, src.nodes)
     _check_square(f"source {src.name!r}", "z_ohm", src.z_ohm, len(src.nodes))

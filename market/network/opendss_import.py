@@ -3,7 +3,10 @@
 The engine resolves line codes, geometries, units, `like=` and edits; we read every element
 after compile: lines and series reactors by their primitive matrix (Z and shunt Y in ohms and
 siemens, total), transformers, capacitors, loads and generators by their engineering
-parameters, the source by its Thevenin matrix. Anything else that carries current is
+parameters, the source by its Thevenin matrix. Ampere ratings come from the engine as well
+(`CktElement.NormalAmps/EmergAmps`: a line's normamps/emergamps; a transformer's winding-1 rating,
+which OpenDSS derives from normhkva/emerghkva, scaled to the other windings by their kVA and kV);
+per-bus voltage limits from the circuit's `normvminpu`/`normvmaxpu`. Anything else that carries current is
 reported by name (UnsupportedElementError), never dropped silently; measurement-only elements
 (energy meters, monitors) are listed in `ImportReport.ignored`.
 """
@@ -83,12 +86,20 @@ def _activate(full_name: str) -> None:
     _dss().Circuit.SetActiveElement(full_name)
 
 
+def _ratings() -> tuple[float, float]:
+    """(normal, emergency) amps of the active element's terminal 1 as OpenDSS rates it."""
+    dss = _dss()
+    return float(dss.CktElement.NormalAmps()), float(dss.CktElement.EmergAmps())
+
+
 def _buses() -> dict[str, Bus]:
     dss = _dss()
+    lo, hi = float(dss.Settings.NormVminpu()), float(dss.Settings.NormVmaxpu())
     out: dict[str, Bus] = {}
     for name in dss.Circuit.AllBusNames():
         dss.Circuit.SetActiveBus(name)
-        out[name.lower()] = Bus(name.lower(), tuple(sorted(int(k) for k in dss.Bus.Nodes())), float(dss.Bus.kVBase()))
+        out[name.lower()] = Bus(name.lower(), tuple(sorted(int(k) for k in dss.Bus.Nodes())), float(dss.Bus.kVBase()),
+                                lo, hi)
     return out
 
 
@@ -104,7 +115,7 @@ def _source() -> Source:
                   float(dss.Vsources.AngleDeg()), nodes)
 
 
-def _series_from_yprim(name: str, switch: bool) -> Line:
+def _series_from_yprim(name: str, switch: bool, dss_class: str = "line") -> Line:
     (b1, n1), (b2, n2) = _terminals()[:2]
     y = _yprim()
     n = len(n1)
@@ -114,7 +125,7 @@ def _series_from_yprim(name: str, switch: bool) -> Line:
     shunt = (y[:n, :n] - ys) * 2.0
     if np.max(np.abs(shunt), initial=0.0) <= 1e-12 * np.max(np.abs(ys)):
         shunt = None
-    return Line(name, b1, n1, b2, n2, np.linalg.inv(ys), shunt, switch)
+    return Line(name, b1, n1, b2, n2, np.linalg.inv(ys), shunt, switch, *_ratings(), dss_class)
 
 
 def _lines() -> list[Line]:
@@ -143,7 +154,7 @@ def _reactors(unsupported: list[str]) -> list[Line]:
         if len(terms) < 2 or all(k == 0 for k in terms[1][1]):
             unsupported.append(full + " (shunt reactor)")
             continue
-        out.append(_series_from_yprim(full.split(".", 1)[1], False))
+        out.append(_series_from_yprim(full.split(".", 1)[1].lower(), False, "reactor"))
     return out
 
 
@@ -165,6 +176,7 @@ def _transformers() -> list[Transformer]:
                     float(dss.Transformers.kV()), float(dss.Transformers.kVA()), float(dss.Transformers.R()),
                     float(dss.Transformers.Tap()), float(dss.Transformers.Rneut()), float(dss.Transformers.Xneut()),
                     float(dss.Transformers.MinTap()), float(dss.Transformers.MaxTap()), int(dss.Transformers.NumTaps())))
+            _winding_ratings(windings)
             nw = len(windings)
             xsc = [float(dss.Transformers.Xhl())]
             if nw == 3:
@@ -177,6 +189,16 @@ def _transformers() -> list[Transformer]:
                                    float(_query(f"transformer.{name}.ppm_antifloat"))))
         ok = dss.Transformers.Next()
     return out
+
+
+def _winding_ratings(windings: list[Winding]) -> None:
+    """OpenDSS rates winding 1 (normhkva/phases over its phase kV); winding w gets the same
+    per-unit rating on its own kVA and kV: I_w = I_1 · (kVA_w/kVA_1) · (kV_1/kV_w)."""
+    norm, emerg = _ratings()
+    w1 = windings[0]
+    for w in windings:
+        scale = (w.kva / w1.kva) * (w1.kv / w.kv)
+        w.norm_amps, w.emerg_amps = norm * scale, emerg * scale
 
 
 def _capacitors() -> list[Capacitor]:

@@ -26,6 +26,7 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 
 from market.network.injections import derivatives
+from market.network.locations import branch_id, node_location
 from market.network.solver import PowerFlowResult
 
 Key = tuple[str, int]
@@ -46,6 +47,20 @@ class Sensitivities:
     line_p_kw: np.ndarray  # base-point flows of the PTDF rows (kW)
     v_pu: np.ndarray  # base-point |V| of the voltage rows (pu)
     losses_kw: float
+
+    @property
+    def injection_locations(self) -> list[str]:
+        """Location ids of the columns ("675.1")."""
+        return [node_location(k) for k in self.injections]
+
+    @property
+    def voltage_locations(self) -> list[str]:
+        return [node_location(k) for k in self.voltages]
+
+    @property
+    def line_ids(self) -> list[str]:
+        """Branch ids of the PTDF rows ("line.650632.1")."""
+        return [branch_id(e, k) for e, k in self.lines]
 
 
 class SensitivityModel:
@@ -76,7 +91,7 @@ class SensitivityModel:
             if blk.kind in ("line", "transformer"):
                 for j in range(blk.n_terminal1):
                     if blk.conductors[j][1] != 0:
-                        out.setdefault((f"{blk.kind}.{blk.name}", blk.conductors[j][1]), r0 + j)
+                        out.setdefault((blk.element, blk.conductors[j][1]), r0 + j)
             r0 += len(blk.index)
         return out
 

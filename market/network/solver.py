@@ -73,7 +73,7 @@ class PowerFlowResult:
                     _, node = blk.conductors[j]
                     if node == 0:
                         continue
-                    rows.append((f"{blk.kind}.{blk.name}", node, abs(cur[r0 + j]),
+                    rows.append((blk.element, node, abs(cur[r0 + j]),
                                  pw[r0 + j].real / 1000.0, pw[r0 + j].imag / 1000.0))
             r0 += len(blk.index)
         return rows

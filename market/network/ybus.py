@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
@@ -16,6 +17,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.sparse.linalg import splu
 
 from market.network.errors import IslandedSectionError, NonPositiveImpedanceError
+from market.network.locations import LocationIndex
 from market.network.model import Feeder
 from market.network.primitives import (all_branch_elements, element_primitive, line_yprims, source_norton_a,
                                       source_yprim, transformer_yprims)
@@ -30,6 +32,7 @@ class ElementBlock:
     index: np.ndarray
     yprim: np.ndarray
     n_terminal1: int  # conductors of terminal 1 (the sending end)
+    element: str = ""  # OpenDSS-style id: "line.650632", "transformer.sub", "reactor.x" (branch keys)
 
 
 @dataclass
@@ -59,6 +62,19 @@ class Network:
     def solve_linear(self, rhs: np.ndarray) -> np.ndarray:
         return self.lu.solve(rhs)
 
+    @cached_property
+    def locations(self) -> LocationIndex:
+        """Node positions by location id ("671.1") as well as by (bus, node)."""
+        return LocationIndex(self.nodes)
+
+    def location_ids(self) -> list[str]:
+        """The location id of every node, in node order ("671.1", OpenDSS node notation)."""
+        return list(self.locations.ids)
+
+    def index_of(self, location: str | tuple[str, int]) -> int:
+        """Position of a node given as "671.1" or ("671", 1); UnknownLocationError if absent."""
+        return self.locations.index_of(location)
+
 
 def node_list(feeder: Feeder) -> list[tuple[str, int]]:
     return [(b.name, k) for b in feeder.buses.values() for k in sorted(b.nodes) if k != 0]
@@ -77,9 +93,10 @@ def _primitives(todo, freq_hz: float) -> dict:
     return out
 
 
-def _block(kind: str, name: str, conds, yprim, index, n1: int) -> ElementBlock:
+def _block(kind: str, el, conds, yprim, index, n1: int) -> ElementBlock:
     idx = np.array([index.get(c, -1) if c[1] != 0 else -1 for c in conds], dtype=np.int64)
-    return ElementBlock(kind, name, list(conds), idx, np.asarray(yprim, complex), n1)
+    element = f"{getattr(el, 'dss_class', kind)}.{el.name}"
+    return ElementBlock(kind, el.name, list(conds), idx, np.asarray(yprim, complex), n1, element)
 
 
 def _n_terminal1(kind: str, el, conds) -> int:
@@ -122,7 +139,7 @@ def build_network(feeder: Feeder, previous: Network | None = None,
             blocks.append(reuse[key])
             continue
         conds, yprim = prims[key]
-        blocks.append(_block(kind, el.name, conds, yprim, index, _n_terminal1(kind, el, conds)))
+        blocks.append(_block(kind, el, conds, yprim, index, _n_terminal1(kind, el, conds)))
     n = len(nodes)
     term_y, term_rows = _stack_terminals(blocks, n)
     # Y = Cᵀ·(stacked Yprims·C): C maps every element conductor row to its node (ground rows drop)

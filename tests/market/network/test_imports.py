@@ -1,11 +1,11 @@
-"""market/network imports only numpy, scipy, opendssdirect and the standard library."""
+"""market/network imports only numpy, scipy, opendssdirect, the shared vocabulary (vocab) and the standard library."""
 from __future__ import annotations
 
 import ast
 import sys
 from pathlib import Path
 
-ALLOWED = {"numpy", "scipy", "opendssdirect", "market"}
+ALLOWED = {"numpy", "scipy", "opendssdirect", "market", "vocab"}
 PKG = Path(__file__).resolve().parents[3] / "market" / "network"
 
 
