@@ -3,6 +3,8 @@
 Compiles the file in the OpenDSS engine (only to read it), converts it to colorgrid's model and
 solves it with colorgrid's implicit-Zbus solver; regulator and capacitor controls act unless the
 file ends with `set controlmode=off`. Without a file, the shipped IEEE 13-node feeder is used.
+Branch currents are checked against the feeder's ampere ratings and bus·phase voltages against
+the voltage limits (the file's normvminpu/normvmaxpu, 0.95–1.05 pu by default, or --v-min-pu/--v-max-pu).
 """
 from __future__ import annotations
 
@@ -24,6 +26,10 @@ def add_arguments(parser) -> None:
                         help="write voltage_profile.png (into --out, else the current folder)")
     parser.add_argument("--tol-pu", type=float, default=1e-9, help="convergence tolerance, max |dV| in pu")
     parser.add_argument("--max-iter", type=int, default=200, help="fixed-point iteration limit")
+    parser.add_argument("--v-min-pu", type=float, default=None,
+                        help="lower voltage limit for every bus (default: the file's normvminpu, 0.95)")
+    parser.add_argument("--v-max-pu", type=float, default=None,
+                        help="upper voltage limit for every bus (default: the file's normvmaxpu, 1.05)")
     add_out_argument(parser)
 
 
@@ -49,13 +55,14 @@ def _resolve(args) -> Path:
     return feeder_path(args.feeder)
 
 
-def _solve(path: Path, tol_pu: float, max_iter: int):
+def _solve(path: Path, tol_pu: float, max_iter: int, v_min_pu: float | None, v_max_pu: float | None):
     from market.network.controls import regulator_taps, solve_with_controls
     from market.network.opendss_import import load_dss
     from market.network.solver import solve
     from market.network.ybus import build_network
 
     feeder, report = load_dss(path)
+    feeder.set_voltage_limits(v_min_pu, v_max_pu)
     t0 = time.perf_counter()
     net = build_network(feeder)
     build_ms = (time.perf_counter() - t0) * 1000.0
@@ -67,6 +74,47 @@ def _solve(path: Path, tol_pu: float, max_iter: int):
     res.taps = regulator_taps(feeder)
     solve_ms = (time.perf_counter() - t0) * 1000.0
     return feeder, report, res, build_ms, solve_ms
+
+
+def _snapshot(feeder, res):
+    from market.network.limits import build_branch_index, node_limits
+    from market.network.snapshot import snapshot_from_result
+
+    return snapshot_from_result(res, build_branch_index(res.network), node_limits(feeder, res.network.nodes))
+
+
+def _limit_figures(out, snap, v_min_pu: float, v_max_pu: float) -> None:
+    over = snap.overloaded_branches()
+    over_emerg = snap.overloaded_branches(emergency=True)
+    viol = snap.voltage_violations()
+    out.figure("n_overloaded_branches", len(over))
+    out.figure("n_overloaded_branches_emerg", len(over_emerg))
+    out.figure("n_voltage_violations", len(viol))
+    out.figure("n_undervoltage_nodes", sum(v.side == "under" for v in viol))
+    out.figure("n_overvoltage_nodes", sum(v.side == "over" for v in viol))
+    rated = np.nonzero(snap.rated)[0]
+    if len(rated):
+        worst = int(rated[np.argmax(snap.loading_pct[rated])])
+        out.figure("max_loading_pct", float(snap.loading_pct[worst]), "%")
+        out.figure("max_loading_branch", snap.branch_ids[worst])
+    print(f"limits: {len(over)} branch rows above normal rating ({len(over_emerg)} above emergency), "
+          f"{len(viol)} bus·phase nodes outside {v_min_pu:g}–{v_max_pu:g} pu")
+    if over:
+        print("most loaded: " + ", ".join(f"{o.branch_id} {o.loading_pct:.1f} %" for o in over[:5]))
+
+
+def _branch_rows(snap):
+    def pct(value, rated):
+        return float(value) if rated else ""
+
+    return [(b, e, k, float(snap.i_amps[i]), float(snap.i_to_amps[i]), float(snap.line_p_kw[i]),
+             float(snap.line_q_kvar[i]), float(snap.norm_amps[i]), float(snap.emerg_amps[i]),
+             pct(snap.loading_pct[i], snap.rated[i]), pct(snap.emerg_loading_pct[i], snap.emerg_rated[i]))
+            for i, (b, (e, k)) in enumerate(zip(snap.branch_ids, snap.lines))]
+
+
+BRANCH_COLUMNS = ["branch_id", "element", "phase", "i_amps", "i_to_amps", "p_kw", "q_kvar", "norm_amps",
+                  "emerg_amps", "loading_pct", "emerg_loading_pct"]
 
 
 def _print_profile(feeder, res) -> None:
@@ -82,7 +130,7 @@ def _print_profile(feeder, res) -> None:
         print(f"{ph:>5} {len(idx):>6} {v.min():>9.4f} {v.mean():>10.4f} {v.max():>9.4f}  {low[0]}.{low[1]}")
 
 
-def _plot(feeder, res, path: Path) -> None:
+def _plot(feeder, res, path: Path, limits_pu: tuple[float, float]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -99,7 +147,7 @@ def _plot(feeder, res, path: Path) -> None:
         if pts:
             x, y = zip(*sorted(pts))
             ax.scatter(x, y, s=10, color=color, label=f"phase {ph}")
-    for lim in (0.95, 1.05):
+    for lim in limits_pu:
         ax.axhline(lim, color="grey", lw=0.8, ls="--")
     ax.set_xlabel("electrical distance from source (ohm, series resistance)")
     ax.set_ylabel("voltage magnitude (pu)")
@@ -117,12 +165,16 @@ def run(args) -> int:
 
     try:
         path = _resolve(args)
-        feeder, report, res, build_ms, solve_ms = _solve(path, args.tol_pu, args.max_iter)
+        feeder, report, res, build_ms, solve_ms = _solve(path, args.tol_pu, args.max_iter, args.v_min_pu,
+                                                         args.v_max_pu)
     except (NetworkError, FileNotFoundError, KeyError) as exc:
         print(f"colorgrid powerflow: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
+    snap = _snapshot(feeder, res)
+    v_lo, v_hi = float(snap.v_min_pu.min()), float(snap.v_max_pu.max())  # one value for every bus here
     out = _PowerflowOutput(args.out, "powerflow", {"feeder": str(path.name), "tol_pu": args.tol_pu,
-                                                  "max_iter": args.max_iter, "controls_on": feeder.controls_on})
+                                                  "max_iter": args.max_iter, "controls_on": feeder.controls_on,
+                                                  "v_min_limit_pu": v_lo, "v_max_limit_pu": v_hi})
     out.timings = {"build_ms": build_ms, "solve_ms": solve_ms}
     net = res.network
     real = [i for i, (b, _) in enumerate(net.nodes) if feeder.buses[b].kv_base_ln > 0]
@@ -140,9 +192,9 @@ def run(args) -> int:
     out.figure("losses_kw", float(losses.real), "kW")
     out.figure("losses_kvar", float(losses.imag), "kvar")
     out.figure("v_min_pu", float(vpu[i_min]), "pu")
-    out.figure("v_min_node", f"{net.nodes[i_min][0]}.{net.nodes[i_min][1]}")
+    out.figure("v_min_node", snap.locations[i_min])
     out.figure("v_max_pu", float(vpu[i_max]), "pu")
-    out.figure("v_max_node", f"{net.nodes[i_max][0]}.{net.nodes[i_max][1]}")
+    out.figure("v_max_node", snap.locations[i_max])
     out.figure("n_nodes", net.n)
     out.figure("regulator_taps_pu", {k: float(v) for k, v in sorted(res.taps.items())}, "pu")
     controls = "controls active" if feeder.controls_on else "controls held (controlmode=off)"
@@ -153,17 +205,17 @@ def run(args) -> int:
           f"{net.nodes[i_max][0]}.{net.nodes[i_max][1]}")
     if res.taps:
         print("regulator taps (pu): " + ", ".join(f"{k}={v:.5f}" for k, v in sorted(res.taps.items())))
+    _limit_figures(out, snap, v_lo, v_hi)
     _print_profile(feeder, res)
     if out.enabled:
         ang = res.angle_deg
-        out.write_csv("voltages.csv", ["bus", "phase", "v_pu", "angle_deg", "v_volts"],
-                      [(b, k, float(vpu[i]), float(ang[i]), float(abs(res.v[i])))
-                       for i, (b, k) in enumerate(net.nodes)])
-        out.write_csv("branches.csv", ["element", "phase", "i_amps", "p_kw", "q_kvar"],
-                      [(e, k, float(i), float(p), float(q)) for e, k, i, p, q in res.branch_flows()])
+        out.write_csv("voltages.csv", ["location", "bus", "phase", "v_pu", "angle_deg", "v_volts"],
+                      [(loc, b, k, float(vpu[i]), float(ang[i]), float(abs(res.v[i])))
+                       for i, (loc, (b, k)) in enumerate(zip(snap.locations, net.nodes))])
+        out.write_csv("branches.csv", BRANCH_COLUMNS, _branch_rows(snap))
     if args.plot or out.enabled:
         png = out.path("voltage_profile.png") if out.enabled else Path("voltage_profile.png")
-        _plot(feeder, res, png)
+        _plot(feeder, res, png, (v_lo, v_hi))
         print(f"voltage profile plot: {png}")
     out.finish()
     if out.enabled:

@@ -1,5 +1,6 @@
 """`colorgrid powerflow`: a scenario file that redirects a shared feeder and edits it, solved by
-colorgrid, compared with OpenDSS on the same file; files, columns and byte-identical reruns."""
+colorgrid, compared with OpenDSS on the same file (voltages, losses, branch currents, ratings,
+limit violations); files, columns and byte-identical reruns."""
 from __future__ import annotations
 
 import csv
@@ -48,6 +49,25 @@ def opendss_solution(path: Path):
     return volts, dss.Circuit.Losses()[0] / 1000.0
 
 
+def opendss_terminal1(element: str) -> tuple[list[int], np.ndarray, float, float]:
+    """(terminal-1 nodes, |I| per terminal-1 conductor, NormalAmps, EmergAmps) of the solved circuit."""
+    import opendssdirect as dss
+
+    dss.Circuit.SetActiveElement(element)
+    n = dss.CktElement.NumConductors()
+    mag = np.asarray(dss.CktElement.CurrentsMagAng())[0::2]
+    return list(dss.CktElement.NodeOrder())[:n], mag[:n], dss.CktElement.NormalAmps(), dss.CktElement.EmergAmps()
+
+
+def opendss_violations(lo: float, hi: float) -> int:
+    """Phase nodes (1–3) whose OpenDSS |V| pu is outside [lo, hi]."""
+    import opendssdirect as dss
+
+    names = dss.Circuit.AllNodeNames()
+    pu = dss.Circuit.AllBusMagPu()
+    return sum(1 for name, v in zip(names, pu) if int(name.rsplit(".", 1)[1]) <= 3 and not lo <= v <= hi)
+
+
 @pytest.mark.opendss
 def test_scenario_file_matches_opendss_and_reruns_identically(tmp_path, capsys):
     path = scenario(tmp_path)
@@ -58,18 +78,28 @@ def test_scenario_file_matches_opendss_and_reruns_identically(tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["branches.csv", "summary.json", "voltage_profile.png",
                                                      "voltages.csv"]
     volts = read_csv(out / "voltages.csv")
-    assert list(volts[0]) == ["bus", "phase", "v_pu", "angle_deg", "v_volts"]
+    assert list(volts[0]) == ["location", "bus", "phase", "v_pu", "angle_deg", "v_volts"]
     ref, ref_losses = opendss_solution(path)
     assert {f"{r['bus']}.{r['phase']}" for r in volts} == set(ref)
+    assert all(r["location"] == f"{r['bus']}.{r['phase']}" for r in volts)
     for r in volts:
         theirs = ref[f"{r['bus']}.{r['phase']}"]
         mine = float(r["v_volts"]) * np.exp(1j * np.radians(float(r["angle_deg"])))
         base = float(r["v_volts"]) / float(r["v_pu"])
         assert abs(mine - theirs) / base <= 1e-3, r
     branches = read_csv(out / "branches.csv")
-    assert list(branches[0]) == ["element", "phase", "i_amps", "p_kw", "q_kvar"]
+    assert list(branches[0]) == ["branch_id", "element", "phase", "i_amps", "i_to_amps", "p_kw", "q_kvar",
+                                 "norm_amps", "emerg_amps", "loading_pct", "emerg_loading_pct"]
     head = [b for b in branches if b["element"] == "line.650632"]
     assert [b["phase"] for b in head] == ["1", "2", "3"]
+    assert [b["branch_id"] for b in head] == ["line.650632.1", "line.650632.2", "line.650632.3"]
+    for b in branches:  # terminal-1 current and ratings as OpenDSS has them
+        nodes, mag, norm, emerg = opendss_terminal1(b["element"])
+        assert abs(float(b["i_amps"]) - mag[nodes.index(int(b["phase"]))]) <= 1e-2, b
+        assert (float(b["norm_amps"]), float(b["emerg_amps"])) == pytest.approx((norm, emerg), rel=1e-12), b
+    line = head[0]
+    assert float(line["loading_pct"]) == pytest.approx(100.0 * max(float(line["i_amps"]), float(line["i_to_amps"]))
+                                                       / float(line["norm_amps"]), rel=1e-12)
     summary = json.loads((out / "summary.json").read_text())
     fig = summary["figures"]
     assert fig["converged"] is True and fig["iterations"] >= 1
@@ -77,6 +107,12 @@ def test_scenario_file_matches_opendss_and_reruns_identically(tmp_path, capsys):
     assert abs(fig["losses_kw"] - ref_losses) <= 0.005 * ref_losses
     assert {"build_ms", "solve_ms"} <= set(summary["wall"])
     assert 0.9 < fig["v_min_pu"] <= fig["v_max_pu"] < 1.1
+    assert (summary["params"]["v_min_limit_pu"], summary["params"]["v_max_limit_pu"]) == (0.95, 1.05)
+    assert fig["n_voltage_violations"] == opendss_violations(0.95, 1.05)
+    assert fig["n_voltage_violations"] == fig["n_undervoltage_nodes"] + fig["n_overvoltage_nodes"]
+    over = [b for b in branches if b["loading_pct"] and float(b["loading_pct"]) > 100.0]
+    assert fig["n_overloaded_branches"] == len(over) > 0  # IEEE 13's 400 A default ratings are exceeded
+    assert fig["max_loading_branch"] in {b["branch_id"] for b in over}
     # rerun: byte-identical CSVs, identical summary apart from the wall block
     assert main(["powerflow", str(path), "--out", str(tmp_path / "b")]) == 0
     for name in ("voltages.csv", "branches.csv"):
@@ -104,3 +140,15 @@ def test_bad_input_is_a_clear_error_not_a_crash(tmp_path, capsys):
     assert "Error" in capsys.readouterr().err
     assert main(["powerflow", "--feeder", "nope"]) == 2
     assert "ieee13" in capsys.readouterr().err
+
+
+@pytest.mark.opendss
+def test_voltage_limit_flags_override_the_file(tmp_path):
+    path = scenario(tmp_path)
+    assert main(["powerflow", str(path), "--out", str(tmp_path / "o"), "--v-min-pu", "0.98",
+                 "--v-max-pu", "1.04"]) == 0
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert (summary["params"]["v_min_limit_pu"], summary["params"]["v_max_limit_pu"]) == (0.98, 1.04)
+    opendss_solution(path)
+    assert summary["figures"]["n_voltage_violations"] == opendss_violations(0.98, 1.04) > 0
+    assert main(["powerflow", str(path), "--v-min-pu", "1.1", "--v-max-pu", "1.0"]) == 2  # named error
