@@ -11,9 +11,9 @@ See market/network/README.md for the API and docs/powerflow.md for method and va
 """
 from market.network.api import FakeNetworkModel, FeederNetwork, NetworkModel
 from market.network.controls import solve_feeder, solve_with_controls
-from market.network.errors import (IslandedSectionError, NetworkError, NonPositiveImpedanceError,
-                                   OpenDSSImportError, PhaseMismatchError, PowerFlowNotConverged,
-                                   UnknownBusError, UnsupportedElementError)
+from market.network.errors import (InvalidLimitError, IslandedSectionError, NetworkError,
+                                   NonPositiveImpedanceError, OpenDSSImportError, PhaseMismatchError,
+                                   PowerFlowNotConverged, UnknownBusError, UnsupportedElementError)
 from market.network.locations import UnknownLocationError, branch_id, parse_branch_id
 from market.network.model import (V_MAX_PU, V_MIN_PU, Bus, CapControl, Capacitor, Feeder, Generator, Line, Load,
                                   Regulator, Source, Transformer, Winding)
@@ -25,10 +25,10 @@ from market.network.ybus import Network, build_network
 
 __all__ = [
     "Bus", "CapControl", "Capacitor", "CurrentsUnavailableError", "FakeNetworkModel", "Feeder", "FeederNetwork",
-    "Generator", "IslandedSectionError", "Line", "Load", "Network", "NetworkError", "NetworkModel",
-    "NonPositiveImpedanceError", "OpenDSSImportError", "Overload", "PhaseMismatchError", "PowerFlowNotConverged",
-    "PowerFlowResult", "Regulator", "Sensitivities", "SensitivityModel", "Snapshot", "Source", "Transformer",
-    "UnknownBusError", "UnknownLocationError", "UnsupportedElementError", "V_MAX_PU", "V_MIN_PU", "VoltageViolation",
-    "Winding", "branch_id", "build_network", "feeder_from_engine", "load_dss", "parse_branch_id", "sensitivities",
-    "solve", "solve_feeder", "solve_with_controls",
+    "Generator", "InvalidLimitError", "IslandedSectionError", "Line", "Load", "Network", "NetworkError",
+    "NetworkModel", "NonPositiveImpedanceError", "OpenDSSImportError", "Overload", "PhaseMismatchError",
+    "PowerFlowNotConverged", "PowerFlowResult", "Regulator", "Sensitivities", "SensitivityModel", "Snapshot",
+    "Source", "Transformer", "UnknownBusError", "UnknownLocationError", "UnsupportedElementError", "V_MAX_PU",
+    "V_MIN_PU", "VoltageViolation", "Winding", "branch_id", "build_network", "feeder_from_engine", "load_dss",
+    "parse_branch_id", "sensitivities", "solve", "solve_feeder", "solve_with_controls",
 ]

@@ -18,6 +18,10 @@ class NonPositiveImpedanceError(NetworkError):
     """An impedance/rating that must be positive (or a non-singular matrix) is not."""
 
 
+class InvalidLimitError(NetworkError):
+    """An ampere rating (< 0 or not finite) or voltage limits (not 0 < v_min_pu < v_max_pu)."""
+
+
 class IslandedSectionError(NetworkError):
     """Some bus·phase nodes have no path to the source."""
 

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from market.network.errors import (NetworkError, NonPositiveImpedanceError, PhaseMismatchError,
-                                   UnknownBusError)
+from market.network.errors import (InvalidLimitError, NetworkError, NonPositiveImpedanceError,
+                                   PhaseMismatchError, UnknownBusError)
 
 Terminal = tuple[str, tuple[int, ...]]
 
@@ -277,12 +277,12 @@ def _find(items, name: str, element: str):
 
 def _check_amps(where: str, attr: str, value: float) -> None:
     if not np.isfinite(value) or value < 0:
-        raise NonPositiveImpedanceError(f"{where}: {attr} must be a finite number >= 0 (0 = unrated), got {value!r}")
+        raise InvalidLimitError(f"{where}: {attr} must be a finite number >= 0 (0 = unrated), got {value!r}")
 
 
 def _check_limits(where: str, v_min_pu: float, v_max_pu: float) -> None:
     if not (np.isfinite(v_min_pu) and np.isfinite(v_max_pu) and 0 < v_min_pu < v_max_pu):
-        raise NonPositiveImpedanceError(f"{where}: voltage limits need 0 < v_min_pu < v_max_pu, "
+        raise InvalidLimitError(f"{where}: voltage limits need 0 < v_min_pu < v_max_pu, "
                                         f"got {v_min_pu!r}, {v_max_pu!r}")
 
 

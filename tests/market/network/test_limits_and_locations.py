@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from market.network.api import FakeNetworkModel, FeederNetwork
-from market.network.errors import NonPositiveImpedanceError, UnknownBusError
+from market.network.errors import InvalidLimitError, UnknownBusError
 from market.network.locations import UnknownLocationError, branch_id, parse_branch_id
 from market.network.model import Bus, Feeder, Line, Load, Source, UnknownElementError
 from market.network.snapshot import CurrentsUnavailableError
@@ -67,9 +67,9 @@ def test_rating_override_applies_from_the_next_solve():
     assert fn.feeder.lines[0].norm_amps == pytest.approx(2.0 * i_amps) and fn.feeder.lines[0].emerg_amps == 0.0
     fn.set_rating("line.l1", norm_amps=0.0)
     assert fn.solve().loading("line.l1.1") is None
-    with pytest.raises(NonPositiveImpedanceError, match="norm_amps"):
+    with pytest.raises(InvalidLimitError, match="norm_amps"):
         fn.set_rating("line.l1", norm_amps=-1.0)
-    with pytest.raises(NonPositiveImpedanceError, match="emerg_amps"):
+    with pytest.raises(InvalidLimitError, match="emerg_amps"):
         fn.set_rating("line.l1", emerg_amps=float("nan"))
     with pytest.raises(UnknownElementError, match="nope"):
         fn.set_rating("line.nope", norm_amps=1.0)
@@ -104,7 +104,7 @@ def test_voltage_limits_default_override_and_violations():
     fn.set_voltage_limits(v_min_pu=0.5, v_max_pu=v_a - 0.001)  # global
     viols = fn.solve().voltage_violations()
     assert "a.1" in [v.location for v in viols] and all(v.side == "over" for v in viols)
-    with pytest.raises(NonPositiveImpedanceError, match="v_min_pu < v_max_pu"):
+    with pytest.raises(InvalidLimitError, match="v_min_pu < v_max_pu"):
         fn.set_voltage_limits(v_min_pu=1.1, v_max_pu=1.0)
     with pytest.raises(UnknownBusError, match="zz"):
         fn.set_voltage_limits(v_min_pu=0.9, buses=["zz"])
