@@ -18,8 +18,8 @@ import numpy as np
 
 from market.network.controls import regulator_taps
 from market.network.injections import compile_atoms
-from market.network.limits import NodeLimits, build_branch_index, node_limits
-from market.network.locations import PHASE_NODES, LocationIndex, as_branch_key
+from market.network.limits import NodeLimits, build_branch_index, default_limits, node_limits
+from market.network.locations import LocationIndex, as_branch_key
 from market.network.model import V_MAX_PU, V_MIN_PU, Feeder
 from market.network.sensitivity import Key, Sensitivities, SensitivityModel
 from market.network.snapshot import Snapshot, snapshot_from_result
@@ -170,9 +170,9 @@ class FakeNetworkModel:
         self.p_kw = np.zeros(len(nodes))
         self._loc = LocationIndex(self._nodes)
         n = len(self._nodes)
+        checked = default_limits(self._nodes).checked
         self._limits = NodeLimits(np.broadcast_to(np.asarray(v_min_pu, float), (n,)).copy(),
-                                  np.broadcast_to(np.asarray(v_max_pu, float), (n,)).copy(),
-                                  np.array([k in PHASE_NODES for _, k in self._nodes], bool))
+                                  np.broadcast_to(np.asarray(v_max_pu, float), (n,)).copy(), checked)
 
     def nodes(self) -> list[Key]:
         return list(self._nodes)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from market.network.locations import PHASE_NODES, branch_id
-from market.network.model import Feeder
+from market.network.model import V_MAX_PU, V_MIN_PU, Feeder
 from market.network.ybus import Network
 
 Key = tuple[str, int]
@@ -112,4 +112,11 @@ def node_limits(feeder: Feeder, nodes: list[Key]) -> NodeLimits:
     buses = feeder.buses
     return NodeLimits(np.array([buses[b].v_min_pu for b, _ in nodes], float),
                       np.array([buses[b].v_max_pu for b, _ in nodes], float),
+                      np.array([k in PHASE_NODES for _, k in nodes], bool))
+
+
+def default_limits(nodes: list[Key], v_min_pu: float = V_MIN_PU, v_max_pu: float = V_MAX_PU) -> NodeLimits:
+    """The same limits on every node (default 0.95–1.05 pu)."""
+    n = len(nodes)
+    return NodeLimits(np.full(n, float(v_min_pu)), np.full(n, float(v_max_pu)),
                       np.array([k in PHASE_NODES for _, k in nodes], bool))

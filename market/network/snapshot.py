@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from market.network.errors import NetworkError
-from market.network.limits import BranchIndex, NodeLimits, loading_pct, row_positions
+from market.network.limits import BranchIndex, NodeLimits, default_limits, loading_pct, row_positions
 from market.network.locations import LocationIndex, UnknownLocationError, as_branch_key, branch_id
 
 Key = tuple[str, int]
@@ -69,7 +69,8 @@ class Snapshot:
     """Solved state: |V| pu per node, sending-end flows, currents and loading per line·phase, losses."""
 
     def __init__(self, nodes: list[Key], v_pu: np.ndarray, lines: list[Key], line_p_kw: np.ndarray,
-                 losses_kw: float, iterations: int, *, limits: NodeLimits, line_q_kvar: np.ndarray | None = None,
+                 losses_kw: float, iterations: int, *, limits: NodeLimits | None = None,
+                 line_q_kvar: np.ndarray | None = None,
                  branches: BranchIndex | None = None, currents: BranchCurrents | None = None,
                  locations: LocationIndex | None = None):
         self.nodes, self.v_pu, self.lines, self.line_p_kw = nodes, v_pu, lines, line_p_kw
@@ -79,6 +80,7 @@ class Snapshot:
         self.locations = self._loc.ids
         self.branch_ids = [branch_id(e, k) for e, k in lines] if branches is None else branches.ids
         self._line_pos = row_positions(lines) if branches is None else branches.positions
+        limits = limits if limits is not None else default_limits(nodes)
         self.v_min_pu, self.v_max_pu, self.v_checked = limits.v_min_pu, limits.v_max_pu, limits.checked
         self._branches, self._currents = branches, currents
         self.has_currents = currents is not None and branches is not None
