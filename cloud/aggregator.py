@@ -8,6 +8,9 @@ Session rules (Sparkplug-B ideas, our own namespace; see docs/mqtt.md):
   `bd_seq` differs from the session's, or that comes from a gateway with no known birth, is a
   *gap*: its data are still used (the next round supersedes them anyway) and a rebirth request is
   queued for that gateway (at most one per `rebirth_holdoff_ms`).
+- A *retained* birth (delivered by the broker on subscription, e.g. to a restarted controller)
+  may be many messages old: its session's sequence re-synchronises on the next report of the
+  same `bd_seq` instead of restarting at 0, so a controller restart asks nobody for a rebirth.
 - A death (Last Will) whose `bd_seq` matches the current session ends it; a death from an older
   session (a late Will after a reconnect) is ignored.
 
@@ -141,8 +144,13 @@ class Aggregator:
         return ses
 
     def on_birth(self, gateway_id: str, group: str, bd_seq: int, seq: int, k: int,
-                 capacity_kw: float, now_ms: int) -> Session:
-        """Start (or restart) a session; clears any pending rebirth request for this gateway."""
+                 capacity_kw: float, now_ms: int, retained: bool = False) -> Session:
+        """Start (or restart) a session; clears any pending rebirth request for this gateway.
+
+        `retained`: the broker delivered a stored birth on (re)subscription, so the session may
+        have advanced since: the sequence is not reset to the birth's `seq` but re-synchronised on
+        the session's next report (kept as it is when this session is already being tracked).
+        A live birth (a rebirth, a reconnect) restarts the sequence at its `seq`."""
         _int_field(bd_seq, "bd_seq", 0, 255)
         _int_field(seq, "seq", 0, 255)
         _int_field(k, "k", 1, 16)
@@ -151,6 +159,8 @@ class Aggregator:
         ses = self._session(gateway_id)
         if ses.k is not None and ses.k != k:
             ses.report_kw = ses.report_counts = ses.report_rx_ms = None
+        if retained:
+            seq = ses.seq if (ses.online and ses.bd_seq == bd_seq) else None
         ses.group, ses.bd_seq, ses.seq, ses.k = group, bd_seq, seq, k
         ses.capacity_kw = float(capacity_kw)
         ses.online = True

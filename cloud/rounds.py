@@ -117,8 +117,9 @@ class ControllerCore:
         log.warning("rejected message on %r: %s", topic, reason)
         return []
 
-    def handle(self, topic: Any, payload: Any, now_ms: int) -> list[Publish]:
-        """Process one incoming message; never raises (bad input is logged and counted)."""
+    def handle(self, topic: Any, payload: Any, now_ms: int, retained: bool = False) -> list[Publish]:
+        """Process one incoming message; never raises (bad input is logged and counted).
+        `retained`: the broker's retain flag (a stored message delivered on subscription)."""
         self.received += 1
         try:
             where, name, kind = topics.parse(topic)
@@ -133,7 +134,7 @@ class ControllerCore:
         try:
             _, gid, msg = codec.decode(topic, payload)
             if kind == "birth":
-                self._birth(gid, msg, now_ms)
+                self._birth(gid, msg, now_ms, retained)
             elif kind == "death":
                 self._death(gid, msg, now_ms)
             elif kind == "state":
@@ -153,10 +154,11 @@ class ControllerCore:
         log.info("dispatch accepted for group %s", group)
         return []
 
-    def _birth(self, gid: str, msg: dict, now_ms: int) -> None:
+    def _birth(self, gid: str, msg: dict, now_ms: int, retained: bool = False) -> None:
         capacity_w = sum(sum(dev["tier_w"]) for dev in msg["devices"])
         k = len(msg["tiers"])
-        self.aggregator.on_birth(gid, msg["group"], msg["bd_seq"], msg["seq"], k, capacity_w / 1000.0, now_ms)
+        self.aggregator.on_birth(gid, msg["group"], msg["bd_seq"], msg["seq"], k, capacity_w / 1000.0, now_ms,
+                                 retained=retained)
         if self._dead_bd.get(gid) == msg["bd_seq"]:  # its retained Will already seen: not live
             self.aggregator.on_death(gid, msg["bd_seq"], now_ms)
         self._birth_params[gid] = msg["params"]

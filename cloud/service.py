@@ -162,7 +162,8 @@ class ControllerService:
             if ended.is_set():
                 return
             try:
-                out = self.core.handle(str(message.topic), message.payload, self.clock.now_ms())
+                out = self.core.handle(str(message.topic), message.payload, self.clock.now_ms(),
+                                       retained=bool(message.retain))
             except Exception:  # a defect in our own code must not stop the service either
                 log.exception("unexpected error handling %s", message.topic)
                 continue

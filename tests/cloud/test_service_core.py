@@ -119,6 +119,42 @@ def test_restart_continues_round_ids_and_sessions_from_registry(tmp_path):
     reg2.close()
 
 
+@pytest.mark.parametrize("with_db", [True, False])
+def test_restart_reading_retained_births_first_requests_no_rebirth(tmp_path, with_db):
+    """Issue 16.1: a restarted controller reads the gateways' retained births (seq 0) before their
+    next live report (seq 69 of the same session): nothing was lost, so no rebirth is asked."""
+    path = tmp_path / "r.db"
+    reg = SqliteRegistry(path) if with_db else None
+    c = core(registry=reg)
+    c.handle(*birth("a"), 0)
+    for seq in range(1, 69):
+        c.handle(*state("a", seq, P_W), seq * 10)
+    if reg is not None:
+        reg.close()
+    reg2 = SqliteRegistry(path) if with_db else None
+    c2 = core(registry=reg2)
+    assert c2.handle(*birth("a"), 1000, retained=True) == []     # delivered on subscribe
+    assert c2.handle(*state("a", 69, P_W), 1010) == []           # same session: no gap
+    assert c2.handle(*state("a", 70, P_W), 1020) == []
+    assert c2.aggregator.counters["gaps"] == 0
+    out = c2.handle(*state("a", 75, P_W), 1030)                  # a real gap is still one
+    assert [o[0] for o in out] == [topics.cmd("a")]
+    # a live birth (a rebirth, or a reconnect seen live) restarts the sequence at 0 as before
+    assert c2.handle(*birth("a"), 20_000) == []
+    assert c2.handle(*state("a", 1, P_W), 20_010) == []
+    assert c2.aggregator.counters["gaps"] == 1
+    if reg2 is not None:
+        reg2.close()
+
+
+def test_retained_birth_of_a_new_session_resynchronises_on_its_first_report():
+    c = core()
+    c.handle(*birth("a", bd=4), 0, retained=True)
+    assert c.handle(*state("a", 33, P_W, bd=4), 10) == []
+    assert c.handle(*state("a", 34, P_W, bd=4), 20) == []
+    assert c.handle(*state("a", 40, P_W, bd=5), 30) != []        # another session: a gap
+
+
 def test_fraction_of_demand_goal_scales_with_fleet():
     class Half(GoalSchedule):
         def goal_kw(self, group, t_ms, demand_kw=None):
