@@ -12,6 +12,11 @@ gateway's (k, 4) report. The baseline is a straightforward per-slice Python loop
 in blocks interleaved with the vector blocks (so load on the shared machine hits both alike) on a
 30,000-slice subset in the same process and scaled linearly to 1M slices (said in the output);
 the speed-up is the median of the per-block ratios. Neither keeps per-slice statistics (`track_on_time=False`). Tracking figures come from `firmware_sim.scenario`.
+
+Control groups: the same 1M-slice fleet split into 100 groups, each with its own vector, timed in
+blocks interleaved with the one-group fleet (ratio = what the groups cost per round); and 10 groups
+of 10k devices, each with its own goal, in one run against the baseline of 10 separate one-group
+runs of 10k devices (worst group's RMS and PJM, wall-clock ratio).
 """
 from __future__ import annotations
 
@@ -98,6 +103,60 @@ def speed(n_devices: int, naive_devices: int, blocks: int, rounds: int, naive_ro
             "ratio": med[3], "ratio_full": med[4]}
 
 
+def speed_groups(n_devices: int, n_groups: int, blocks: int, rounds: int) -> dict:
+    """Round time with `n_groups` control groups (per-group vectors, (N, k) each) against the same
+    fleet as one group, blocks interleaved; medians over the blocks."""
+    rng = np.random.default_rng(0)
+    kw = rng.uniform(1, 5, n_devices)
+    one = VectorFleet(kw, SHARES, np.random.default_rng(1), track_on_time=False)
+    many = VectorFleet(kw, SHARES, np.random.default_rng(1), track_on_time=False, groups=n_groups)
+    spread = np.linspace(0.5, 1.5, n_groups)[:, None]          # every group its own probabilities
+    on_g, off_g = np.minimum(P_ON * spread, 1.0), np.minimum(P_OFF * spread, 1.0)
+    t = 0.0
+    for _ in range(100):
+        one.step(t, P_ON, P_OFF)
+        many.step(t, on_g, off_g)
+        t += 2.0
+    rows = []
+    for _ in range(blocks):
+        t0 = time.perf_counter()
+        for i in range(rounds):
+            one.step(t + 2.0 * i, P_ON, P_OFF)
+        a = (time.perf_counter() - t0) / rounds
+        t0 = time.perf_counter()
+        for i in range(rounds):
+            many.step(t + 2.0 * i, on_g, off_g)
+            many.group_aggregate()
+        b = (time.perf_counter() - t0) / rounds
+        t += 2.0 * rounds
+        rows.append((a, b, b / a))
+    med = np.median(np.array(rows), axis=0)
+    return {"one_ms": med[0] * 1e3, "groups_ms": med[1] * 1e3, "ratio": med[2]}
+
+
+def grouped_tracking(rep: Report, minutes: int, n_groups: int = 10, per_group: int = 10_000) -> None:
+    """Per-location dispatch: N groups of 10k devices in one fleet (each its own goal, offset by
+    10 min in the signal) against the baseline of N separate one-group simulations."""
+    reg = dict(scenario="regulation", duration_s=60.0 * minutes, amplitude=0.15, base=0.5)
+    t0 = time.perf_counter()
+    res = run_scenario(ScenarioConfig(devices=n_groups * per_group, groups=n_groups,
+                                      group_offset_s=600.0, **reg))
+    wall = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for g in range(n_groups):
+        run_scenario(ScenarioConfig(devices=per_group, start_s=600.0 * g, seed=g + 1, **reg))
+    separate = time.perf_counter() - t0
+    per = res.metrics["groups"]
+    label = f"{n_groups}x10k_groups"
+    rep.figure(f"{label}_rms_pct_of_capacity_worst_group",
+               max(f["rms_pct_of_capacity"] for f in per.values()), "%",
+               note=f"each group its own goal; fleet {res.metrics['rms_pct_of_capacity']:.3f} %")
+    rep.figure(f"{label}_pjm_score_worst_group", min(f["pjm_score"] for f in per.values()), "")
+    rep.figure(f"{label}_sim_s", wall, "s", note=f"{minutes} min simulated")
+    rep.figure(f"{label}_speedup_vs_separate_runs", separate / wall, "x",
+               note=f"{n_groups} one-group runs of 10k devices: {separate:.1f} s")
+
+
 def tracking(rep: Report, devices: int, label: str, **kw) -> dict:
     cfg = ScenarioConfig(devices=devices, **kw)
     t0 = time.perf_counter()
@@ -164,6 +223,11 @@ def main(argv: list[str] | None = None) -> None:
     rep.figure("speedup_vs_naive_loop", sp["ratio"], "x", target=">= 100",
                note="median of per-block ratios (blocks interleaved)")
     rep.figure("speedup_vs_naive_loop_with_reports", sp["ratio_full"], "x")
+    sg = speed_groups(n_dev, 100, blocks=3 if quick else 7, rounds=10)
+    rep.figure("grouped_round_ms_per_1m_slices_100_groups", sg["groups_ms"], "ms",
+               note=f"100 control groups, each its own vector, + per-group aggregate; "
+                    f"one group: {sg['one_ms']:.2f} ms")
+    rep.figure("grouped_round_cost_vs_one_group", sg["ratio"], "x", note="same fleet, blocks interleaved")
 
     minutes = 10 if quick else 40
     reg = dict(scenario="regulation", duration_s=60.0 * minutes, amplitude=0.15, base=0.5)
@@ -195,6 +259,8 @@ def main(argv: list[str] | None = None) -> None:
                    note=f"{devices} devices, {minutes} min, sim {r['wall']:.1f} s")
         if "amp20" in label and "lag1" not in label:
             foresight(rep, label, r["res"])
+
+    grouped_tracking(rep, minutes)
 
     if not quick:
         day_windows(rep, 0.20)
