@@ -88,15 +88,20 @@ def parse_goal(spec: str, start_ms: int, dispatch_keys: dict | None = None) -> G
 
 
 def build_core(goal: GoalSchedule, key_id: str, key: bytes, start_ms: int, controller_id: str = "ctl1",
-               round_s: float = 2.0, db: str | None = None, sample_fraction: float = 1.0) -> ControllerCore:
+               round_s: float = 2.0, db: str | None = None, sample_fraction: float = 1.0,
+               ramp_pct_per_round: float = 100.0 * ControlParams.ramp_share_per_round) -> ControllerCore:
     """A ControllerCore with the service's aggregator timing (stale after 1.5 rounds, reports
     carried 5 rounds, rebirth hold-off 5 rounds), its registry (`db`: SQLite path or None for
-    memory) and, for a DispatchGoal, the dispatch inbox."""
+    memory), the recovery ramp (`ramp_pct_per_round` % of a group's demand per round after a
+    restart or fail-safe; 0 = off; cloud.round_step) and, for a DispatchGoal, the dispatch inbox."""
     if not round_s >= MIN_ROUND_S:
         raise ConfigError(f"--round-s: must be >= {MIN_ROUND_S}")
+    if not 0.0 <= ramp_pct_per_round <= 100.0:     # NaN fails too
+        raise ConfigError(f"--ramp-pct-per-round: expected 0..100, got {ramp_pct_per_round!r}")
     round_ms = int(round(round_s * 1000))
     agg = Aggregator(stale_after_ms=int(1.5 * round_ms), max_carry_ms=5 * round_ms,
                      rebirth_holdoff_ms=5 * round_ms, sample_fraction=sample_fraction)
     inbox = goal if isinstance(goal, DispatchGoal) else None
     return ControllerCore(controller_id, goal, key_id, key, registry=open_registry(db), aggregator=agg,
-                          params=ControlParams(round_s=round_s), round_ms=round_ms, dispatches=inbox)
+                          params=ControlParams(round_s=round_s, ramp_share_per_round=ramp_pct_per_round / 100.0),
+                          round_ms=round_ms, dispatches=inbox)

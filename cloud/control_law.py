@@ -70,6 +70,8 @@ class ControlParams:
     fairness_horizon_s: float = 400.0        # H: disabled demand rotated once per H, s
     max_switches_per_device_hour: float = 10.0  # cap on the fairness swap, switches/slice/h
     flex_reserve_share: float = 0.5          # ρ: share of enabled / disabled kW the swap keeps flexible
+    ramp_share_per_round: float = 0.03       # recovery ramp: after a (re)start or fail-safe, enabled
+    #                                          demand moves ≤ this share of demand per round (0: off)
 
     def __post_init__(self) -> None:
         if not (0.0 < self.alpha <= 1.0):
@@ -83,6 +85,9 @@ class ControlParams:
                 f"max_switches_per_device_hour must be >= 0, got {self.max_switches_per_device_hour!r}")
         if not (0.0 <= self.flex_reserve_share <= 1.0):
             raise ControlInputError(f"flex_reserve_share must be in [0, 1], got {self.flex_reserve_share!r}")
+        if not (0.0 <= self.ramp_share_per_round <= 1.0):
+            raise ControlInputError(
+                f"ramp_share_per_round must be in [0, 1], got {self.ramp_share_per_round!r}")
 
 
 DEFAULT_PARAMS = ControlParams()

@@ -13,8 +13,15 @@ simulator measures is what the service does:
    e.g. for sampled-out gateways); `fallback_kw` (the scaled snapshot) when there is no estimator
    or it cannot predict; an explicit `state_kw` overrides both.
 2. Goal: `cloud.goals.evaluate(goal, group, now_ms, demand_kw=Σ state)` — kW and source.
-3. Control law: `compute_control(state, goal_kw, params)`.
-4. Decision record: the estimator remembers what was sent for `apply_ms` (its next prediction
+3. Recovery ramp: after a (re)start (a new `GroupRound`) or `recover()` (the controller calls it
+   when gateways come back from fail-safe or control was interrupted), the goal handed to the law
+   is limited to  E ± r,  E = enabled kW of the estimate, r = `params.ramp_share_per_round` × the
+   group's demand (Σ state): no round moves more than r, the fleet reaches the goal in
+   ⌈|g − E| / r⌉ rounds. Recovery ends at the first round whose (feasible) goal lies within r of
+   E; from then on the goal is tracked unlimited (normal tracking is not slowed).
+   `ramp_share_per_round` = 0 turns the ramp off.
+4. Control law: `compute_control(state, law_goal_kw, params)`.
+5. Decision record: the estimator remembers what was sent for `apply_ms` (its next prediction
    replays it); the `RoundDecision` is returned for logs, CSVs and metrics.
 """
 from __future__ import annotations
@@ -24,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cloud.control_law import ControlDecision, ControlParams, compute_control
+from cloud.control_law import EF, ER, ControlDecision, ControlParams, compute_control, tier_targets
 from cloud.estimator import EstimatorError, FleetEstimator
 from cloud.goals import GoalSchedule, GoalValue, evaluate
 
@@ -42,6 +49,8 @@ class RoundDecision:
     state_kw: np.ndarray        # (k, 4) estimate the law acted on
     estimated: bool             # True: the estimator's prediction; False: the fallback/given state
     decision: ControlDecision
+    law_goal_kw: float = float("nan")   # the goal the law acted on (the recovery ramp's when ramped)
+    ramped: bool = False        # True: the recovery ramp limited this round's move
 
 
 class GroupRound:
@@ -51,6 +60,31 @@ class GroupRound:
                  estimator: FleetEstimator | None = None, predict: bool = True) -> None:
         self.group, self.goal, self.params = group, goal, params
         self.estimator, self.predict = estimator, predict
+        self.recovering = True          # a new round step is a (re)start: ramp to the goal
+        self.recoveries = 0             # recover() calls (fail-safe periods, control gaps)
+
+    def recover(self, reason: str = "") -> None:
+        """Ramp back to the goal from the next round on (gateways were in fail-safe, or the
+        group went without control): see step 3 of the module docstring."""
+        if not self.recovering:
+            log.info("group %s: recovery ramp (%s)", self.group, reason or "requested")
+            self.recoveries += 1
+        self.recovering = True
+
+    def ramp_goal(self, state: np.ndarray, goal_kw: float) -> tuple[float, bool]:
+        """(goal for the law, limited?) — the recovery ramp (module docstring, step 3)."""
+        share = self.params.ramp_share_per_round
+        if not self.recovering or share <= 0.0:
+            return goal_kw, False
+        step_kw = share * float(state.sum())
+        enabled = float(state[:, EF].sum() + state[:, ER].sum())
+        _, feasible, _ = tier_targets(state, goal_kw)
+        gap = feasible - enabled
+        if abs(gap) <= step_kw:
+            self.recovering = False
+            log.info("group %s: recovery ramp done, tracking the goal", self.group)
+            return goal_kw, False
+        return enabled + (step_kw if gap > 0 else -step_kw), True
 
     def estimate(self, now_ms: int, apply_ms: int, fallback_kw: np.ndarray | None = None,
                  scale: float = 1.0) -> tuple[np.ndarray, bool]:
@@ -75,7 +109,9 @@ class GroupRound:
         else:
             state, estimated = self.estimate(now_ms, apply_ms, fallback_kw, scale)
         goal = evaluate(self.goal, self.group, now_ms, float(state.sum()))
-        decision = compute_control(state, goal.kw, self.params)
+        law_goal, ramped = self.ramp_goal(state, goal.kw)
+        decision = compute_control(state, law_goal, self.params)
         if self.estimator is not None:
             self.estimator.record_decision(apply_ms, decision)
-        return RoundDecision(self.group, int(now_ms), int(apply_ms), goal, state, estimated, decision)
+        return RoundDecision(self.group, int(now_ms), int(apply_ms), goal, state, estimated, decision,
+                             float(law_goal), ramped)

@@ -48,7 +48,7 @@ class RoundRecord:
 
     __slots__ = ("round_id", "t_ms", "group", "goal_kw", "measured_kw", "tier_enabled_kw",
                  "state_kw", "p_on", "p_off", "saturated", "n_live", "n_fresh", "n_missing",
-                 "n_fail_safe", "goal_source")
+                 "n_fail_safe", "goal_source", "law_goal_kw", "ramped")
 
     def __init__(self, **kw: Any) -> None:
         for key in self.__slots__:
@@ -91,6 +91,7 @@ class ControllerCore:
         self.published = 0
         self.round_errors = 0
         self._fail_safe: dict[str, bool] = {}
+        self._last_round_ms: dict[str, int] = {}   # group -> last round that sent a vector
         self._dead_bd: dict[str, int] = {}
         self._txn = 0
         self.pending_txns: dict[str, str] = {}   # txn -> gateway id (request/response pairs)
@@ -284,7 +285,9 @@ class ControllerCore:
         if snap.n_fresh + snap.n_carried == 0:
             log.info("round %d group %s: no reports, no vector", self.round_id, group)
             return []
+        self._check_recovery(group, snap, now_ms)
         rec = self.decide(group, snap, now_ms)
+        self._last_round_ms[group] = now_ms
         decision = rec.decision
         payload = security.make_vector(group, self.round_id, decision.p_on.tolist(),
                                        decision.p_off.tolist(), now_ms, self.ttl_ms,
@@ -293,6 +296,23 @@ class ControllerCore:
         if self.keep_records:
             self.records.append(self._record(snap, rec))
         return [(topics.vector(group), payload, 1, False)]
+
+    def _check_recovery(self, group: str, snap: GroupSnapshot, now_ms: int) -> None:
+        """Start the group's recovery ramp (cloud.round_step) when control was interrupted (no
+        vector for longer than a vector lives: the gateways held or went fail-safe) or when
+        gateways holding more than one ramp step of the group's capacity report fail-safe (all
+        their demand came back)."""
+        step = self._round_step(group)
+        last = self._last_round_ms.get(group)
+        if last is not None and now_ms - last > self.ttl_ms:
+            step.recover(f"no vector for {(now_ms - last) / 1000.0:g} s")
+            return
+        if snap.capacity_kw <= 0:
+            return
+        fs_kw = sum(s.capacity_kw for gid, s in self.aggregator.sessions.items()
+                    if s.group == group and s.online and self._fail_safe.get(gid))
+        if fs_kw > self.params.ramp_share_per_round * snap.capacity_kw:
+            step.recover(f"{fs_kw:g} of {snap.capacity_kw:g} kW back from fail-safe")
 
     def _record(self, snap: GroupSnapshot, rec: RoundDecision) -> RoundRecord:
         fail_safe = sum(1 for gid, fs in self._fail_safe.items()
@@ -304,7 +324,8 @@ class ControllerCore:
                            state_kw=np.asarray(rec.state_kw).tolist(), p_on=d.p_on.tolist(),
                            p_off=d.p_off.tolist(), saturated=bool(d.saturated),
                            n_live=snap.n_live, n_fresh=snap.n_fresh, n_missing=snap.n_missing,
-                           n_fail_safe=fail_safe, goal_source=rec.goal.source)
+                           n_fail_safe=fail_safe, goal_source=rec.goal.source,
+                           law_goal_kw=rec.law_goal_kw, ramped=rec.ramped)
 
     def status_payload(self, online: bool, now_ms: int) -> bytes:
         """Signed retained status; `session_ms` (this core's start) orders controller restarts."""

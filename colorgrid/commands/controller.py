@@ -8,8 +8,8 @@ from pathlib import Path
 
 HELP = "run the cloud controller service: aggregate gateway reports, publish signed control vectors"
 
-ROUNDS_COLUMNS_FIXED = ["t_s", "round_id", "group", "goal_kw", "goal_source", "measured_enabled_kw",
-                        "saturated", "n_live", "n_fresh", "n_missing", "n_fail_safe"]
+ROUNDS_COLUMNS_FIXED = ["t_s", "round_id", "group", "goal_kw", "goal_source", "law_goal_kw", "ramped",
+                        "measured_enabled_kw", "saturated", "n_live", "n_fresh", "n_missing", "n_fail_safe"]
 
 
 def add_common(parser) -> None:
@@ -44,6 +44,10 @@ def add_arguments(parser) -> None:
                         help="SPEED@ORIGIN_MS shared with an accelerated fleet (overrides --speed)")
     parser.add_argument("--sample-fraction", type=float, default=1.0,
                         help="use only this stable fraction of gateways' reports, scaled up (default 1)")
+    parser.add_argument("--ramp-pct-per-round", type=float, default=3.0,
+                        help="recovery ramp: after a (re)start or a fail-safe period move each group's "
+                             "enabled demand at most this %% of its demand per round towards the goal "
+                             "(default 3; 0 = step at once)")
     parser.add_argument("--duration-s", type=float, default=None, help="stop after this many wall seconds")
     parser.add_argument("--username", default=None)
     parser.add_argument("--password-file", default=None)
@@ -60,7 +64,8 @@ def core_from_args(args, key_id: str, key: bytes, start_ms: int, controller_id: 
         dispatch_keys = read_keys(args.dispatch_key_file, args.dispatch_key_id)
     return build_core(parse_goal(args.goal, start_ms, dispatch_keys), key_id, key, start_ms,
                       controller_id, round_s=args.round_s, db=args.db,
-                      sample_fraction=getattr(args, "sample_fraction", 1.0))
+                      sample_fraction=getattr(args, "sample_fraction", 1.0),
+                      ramp_pct_per_round=getattr(args, "ramp_pct_per_round", 3.0))
 
 
 def write_rounds(out, core, start_ms: int) -> None:
@@ -74,7 +79,8 @@ def write_rounds(out, core, start_ms: int) -> None:
     for r in core.records:
         if len(r.tier_enabled_kw) != k:
             continue
-        rows.append([(r.t_ms - start_ms) / 1000.0, r.round_id, r.group, r.goal_kw, r.goal_source, r.measured_kw,
+        rows.append([(r.t_ms - start_ms) / 1000.0, r.round_id, r.group, r.goal_kw, r.goal_source, r.law_goal_kw,
+                     r.ramped, r.measured_kw,
                      r.saturated, r.n_live, r.n_fresh, r.n_missing, r.n_fail_safe]
                     + list(r.tier_enabled_kw) + list(r.p_on) + list(r.p_off))
     out.write_csv("rounds.csv", cols, rows)

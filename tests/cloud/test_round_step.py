@@ -9,13 +9,14 @@ from cloud.goals import ConstantGoal, FractionOfDemand, GoalError
 from cloud.round_step import GroupRound
 
 STATE = np.array([[40.0, 5.0, 10.0, 5.0], [30.0, 0.0, 0.0, 0.0], [10.0, 0.0, 0.0, 0.0]])   # 100 kW
+NO_RAMP = ControlParams(ramp_share_per_round=0.0)   # the law alone (the recovery ramp is tested below)
 
 
 def test_fallback_state_goal_and_law_as_computed_by_hand():
-    step = GroupRound("671.1", ConstantGoal(60.0), ControlParams())
+    step = GroupRound("671.1", ConstantGoal(60.0), NO_RAMP)
     rec = step.step(2000, 2000, fallback_kw=STATE)
     assert not rec.estimated and rec.goal.kw == 60.0 and rec.goal.source == "schedule"
-    ref = compute_control(STATE, 60.0, ControlParams())
+    ref = compute_control(STATE, 60.0, NO_RAMP)
     np.testing.assert_array_equal(rec.decision.p_off, ref.p_off)
     # enabled 85 kW, goal 60: 25 kW off, taken from green first (its EF is 40 kW)
     assert rec.decision.off_kw[0] == pytest.approx(25.0, abs=1e-9) and rec.decision.p_on[0] == 0.0
@@ -31,7 +32,7 @@ def test_fraction_of_demand_gets_the_estimated_demand():
 def test_estimator_prediction_is_used_and_the_decision_recorded():
     est = FleetEstimator(3, round_s=2.0)
     est.update_one("gw1", STATE, 0)
-    step = GroupRound("g", ConstantGoal(60.0), ControlParams(), est)
+    step = GroupRound("g", ConstantGoal(60.0), NO_RAMP, est)
     first = step.step(2000, 2000, fallback_kw=STATE * 0)
     assert first.estimated and first.state_kw.sum() == pytest.approx(100.0)
     # the next prediction replays what was sent: enabled demand expected at the new goal
@@ -52,3 +53,63 @@ def test_dispatch_source_is_reported():
     goal = DispatchGoal({"k": b"k" * 32}, fallback=ConstantGoal(50.0))
     rec = GroupRound("g", goal, ControlParams()).step(0, 0, fallback_kw=STATE)
     assert (rec.goal.kw, rec.goal.source) == (50.0, "fallback")
+
+
+# ---------------------------------------------------------------- recovery ramp (issue 16.2)
+FULL = np.array([[40.0, 0.0, 0.0, 0.0], [40.0, 0.0, 0.0, 0.0], [20.0, 0.0, 0.0, 0.0]])  # all enabled, 100 kW
+
+
+def net_step_kw(decision) -> float:
+    """Enabled kW the round moves (on − off; the fairness swap and tier rebalancing net to 0)."""
+    return float(decision.on_kw[:-1].sum() - decision.off_kw[:-1].sum())
+
+
+def settle(state, decision):
+    """The state after the round switched as expected, refractory demand back to flexible."""
+    from cloud.control_law import expected_after_switch
+    x = expected_after_switch(state, decision.p_on, decision.p_off)
+    x[:, 0] += x[:, 1]
+    x[:, 2] += x[:, 3]
+    x[:, 1] = x[:, 3] = 0.0
+    return x
+
+
+def test_first_round_after_a_start_moves_the_fleet_at_most_the_ramp():
+    """After a (re)start the fleet is fully enabled (fail-safe) and the goal is half of it: the
+    first round used to shed the whole 50 kW gap at once."""
+    step = GroupRound("g", ConstantGoal(50.0), ControlParams())
+    rec = step.step(0, 0, fallback_kw=FULL)
+    assert rec.ramped and rec.law_goal_kw == pytest.approx(100.0 - 3.0)
+    assert abs(net_step_kw(rec.decision)) <= 0.03 * 100.0 + 1e-9
+
+
+def test_ramp_brings_the_fleet_to_the_goal_in_bounded_steps_then_tracks_freely():
+    share = 0.05
+    step = GroupRound("g", ConstantGoal(50.0), ControlParams(ramp_share_per_round=share))
+    x, rounds = FULL.copy(), 0
+    while True:
+        rec = step.step(rounds * 2000, rounds * 2000, fallback_kw=x)
+        assert abs(net_step_kw(rec.decision)) <= share * x.sum() + 1e-9
+        x = settle(x, rec.decision)
+        rounds += 1
+        if not rec.ramped:
+            break
+        assert rounds < 20
+    assert rounds == pytest.approx(50 / 5 + 1, abs=1)
+    assert x[:, 0].sum() == pytest.approx(50.0, abs=1e-6)
+    # recovery over: a 20 kW goal step is followed at once (normal tracking is not limited)
+    step.goal = ConstantGoal(30.0)
+    rec = step.step(100_000, 100_000, fallback_kw=x)
+    assert not rec.ramped and net_step_kw(rec.decision) == pytest.approx(-20.0, abs=1e-6)
+
+
+def test_recover_restarts_the_ramp_and_zero_turns_it_off():
+    step = GroupRound("g", ConstantGoal(50.0), ControlParams())
+    near = FULL * 0.5
+    assert not step.step(0, 0, fallback_kw=near).ramped           # at the goal: recovery ends
+    step.recover("fail-safe")
+    assert step.step(2000, 2000, fallback_kw=FULL).ramped
+    off = GroupRound("g", ConstantGoal(50.0), ControlParams(ramp_share_per_round=0.0))
+    assert net_step_kw(off.step(0, 0, fallback_kw=FULL).decision) == pytest.approx(-50.0)
+    with pytest.raises(ValueError, match="ramp_share_per_round"):
+        ControlParams(ramp_share_per_round=1.5)

@@ -3,7 +3,7 @@ bad messages rejected with a reason and never raised; round ids survive a restar
 import numpy as np
 import pytest
 
-from cloud.control_law import compute_control
+from cloud.control_law import ControlParams, compute_control
 from cloud.goals import ConstantGoal
 from cloud.registry import SqliteRegistry
 from cloud.goals import FractionOfDemand, GoalSchedule
@@ -33,7 +33,7 @@ P_W = [[2000, 0, 0, 0], [1000, 1000, 0, 0], [1000, 0, 0, 0]]   # 5 kW enabled, 2
 
 
 def test_round_publishes_verified_vector_equal_to_control_law():
-    c = core()
+    c = core(params=ControlParams(ramp_share_per_round=0.0))   # the law alone, no recovery ramp
     for t, p in (birth("a"), state("a", 1, P_W)):
         assert c.handle(t, p, 100) == []
     out = c.control_round(2000)
@@ -153,6 +153,42 @@ def test_retained_birth_of_a_new_session_resynchronises_on_its_first_report():
     assert c.handle(*state("a", 33, P_W, bd=4), 10) == []
     assert c.handle(*state("a", 34, P_W, bd=4), 20) == []
     assert c.handle(*state("a", 40, P_W, bd=5), 30) != []        # another session: a gap
+
+
+FULL_W = [[2000, 0, 0, 0], [2000, 0, 0, 0], [1000, 0, 0, 0]]   # everything enabled: 5 kW
+
+
+def net_off_kw(c, payload, state_w):
+    v = codec.decode_vector(payload)
+    ef = np.array(state_w)[:, 0] / 1000.0
+    return float(np.dot(v["p_off"], ef))
+
+
+def test_gateways_back_from_fail_safe_are_ramped_to_the_goal_not_stepped():
+    """Issue 16.2: after a fail-safe period every device is enabled; the first controlled round
+    must not shed the whole gap (it sent p_off = 1 to a tier: 22 % of demand in one round)."""
+    c = core(goal=ConstantGoal(2.5))
+    c.handle(*birth("a", tier_w=(2000, 2000, 1000), n=1), 0)
+    c.handle(*state("a", 1, [[0, 0, 2000, 0], [500, 0, 1500, 0], [1000, 0, 0, 0]]), 10)
+    c.control_round(2000)                       # at the goal (1.5 kW enabled ≈ 2.5 - ...): tracking
+    c.handle(*state("a", 2, [[0, 0, 2000, 0], [1500, 0, 500, 0], [1000, 0, 0, 0]]), 2010)
+    c.control_round(4000)
+    assert not c._rounds["g1"].recovering
+    c.handle(*state("a", 3, FULL_W, fail_safe=True), 30_000)   # controller silent, then back
+    out = c.control_round(32_000)
+    assert net_off_kw(c, out[0][1], FULL_W) <= 0.03 * 5.0 + 1e-6
+    assert c.records[-1].ramped and c.records[-1].n_fail_safe == 1
+
+
+def test_a_control_gap_restarts_the_ramp():
+    c = core(goal=ConstantGoal(2.5))
+    c.handle(*birth("a", tier_w=(2000, 2000, 1000), n=1), 0)
+    c.handle(*state("a", 1, [[0, 0, 2000, 0], [1500, 0, 500, 0], [1000, 0, 0, 0]]), 10)
+    c.control_round(2000)
+    assert not c._rounds["g1"].recovering
+    c.handle(*state("a", 2, FULL_W), 60_000)   # no round ran for 58 s (broker away)
+    out = c.control_round(62_000)
+    assert net_off_kw(c, out[0][1], FULL_W) <= 0.03 * 5.0 + 1e-6
 
 
 def test_fraction_of_demand_goal_scales_with_fleet():
