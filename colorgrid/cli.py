@@ -35,13 +35,25 @@ def _load(name: str):
     return importlib.import_module(f"colorgrid.commands.{COMMANDS[name]}")
 
 
-def _top_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def _command_list() -> str:
+    """One line per subcommand: its name and its module's HELP."""
+    width = max(len(name) for name in COMMANDS)
+    return "\n".join(f"  {name:<{width}}  {getattr(_load(name), 'HELP', '')}" for name in COMMANDS)
+
+
+def _top_parser(describe: bool) -> argparse.ArgumentParser:
+    from colorgrid.args import Parser
+
+    parser = Parser(
         prog="colorgrid",
         description="colorgrid: tiered demand shaping, distribution power flow and local markets.",
+        epilog=("commands:\n" + _command_list() + "\n\nrun `colorgrid CMD --help` for a command's flags"
+                if describe else None),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=_version())
-    parser.add_argument("command", choices=sorted(COMMANDS), help="subcommand (colorgrid CMD --help)")
+    parser.add_argument("command", choices=list(COMMANDS), metavar="CMD",
+                        help="one of: " + ", ".join(COMMANDS))
     return parser
 
 
@@ -53,14 +65,20 @@ def _version() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in COMMANDS:
-        _top_parser().parse_args(argv)  # prints help / error and exits
-        return 2
-    name, rest = argv[0], argv[1:]
-    module = _load(name)
-    parser = argparse.ArgumentParser(prog=f"colorgrid {name}", description=getattr(module, "HELP", None))
-    module.add_arguments(parser)
-    args = parser.parse_args(rest)
+    try:
+        if not argv or argv[0] not in COMMANDS:
+            # prints help (with every command's one-line description) or a one-line error
+            _top_parser(describe=any(a in ("-h", "--help") for a in argv)).parse_args(argv)
+            return 2
+        from colorgrid.args import Parser
+
+        name, rest = argv[0], argv[1:]
+        module = _load(name)
+        parser = Parser(prog=f"colorgrid {name}", description=getattr(module, "HELP", None))
+        module.add_arguments(parser)
+        args = parser.parse_args(rest)
+    except SystemExit as exc:  # --help, --version, or a bad flag (its one line is printed): the exit code
+        return exc.code if isinstance(exc.code, int) else 2
     return int(module.run(args) or 0)
 
 

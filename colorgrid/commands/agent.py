@@ -9,13 +9,14 @@ HELP = "run a gateway agent: devices + tier state machines, MQTT session, signed
 
 
 def add_arguments(parser) -> None:
+    from colorgrid.args import existing_file, positive_float
     from colorgrid.results import add_out_argument
 
-    parser.add_argument("--config", required=True, metavar="TOML",
+    parser.add_argument("--config", required=True, metavar="TOML", type=existing_file,
                         help="gateway config (see deploy/gateway.example.toml)")
     parser.add_argument("--broker", default=None, metavar="URL",
                         help="mqtt://host[:port], overrides [broker] url")
-    parser.add_argument("--duration-s", type=float, default=None,
+    parser.add_argument("--duration-s", type=positive_float, default=None,
                         help="stop (cleanly, with a death message) after this many seconds")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
     add_out_argument(parser)
@@ -30,7 +31,7 @@ def run(args) -> int:
         cfg = cli.load_config(args.config)
         result = cli.run(cfg, args.broker, args.duration_s)
     except cli.ConfigError as exc:
-        print(f"colorgrid agent: {exc}", file=sys.stderr)
+        print(f"colorgrid agent: error: {exc}", file=sys.stderr)
         return 2
     write_results(args.out, result)
     return 0

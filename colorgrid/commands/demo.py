@@ -22,6 +22,7 @@ TRACK_UNITS = {"rms_pct_of_capacity": "%", "capacity_kw": "kW", "mean_abs_error_
 
 
 def add_arguments(parser) -> None:
+    from colorgrid.args import count, fraction, non_negative_float, non_negative_int, positive_float
     from colorgrid.commands.controller import add_common
     from colorgrid.results import add_out_argument
 
@@ -29,18 +30,21 @@ def add_arguments(parser) -> None:
                         help="mqtt://host[:port] of an existing broker (default: start a private one)")
     parser.add_argument("--embedded-broker", action="store_true",
                         help="use the embedded pure-Python broker (amqtt) even when mosquitto is installed")
-    parser.add_argument("--gateways", type=int, default=50, help="simulated gateways (default 50)")
-    parser.add_argument("--devices-per-gateway", type=int, default=40, help="devices per gateway (default 40)")
-    parser.add_argument("--processes", type=int, default=1, help="fleet worker processes (default 1)")
-    parser.add_argument("--minutes", type=float, default=20.0, help="simulated minutes to run (default 20)")
-    parser.add_argument("--warmup-s", type=float, default=180.0,
+    parser.add_argument("--gateways", type=count, default=50, help="simulated gateways (default 50)")
+    parser.add_argument("--devices-per-gateway", type=count, default=40, help="devices per gateway (default 40)")
+    parser.add_argument("--processes", type=count, default=1, help="fleet worker processes (default 1)")
+    parser.add_argument("--minutes", type=positive_float, default=20.0, help="simulated minutes to run (default 20)")
+    parser.add_argument("--warmup-s", type=non_negative_float, default=180.0,
                         help="simulated seconds left out of the tracking metrics: the first shed puts "
                              "demand in refractory for up to T_DF + T_DV (default 180)")
-    parser.add_argument("--seed", type=int, default=1, help="fleet and key seed (default 1)")
-    parser.add_argument("--thermostatic-fraction", type=float, default=0.2,
+    parser.add_argument("--seed", type=non_negative_int, default=1, help="fleet and key seed (default 1)")
+    parser.add_argument("--thermostatic-fraction", type=fraction, default=0.2,
                         help="share of devices that are air conditioners (default 0.2)")
     add_common(parser)
     parser.set_defaults(speed=20.0)
+    for action in parser._actions:  # the shared controller flags: say the demo's default
+        if action.dest == "speed":
+            action.help = "clock acceleration: simulated seconds per wall second (default 20)"
     add_out_argument(parser)
 
 
@@ -97,11 +101,18 @@ def run(args) -> int:
     from firmware_sim.broker import BrokerError, start_broker
     from firmware_sim.closed_loop import run_closed_loop
     from firmware_sim.gateway_fleet import FleetError, FleetSpec
+    from colorgrid.args import error
 
+    for flag, value in (("--round-s", args.round_s), ("--speed", args.speed)):  # controller flags, typed float
+        if not value > 0:
+            return error("colorgrid demo", f"argument {flag}: must be > 0, got {value:g}")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     key = hashlib.sha256(f"colorgrid-demo-key-{args.seed}".encode()).digest()
     broker = None
     try:
+        from cloud.config import parse_goal
+
+        parse_goal(args.goal, 0)  # a bad --goal is named before any broker or fleet starts
         if args.broker:
             host, port = parse_broker_url(args.broker)
             broker_kind = "external"
@@ -119,7 +130,8 @@ def run(args) -> int:
         result = run_closed_loop(host, port, spec, core, clock, args.minutes * 60.0, args.processes, _bar)
         print()
     except (BrokerError, FleetError, ServiceError, ValueError, OSError, RuntimeError) as exc:
-        print(f"\ncolorgrid demo: {exc}")
+        print()
+        print(f"colorgrid demo: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ncolorgrid demo: interrupted (fleet, controller and broker stopped)")

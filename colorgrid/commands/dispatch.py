@@ -9,6 +9,7 @@ the message is retained (a controller that restarts picks it up) and QoS 1.
 from __future__ import annotations
 
 import csv
+import sys
 from pathlib import Path
 
 HELP = "publish a signed goal schedule (dispatch) for a control group to the controller"
@@ -19,25 +20,26 @@ class CommandError(ValueError):
 
 
 def add_arguments(parser) -> None:
+    from colorgrid.args import existing_file, non_negative_int, positive_float
     from colorgrid.results import add_out_argument
 
     parser.add_argument("--broker", required=True, help="mqtt://host[:port]")
     parser.add_argument("--group", required=True, help="control group the schedule is for")
     parser.add_argument("--point", action="append", default=[], metavar="T_S:KW",
                         help="one schedule point: goal KW (total enabled kW) from T_S seconds on (repeatable)")
-    parser.add_argument("--schedule", default=None, help="CSV with columns t_s,goal_kw (instead of --point)")
-    parser.add_argument("--valid-for-s", type=float, default=900.0,
+    parser.add_argument("--schedule", type=existing_file, default=None, help="CSV with columns t_s,goal_kw (instead of --point)")
+    parser.add_argument("--valid-for-s", type=positive_float, default=900.0,
                         help="the schedule ends this long after its last point (default 900)")
-    parser.add_argument("--start-ms", type=int, default=None,
+    parser.add_argument("--start-ms", type=non_negative_int, default=None,
                         help="UTC epoch ms the point times count from (default: now on --clock)")
     parser.add_argument("--clock", default=None, help="SPEED@ORIGIN_MS shared with an accelerated controller")
-    parser.add_argument("--dispatch-id", type=int, default=None,
+    parser.add_argument("--dispatch-id", type=non_negative_int, default=None,
                         help="increasing id per group (default: the issue time in ms)")
-    parser.add_argument("--hmac-key-file", required=True,
+    parser.add_argument("--hmac-key-file", required=True, type=existing_file,
                         help="signing key: hex text, or JSON {key_id: hex} (with --key-id)")
     parser.add_argument("--key-id", default="dispatch", help="key id named in the message (default dispatch)")
     parser.add_argument("--username", default=None)
-    parser.add_argument("--password-file", default=None)
+    parser.add_argument("--password-file", type=existing_file, default=None)
     add_out_argument(parser)
 
 
@@ -103,10 +105,10 @@ def run(args) -> int:
         password = Path(args.password_file).read_text().strip() if args.password_file else None
         publish_dispatch(args.broker, args.group, payload, args.username, password)
     except PublishError as exc:
-        print(f"colorgrid dispatch: --broker: {exc}")
+        print(f"colorgrid dispatch: error: argument --broker: {exc}", file=sys.stderr)
         return 2
     except (CommandError, ClockError, ServiceError, OSError, topics.TopicError) as exc:
-        print(f"colorgrid dispatch: {exc}")
+        print(f"colorgrid dispatch: error: {exc}", file=sys.stderr)
         return 2
     out = RunOutput(args.out, "dispatch", {k: v for k, v in vars(args).items() if k != "password_file"})
     out.write_csv("dispatch.csv", ["ts_ms", "goal_kw"], info["points"])

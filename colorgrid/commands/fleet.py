@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
 import time
 
@@ -10,28 +11,29 @@ HELP = "run a simulated gateway fleet (real edge_agent agents, simulated devices
 
 
 def add_arguments(parser) -> None:
+    from colorgrid.args import count, existing_file, fraction, non_negative_int, positive_float
     from colorgrid.results import add_out_argument
 
     parser.add_argument("--broker", required=True, help="mqtt://host[:port]")
-    parser.add_argument("--gateways", type=int, default=100, help="number of gateways (default 100)")
-    parser.add_argument("--devices-per-gateway", type=int, default=100, help="devices per gateway (default 100)")
-    parser.add_argument("--processes", type=int, default=None,
+    parser.add_argument("--gateways", type=count, default=100, help="number of gateways (default 100)")
+    parser.add_argument("--devices-per-gateway", type=count, default=100, help="devices per gateway (default 100)")
+    parser.add_argument("--processes", type=count, default=None,
                         help="worker processes (default: one per 500 gateways, at least 1)")
-    parser.add_argument("--groups", type=int, default=1, help="control groups g0..g{N-1} (default 1)")
-    parser.add_argument("--hmac-key-file", required=True,
+    parser.add_argument("--groups", type=count, default=1, help="control groups g0..g{N-1} (default 1)")
+    parser.add_argument("--hmac-key-file", required=True, type=existing_file,
                         help="HMAC-SHA256 key shared with the controller: hex text or JSON {key_id: hex}")
     parser.add_argument("--key-id", default="k1", help="key id (default k1)")
-    parser.add_argument("--round-s", type=float, default=2.0, help="round length, s (default 2)")
-    parser.add_argument("--fail-safe-s", type=float, default=60.0, help="fail-safe after this silence, s (default 60)")
-    parser.add_argument("--speed", type=float, default=1.0, help="clock acceleration (default 1 = real time)")
+    parser.add_argument("--round-s", type=positive_float, default=2.0, help="round length, s (default 2)")
+    parser.add_argument("--fail-safe-s", type=positive_float, default=60.0, help="fail-safe after this silence, s (default 60)")
+    parser.add_argument("--speed", type=positive_float, default=1.0, help="clock acceleration (default 1 = real time)")
     parser.add_argument("--clock", default=None, help="SPEED@ORIGIN_MS shared with the controller (overrides --speed)")
-    parser.add_argument("--thermostatic-fraction", type=float, default=0.2,
+    parser.add_argument("--thermostatic-fraction", type=fraction, default=0.2,
                         help="share of devices that are air conditioners (default 0.2)")
     parser.add_argument("--id-prefix", default="gw", help="gateway ids are PREFIX-00000 ... (default gw)")
-    parser.add_argument("--seed", type=int, default=1, help="device/PRNG seed (default 1)")
-    parser.add_argument("--duration-s", type=float, default=None, help="stop after this many wall seconds")
+    parser.add_argument("--seed", type=non_negative_int, default=1, help="device/PRNG seed (default 1)")
+    parser.add_argument("--duration-s", type=positive_float, default=None, help="stop after this many wall seconds")
     parser.add_argument("--username", default=None)
-    parser.add_argument("--password-file", default=None)
+    parser.add_argument("--password-file", type=existing_file, default=None)
     add_out_argument(parser)
 
 
@@ -56,7 +58,7 @@ def run(args) -> int:
         processes = args.processes or max(1, (args.gateways + 499) // 500)
         fleet = FleetProcesses(spec, processes).start()
     except (ValueError, OSError, FleetError, ServiceError) as exc:
-        print(f"colorgrid fleet: {exc}")
+        print(f"colorgrid fleet: error: {exc}", file=sys.stderr)
         return 2
     print(f"fleet: {args.gateways} gateways x {args.devices_per_gateway} devices in {processes} "
           f"process(es) on {args.broker}; Ctrl-C to stop")

@@ -7,22 +7,33 @@ import sys
 HELP = "P2P settlement ledger: verify it (chain, signatures, rules, k-of-n checkpoints, tokens) or prove an entry"
 
 
+def operator_key(text: str) -> str:
+    """An Ed25519 public key as 64 hex digits (lower-cased)."""
+    import argparse
+
+    value = text.strip().lower()
+    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise argparse.ArgumentTypeError(f"expected an Ed25519 public key as 64 hex digits, got {text!r}")
+    return value
+
+
 def add_arguments(parser) -> None:
+    from colorgrid.args import count, non_negative_int
     from colorgrid.results import add_out_argument
 
-    sub = parser.add_subparsers(dest="action", required=True)
+    sub = parser.add_subparsers(dest="action", required=True, metavar="verify|prove|anchor")
     verify = sub.add_parser("verify", help="verify every entry and checkpoint; exit 1 naming the first bad one")
     verify.add_argument("path", metavar="PATH", help="ledger database (e.g. OUT/ledger.sqlite from `te run`), "
                         "or a PostgreSQL DSN postgresql://… (with --namespace)")
     verify.add_argument("--namespace", default="te_ledger", help="PostgreSQL table prefix (default te_ledger)")
-    verify.add_argument("--trusted-operator-key", metavar="HEX", default=None,
+    verify.add_argument("--trusted-operator-key", metavar="HEX", type=operator_key, default=None,
                         help="expected operator public key (64 hex); without it the genesis key is trusted")
-    verify.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
+    verify.add_argument("--workers", type=count, default=min(4, os.cpu_count() or 1),
                         help="processes for signature checks (default: cores, at most 4)")
     add_out_argument(verify)
     prove = sub.add_parser("prove", help="inclusion proof of one entry in its co-signed checkpoint (JSON)")
     prove.add_argument("path", metavar="PATH", help="ledger database or postgresql:// DSN")
-    prove.add_argument("seq", type=int, help="entry sequence number")
+    prove.add_argument("seq", type=non_negative_int, help="entry sequence number")
     prove.add_argument("--namespace", default="te_ledger", help="PostgreSQL table prefix (default te_ledger)")
     add_out_argument(prove)
     anchor = sub.add_parser("anchor", help="anchor checkpoint roots in the Ethereum contract (extra [evm]); check them")
@@ -47,17 +58,24 @@ def _open(args):
 
 
 def run(args) -> int:
+    import sqlite3
+
+    from colorgrid.args import error
     from market.settlement.errors import SettlementError
 
+    prog = f"colorgrid ledger {args.action}"
     try:
         store = _open(args)
     except SettlementError as exc:
-        print(f"colorgrid ledger {args.action}: {exc}", file=sys.stderr)
-        return 2
+        return error(prog, f"argument PATH: {exc}")
     try:
         return {"verify": _verify, "prove": _prove, "anchor": _anchor}[args.action](args, store)
+    except sqlite3.DatabaseError as exc:  # a damaged file read outside verify (which reports how far it got)
+        print(f"{prog}: ledger file corrupt: {args.path}: {exc} (run `colorgrid ledger verify {args.path}` "
+              f"for the last verifiable entry)", file=sys.stderr)
+        return 1
     except SettlementError as exc:
-        print(f"colorgrid ledger {args.action}: {exc}", file=sys.stderr)
+        print(f"{prog}: {exc}", file=sys.stderr)
         return 1
     finally:
         store.close()

@@ -58,9 +58,11 @@ UNITS = {"_kw": "kW", "_pct": "%", "pct_of_capacity": "%", "pct_of_demand": "%",
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from colorgrid.results import add_out_argument
 
-    parser.add_argument("--config", metavar="FILE", help="TOML file with the scenario keys")
+    from colorgrid.args import existing_file
+
+    parser.add_argument("--config", metavar="FILE", type=existing_file, help="TOML file with the scenario keys")
     for flag, (typ, text) in FLAGS.items():
-        parser.add_argument(f"--{flag}", type=typ, default=None, help=text)
+        parser.add_argument(f"--{flag}", type=existing_file if flag == "signal" else typ, default=None, help=text)
     parser.add_argument("--plot", metavar="PNG", default=None,
                         help="also write the goal-vs-achieved plot to this PNG path")
     add_out_argument(parser)
@@ -82,7 +84,16 @@ def build_config(args: argparse.Namespace):
     names = {f.name for f in fields(ScenarioConfig)}
     given = {flag.replace("-", "_"): getattr(args, flag.replace("-", "_")) for flag in FLAGS}
     cfg = cfg.with_overrides(**{k: v for k, v in given.items() if k in names})
-    return cfg.validate()
+    cfg = cfg.validate()
+    # checks the command adds to the scenario's own (flags and --config alike)
+    if cfg.seed < 0:
+        raise ScenarioError(f"seed: must be an integer >= 0 (got {cfg.seed})")
+    if cfg.tiers < 2:
+        raise ScenarioError(f"tiers: must be >= 2: tier k-1 is black (never disabled), so one tier leaves "
+                            f"nothing to shed (got {cfg.tiers})")
+    if cfg.signal is not None and not Path(cfg.signal).is_file():
+        raise ScenarioError(f"signal: file not found: {cfg.signal}")
+    return cfg
 
 
 def _unit(name: str) -> str:
@@ -139,9 +150,16 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         cfg = build_config(args)
-        res = run_scenario(cfg)
     except (ScenarioError, ValueError) as exc:
         print(f"colorgrid simulate: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        res = run_scenario(cfg)
+    except (ScenarioError, ValueError) as exc:  # the inputs' contents (signal, device sizes), read here
+        text = str(exc)
+        if cfg.signal and str(cfg.signal) in text and not text.startswith("signal"):
+            text = f"signal: {text}"
+        print(f"colorgrid simulate: error: {text}", file=sys.stderr)
         return 2
     params = asdict(cfg)
     params["tier_shares"] = list(cfg.shares())

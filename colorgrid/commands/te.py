@@ -8,30 +8,32 @@ HELP = "transactive P2P market: simulate a day (call auction, McAfee or order bo
 
 
 def add_arguments(parser) -> None:
+    from colorgrid.args import count, existing_file, finite_float, fraction, int_at_least, non_negative_int
     from colorgrid.results import add_out_argument
 
-    sub = parser.add_subparsers(dest="action", required=True)
+    sub = parser.add_subparsers(dest="action", required=True, metavar="run")
     run = sub.add_parser("run", help="simulate a day of P2P trading; writes orders, trades, prices, balances, ledger")
-    run.add_argument("--participants", type=int, default=200, help="prosumers and consumers (default 200)")
-    run.add_argument("--intervals", type=int, default=96, help="market intervals per day (default 96 = 15 min)")
-    run.add_argument("--seed", type=int, default=0, help="scenario, limit prices and keys derive from it")
+    run.add_argument("--participants", type=count, default=200, help="prosumers and consumers (default 200)")
+    run.add_argument("--intervals", type=count, default=96, help="market intervals per day (default 96 = 15 min)")
+    run.add_argument("--seed", type=non_negative_int, default=0, help="scenario, limit prices and keys derive from it")
     run.add_argument("--mechanism", choices=("call", "mcafee", "cda"), default="call",
                      help="call: uniform-price call auction; mcafee: with trade reduction; cda: continuous order book")
-    run.add_argument("--pv-share", type=float, default=0.5, help="fraction of participants with PV (default 0.5)")
-    run.add_argument("--k", default="1/2", metavar="NUM/DEN",
+    run.add_argument("--pv-share", type=fraction, default=0.5, help="fraction of participants with PV (default 0.5)")
+    run.add_argument("--k", type=k_rule, default="1/2", metavar="NUM/DEN",
                      help="k-rule: price = ask + k (bid - ask) between the marginal orders (default 1/2)")
     run.add_argument("--tie-break", choices=("time", "pro_rata"), default="time")
-    run.add_argument("--grid-sell-usd-per-mwh", type=float, default=250.0, help="retail tariff (grid sells)")
-    run.add_argument("--grid-buy-usd-per-mwh", type=float, default=40.0, help="feed-in tariff (grid buys)")
+    run.add_argument("--grid-sell-usd-per-mwh", type=finite_float, default=250.0, help="retail tariff (grid sells)")
+    run.add_argument("--grid-buy-usd-per-mwh", type=finite_float, default=40.0, help="feed-in tariff (grid buys)")
     run.add_argument("--charges", choices=("dlmp", "none"), default="dlmp",
                      help="network charge per trade: DLMP(buyer) - DLMP(seller), or none")
-    run.add_argument("--dlmp-csv", metavar="PATH", default=None,
-                     help="DLMPs from `colorgrid market clear --out` (dlmp.csv; buses b01..b10 and pcc needed); "
+    run.add_argument("--dlmp-csv", metavar="PATH", type=existing_file, default=None,
+                     help="DLMPs per location: a CSV with columns bus, phase, interval, dlmp_usd_per_mwh "
+                          "(participants are placed on its buses; the LEM's `dlmp.csv` is coming); "
                           "default: synthetic DLMPs")
-    run.add_argument("--checkpoint-every", type=int, default=4, help="intervals per ledger checkpoint (default 4)")
-    run.add_argument("--threshold-k", type=int, default=2, help="validator signatures needed of 3 (default 2)")
-    run.add_argument("--penalty-uusd-per-kwh", type=int, default=0, help="burned per undelivered Wh sold")
-    run.add_argument("--verify-workers", type=int, default=1, help="processes for ledger signature checks")
+    run.add_argument("--checkpoint-every", type=count, default=4, help="intervals per ledger checkpoint (default 4)")
+    run.add_argument("--threshold-k", type=int_at_least(1), choices=(1, 2, 3), default=2, help="validator signatures needed of 3 (default 2)")
+    run.add_argument("--penalty-uusd-per-kwh", type=non_negative_int, default=0, help="burned per undelivered Wh sold")
+    run.add_argument("--verify-workers", type=count, default=1, help="processes for ledger signature checks")
     run.add_argument("--ledger-pg", metavar="DSN", default=None,
                      help="keep the ledger in PostgreSQL (e.g. postgresql://127.0.0.1/test; needs psycopg) "
                           "instead of OUT/ledger.sqlite; the namespace's tables are replaced")
@@ -39,9 +41,18 @@ def add_arguments(parser) -> None:
     add_out_argument(run)
 
 
-def _k(text: str) -> tuple[int, int]:
-    num, _, den = text.partition("/")
-    return int(num), int(den or 1)
+def k_rule(text: str) -> tuple[int, int]:
+    """`NUM/DEN` (or `NUM`) with 0 <= NUM/DEN <= 1 -> (NUM, DEN)."""
+    import argparse
+
+    num, _, den = str(text).partition("/")
+    try:
+        k = int(num), int(den or 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction NUM/DEN of integers like 1/2, got {text!r}") from None
+    if k[1] <= 0 or not 0 <= k[0] <= k[1]:
+        raise argparse.ArgumentTypeError(f"k-rule must be a fraction NUM/DEN between 0 and 1 (DEN > 0), got {text!r}")
+    return k
 
 
 def run(args) -> int:
@@ -53,24 +64,29 @@ def run(args) -> int:
 
     failures = (TeError, SettlementError)  # the market's errors and its ledger's
 
+    from colorgrid.args import error
+
+    prog = "colorgrid te run"
+    k_num, k_den = args.k if isinstance(args.k, tuple) else k_rule(args.k)
     try:
-        k_num, k_den = _k(args.k)
         cfg = SimConfig(args.participants, args.intervals, args.seed, args.mechanism, args.pv_share,
                         args.grid_sell_usd_per_mwh, args.grid_buy_usd_per_mwh, k_num, k_den, args.tie_break,
                         args.charges, args.checkpoint_every, args.threshold_k, args.penalty_uusd_per_kwh)
-        prices = TablePriceLookup.from_dlmp_csv(args.dlmp_csv) if args.dlmp_csv else None
     except (TeError, ValueError) as exc:
-        print(f"colorgrid te run: {exc}", file=sys.stderr)
-        return 2
+        return error(prog, str(exc))
+    try:
+        prices = TablePriceLookup.from_dlmp_csv(args.dlmp_csv) if args.dlmp_csv else None
+    except (TeError, ValueError, OSError) as exc:
+        return error(prog, f"argument --dlmp-csv: {exc}")
     params = {k: v for k, v in vars(args).items() if k not in ("out", "action")}
+    params["k"] = f"{k_num}/{k_den}"
     if params.get("ledger_pg"):  # never write a password into summary.json
         params["ledger_pg"] = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", re.sub(r"password=\S+", "password=***", params["ledger_pg"]))
     out = RunOutput(args.out, "te run", params, args.seed)
     try:
         store = _store(out, args.ledger_pg, args.ledger_namespace)
     except failures as exc:
-        print(f"colorgrid te run: {exc}", file=sys.stderr)
-        return 2
+        return error(prog, f"argument {'--ledger-pg' if args.ledger_pg else '--out'}: {exc}")
     try:
         day = run_day(cfg, store, prices, max(1, args.verify_workers))
     except failures as exc:

@@ -15,10 +15,11 @@ party holding the operator key can rewrite un-checkpointed history (see docs/te.
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from dataclasses import dataclass, field
 
 from market.settlement import canonical, merkle
-from market.settlement.errors import KeyError_, LedgerError
+from market.settlement.errors import KeyError_, LedgerError, StoreError
 from market.settlement.keys import is_valid
 from market.settlement.ledger_state import LedgerState, reading_message
 from market.settlement.store import LedgerStore
@@ -138,6 +139,15 @@ def _checkpoint_problem(cp, expected_first: int, prev_statement: bytes | None, p
     return ""
 
 
+# what a damaged store raises while it is read (SQLiteStore's cursors surface sqlite3's own error)
+STORAGE_ERRORS = (StoreError, sqlite3.DatabaseError)
+
+
+def _corrupt(what: str, exc: Exception, readable: int) -> str:
+    last = f"the last verifiable entry is {readable - 1}" if readable else "no entry could be verified"
+    return f"ledger file corrupt: {what} ({exc}); {last}"
+
+
 def verify_ledger(store: LedgerStore, trusted_operator_hex: str | None = None, workers: int = 1) -> VerificationReport:
     """Verify everything; signatures are checked after the structural pass (in parallel if
     `workers` > 1) and the lowest failing seq of either pass is reported."""
@@ -146,13 +156,16 @@ def verify_ledger(store: LedgerStore, trusted_operator_hex: str | None = None, w
     hashes: list[bytes] = []
     tasks: list[tuple] = []
     structural = None
-    for row in store.entries():
-        problem = _entry_problem(row, len(hashes), prev, state, trusted_operator_hex, tasks)
-        if problem:
-            structural = (min(row.seq, len(hashes)), problem)
-            break
-        hashes.append(row.hash)
-        prev = row.hash
+    try:
+        for row in store.entries():
+            problem = _entry_problem(row, len(hashes), prev, state, trusted_operator_hex, tasks)
+            if problem:
+                structural = (min(row.seq, len(hashes)), problem)
+                break
+            hashes.append(row.hash)
+            prev = row.hash
+    except STORAGE_ERRORS as exc:  # a damaged file: report how far the ledger verifies
+        structural = (len(hashes), _corrupt(f"entry {len(hashes)} and later cannot be read", exc, len(hashes)))
     bad_sig = first_bad_signature([t for t in tasks if structural is None or t[0] <= structural[0]], workers)
     first = bad_sig or structural
     if first is not None:
@@ -160,7 +173,11 @@ def verify_ledger(store: LedgerStore, trusted_operator_hex: str | None = None, w
     if not hashes:
         return VerificationReport(False, 0, 0, reason="empty ledger (no genesis)")
     prev_statement, prev_period, covered = None, -1, 0
-    cps = store.checkpoints()
+    try:
+        cps = store.checkpoints()
+    except STORAGE_ERRORS as exc:
+        return VerificationReport(False, len(hashes), 0, bad_checkpoint=0,
+                                  reason=_corrupt("the checkpoints cannot be read", exc, len(hashes)))
     for cp in cps:
         problem = _checkpoint_problem(cp, covered, prev_statement, prev_period, hashes, state)
         if problem:

@@ -51,7 +51,7 @@ def test_demo_private_broker_writes_results(tmp_path):
 def test_demo_uses_given_broker_and_rejects_bad_goal(tmp_path):
     with MosquittoBroker() as broker:
         bad = run_demo(tmp_path / "bad", "--broker", broker.url, "--goal", "sometimes")
-        assert bad.returncode == 2 and "--goal" in bad.stdout
+        assert bad.returncode == 2 and "--goal" in bad.stderr
         ok = run_demo(tmp_path / "ok", "--broker", broker.url, "--minutes", "1", "--goal", "constant:40")
         assert ok.returncode == 0, ok.stdout + ok.stderr
         assert "broker: external" in ok.stdout

@@ -17,15 +17,15 @@ def test_bad_points_and_keys_are_named(tmp_path, capsys):
         (["--point", "0:-5"], "points[0].goal_kw: out of range"),
         (["--point", "0:nan"], "points[0].goal_kw: out of range"),
         (["--point", "0:5", "--valid-for-s", "0"], "--valid-for-s: must be > 0"),
-        (["--schedule", str(tmp_path / "missing.csv")], "--point/--schedule:"),
+        (["--schedule", str(tmp_path / "missing.csv")], "--schedule: file not found"),
         (["--point", "0:5"], "--broker: mqtt://127.0.0.1:1"),           # nobody listens on port 1
     ]
     for extra, message in cases:
         assert main(base + extra) == 2, extra
-        assert message in capsys.readouterr().out, (extra, message)
+        assert message in capsys.readouterr().err, (extra, message)  # errors on stderr
     bad_group = ["dispatch", "--broker", "mqtt://127.0.0.1:1", "--group", "a/b", "--point", "0:1",
                  "--hmac-key-file", str(key)]
-    assert main(bad_group) == 2 and "group" in capsys.readouterr().out
+    assert main(bad_group) == 2 and "group" in capsys.readouterr().err
 
 
 def test_schedule_csv_and_goal_spec(tmp_path):

@@ -152,3 +152,84 @@ def test_voltage_limit_flags_override_the_file(tmp_path):
     opendss_solution(path)
     assert summary["figures"]["n_voltage_violations"] == opendss_violations(0.98, 1.04) > 0
     assert main(["powerflow", str(path), "--v-min-pu", "1.1", "--v-max-pu", "1.0"]) == 2  # named error
+
+
+@pytest.mark.opendss
+def test_losses_are_opendss_circuit_losses_and_shunt_output_is_apart(tmp_path):
+    """`losses_kw`/`losses_kvar` mean what OpenDSS's `Circuit.Losses` means: the series elements
+    (lines, transformers), not capacitor output; the capacitors' kvar is `shunt_kvar`."""
+    import opendssdirect as dss
+
+    path = scenario(tmp_path)
+    assert main(["powerflow", str(path), "--out", str(tmp_path / "o")]) == 0
+    fig = json.loads((tmp_path / "o" / "summary.json").read_text())["figures"]
+    opendss_solution(path)
+    p_w, q_var = dss.Circuit.Losses()
+    assert q_var > 0 and fig["losses_kvar"] > 0  # series reactive losses are positive
+    assert abs(fig["losses_kw"] - p_w / 1000.0) <= 0.005 * p_w / 1000.0
+    assert abs(fig["losses_kvar"] - q_var / 1000.0) <= 0.005 * q_var / 1000.0
+    cap_kvar = 0.0
+    for name in dss.Capacitors.AllNames():
+        dss.Circuit.SetActiveElement(f"capacitor.{name}")
+        cap_kvar += sum(dss.CktElement.Powers()[1::2])
+    assert cap_kvar < 0 and abs(fig["shunt_kvar"] - cap_kvar) <= 0.005 * abs(cap_kvar)
+
+
+def heavy_scenario(tmp_path: Path, factor: float) -> Path:
+    """The shipped IEEE 13 feeder with every load × factor, taps held."""
+    import opendssdirect as dss
+
+    from market.network.data import feeder_path
+
+    master = feeder_path("ieee13")
+    dss.Text.Command("clear")
+    dss.Text.Command(f'compile "{master}"')
+    lines = [f'redirect "{master}"']
+    for name in dss.Loads.AllNames():
+        dss.Loads.Name(name)
+        lines.append(f"edit load.{name} kw={dss.Loads.kW() * factor} kvar={dss.Loads.kvar() * factor}")
+    lines.append("set controlmode=off")
+    path = tmp_path / f"loads_x{factor:g}.dss"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.opendss
+def test_voltages_far_outside_limits_warn_and_are_in_the_summary(tmp_path, capsys):
+    assert main(["powerflow", str(heavy_scenario(tmp_path, 50)), "--out", str(tmp_path / "x50")]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "warning: voltages far outside the limits" in err, err
+    fig = json.loads((tmp_path / "x50" / "summary.json").read_text())["figures"]
+    viol = fig["violations"]
+    assert viol["far_outside_limits"] is True and fig["v_min_pu"] < 0.2
+    assert viol["worst_undervoltage"] == {"location": fig["v_min_node"], "v_pu": fig["v_min_pu"]}
+    assert viol["voltage_nodes"] == fig["n_voltage_violations"] > 0
+    assert viol["overloaded_branches"] == fig["n_overloaded_branches"] > 0
+    # the shipped feeder as it is: no warning, the violations block says so
+    assert main(["powerflow", "--out", str(tmp_path / "x1")]) == 0
+    assert "warning" not in capsys.readouterr().err
+    fig = json.loads((tmp_path / "x1" / "summary.json").read_text())["figures"]
+    assert fig["violations"]["far_outside_limits"] is False
+
+
+def test_voltage_profile_joins_connected_buses_and_labels_the_limits():
+    from colorgrid.commands.powerflow import _solve, profile_figure, profile_segments
+    from market.network.data import feeder_path
+
+    feeder, _, res, _, _ = _solve(feeder_path("ieee13"), 1e-9, 200, None, None)
+    segments = profile_segments(feeder, res)
+    index = res.network.index
+    # line 632-671 carries all three phases: one segment per phase, ending at 671's |V|
+    for ph in (1, 2, 3):
+        ends = [seg[1][1] for seg in segments[ph]]
+        assert float(res.v_pu[index[("671", ph)]]) in ends
+    # 684-611 is phase 3 only
+    v611 = float(res.v_pu[index[("611", 3)]])
+    assert any(seg[1][1] == v611 for seg in segments[3])
+    assert not any(("611", ph) in index for ph in (1, 2))
+    fig = profile_figure(feeder, res, (0.95, 1.05))
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "lower voltage limit 0.95 pu" in labels and "upper voltage limit 1.05 pu" in labels
+    drawn = sum(len(c.get_segments()) for c in ax.collections if hasattr(c, "get_segments"))
+    assert drawn == sum(len(v) for v in segments.values()) > 20
