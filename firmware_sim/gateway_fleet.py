@@ -248,11 +248,15 @@ class FleetWorker:
 
 def _worker_main(spec: FleetSpec, lo: int, hi: int, stop, ready, results, log_level: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C reaches the parent, which sets `stop`
+    # SIGTERM to the process group (systemd's stop, `kill -TERM -- -PGID`) reaches every worker
+    # too: treat it like the parent's stop — finish the round, send deaths, report the stats
+    terminated = []
+    signal.signal(signal.SIGTERM, lambda *_: terminated.append(True))
     logging.basicConfig(level=log_level)
     try:
         worker = FleetWorker(spec, lo, hi)
         ready.put(hi - lo)
-        stats = worker.run(stop.is_set)
+        stats = worker.run(lambda: bool(terminated) or stop.is_set())
         results.put(stats)
     except Exception as exc:  # report, never hang the parent
         log.exception("fleet worker %d..%d failed", lo, hi)

@@ -56,15 +56,15 @@ def run(args) -> int:
                          thermostatic_fraction=args.thermostatic_fraction, id_prefix=args.id_prefix,
                          username=args.username, password=password)
         processes = args.processes or max(1, (args.gateways + 499) // 500)
+        stop = threading.Event()  # SIGINT/SIGTERM (also to the whole process group) stop the fleet
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
         fleet = FleetProcesses(spec, processes).start()
     except (ValueError, OSError, FleetError, ServiceError) as exc:
         print(f"colorgrid fleet: error: {exc}", file=sys.stderr)
         return 2
     print(f"fleet: {args.gateways} gateways x {args.devices_per_gateway} devices in {processes} "
-          f"process(es) on {args.broker}; Ctrl-C to stop")
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+          f"process(es) on {args.broker}; Ctrl-C to stop", flush=True)
     t0 = time.monotonic()
     while not stop.is_set() and (args.duration_s is None or time.monotonic() - t0 < args.duration_s):
         stop.wait(0.2)

@@ -95,3 +95,40 @@ def test_summary_counts_every_expiry_and_link_loss():
     assert s["vectors_rejected_expired"] == 5 and s["vectors_rejected_as_replay"] == 1
     assert s["vectors_rejected"] == 10 and s["messages_rejected_foreign_topic"] == 2
     assert s["connects"] == 9 and s["connection_losses"] == 1
+
+
+def test_sigterm_to_the_process_group_stops_the_fleet_and_writes_its_files(tmp_path):
+    """What systemd does on stop: SIGTERM to the whole process group (parent and its workers).
+    Each worker treats it like the parent's stop: it reports, the parent writes its files."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    key = tmp_path / "key.hex"
+    key.write_text(KEY.hex())
+    out = tmp_path / "out"
+    with MosquittoBroker() as broker:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "colorgrid", "fleet", "--broker", broker.url, "--gateways", "4",
+             "--devices-per-gateway", "5", "--processes", "2", "--hmac-key-file", str(key), "--out", str(out)],
+            cwd=Path(__file__).resolve().parents[2], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, start_new_session=True,  # setsid: its own process group, like a service
+            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        try:
+            assert proc.stdout is not None
+            started = proc.stdout.readline()   # printed once every worker is connected
+            assert "Ctrl-C to stop" in started, started + proc.stdout.read()
+            time.sleep(3.0)                    # a round or so
+            os.killpg(proc.pid, signal.SIGTERM)  # kill -TERM -- -PGID
+            rest, _ = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    assert proc.returncode == 0, started + rest
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["figures"]["gateways"] == 4 and summary["figures"]["gateway_rounds"] > 0, summary
+    assert (out / "fleet_rounds.csv").read_text().startswith("t_s,gateways_reporting")
