@@ -18,8 +18,13 @@ The goal is any `cloud.goals.GoalSchedule`; its `source` is recorded per round. 
 arrive on the dispatch topic and go to the `dispatches` inbox (a `cloud.dispatch.DispatchGoal`
 is both the goal and the inbox).
 
-Round ids continue above `registry.last_round_id()` so a restarted controller's vectors are
-never taken for replays; every vector is logged in the registry before it is published.
+Round ids are `issued_ts_ms // round_ms` (docs/mqtt.md), kept strictly increasing (at least the
+previous id + 1) and above `registry.last_round_id()`: a controller restarted with or without a
+registry never issues an id a gateway already saw, so its vectors are never taken for replays
+(given a clock that does not run backwards). Every vector is logged in the registry before it is
+published. Gateways report in every state how many vectors they rejected and the last reason
+(`vec_rejected`, `vec_reject_reason`): the core logs each increase and counts it by reason in
+`vectors_rejected_by_gateways`.
 """
 from __future__ import annotations
 
@@ -87,6 +92,8 @@ class ControllerCore:
         self.round_id = self.registry.last_round_id()
         self.records: list[RoundRecord] = []
         self.rejected: dict[str, int] = {}
+        self.vectors_rejected_by_gateways: dict[str, int] = {}   # reason class -> vectors
+        self._vec_rejected_seen: dict[str, int] = {}              # gateway -> its last counter
         self.received = 0
         self.published = 0
         self.round_errors = 0
@@ -181,6 +188,8 @@ class ControllerCore:
         kw = np.asarray(msg["p_w"], dtype=float) / 1000.0
         self.aggregator.on_state(gid, msg["bd_seq"], msg["seq"], kw, msg["count"], msg["ts_ms"], now_ms)
         self._fail_safe[gid] = msg["fail_safe"]
+        if "vec_rejected" in msg:
+            self._gateway_rejections(gid, msg["vec_rejected"], msg.get("vec_reject_reason", ""))
         group = self.aggregator.sessions[gid].group
         if group is not None and self.aggregator.sessions[gid].online:
             est = self.estimators.get(group)
@@ -194,6 +203,20 @@ class ControllerCore:
             # boundary is the one this report's switching used (see estimate())
             stamp = (min(msg["ts_ms"], now_ms) // self.round_ms) * self.round_ms
             est.update_one(gid, kw, stamp)
+
+    def _gateway_rejections(self, gid: str, count: int, reason: str) -> None:
+        """A gateway's cumulative count of rejected vectors: the first one seen is the baseline
+        (rejections before this controller started), a smaller one means the agent restarted."""
+        prev = self._vec_rejected_seen.get(gid)
+        self._vec_rejected_seen[gid] = count
+        if prev is None:
+            return
+        new = count - prev if count >= prev else count
+        if new <= 0:
+            return
+        cls = reason.split(" (")[0].split(":")[0].strip()[:40] or "unknown"
+        self.vectors_rejected_by_gateways[cls] = self.vectors_rejected_by_gateways.get(cls, 0) + new
+        log.warning("gateway %s rejected %d vector(s) (%d in all): %s", gid, new, count, reason)
 
     def group_refractory(self, group: str) -> RefractoryParams:
         """The refractory timing the group's estimator models: the override given to the core,
@@ -269,7 +292,7 @@ class ControllerCore:
     def control_round(self, now_ms: int) -> list[Publish]:
         """One control round for every group; returns the signed vectors to publish (QoS 1)."""
         out = self._rebirth_commands(now_ms)
-        self.round_id += 1
+        self.round_id = max(self.round_id + 1, int(now_ms) // self.round_ms)
         for group in self.group_list():
             try:
                 out.extend(self._group_round(group, now_ms))

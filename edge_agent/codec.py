@@ -332,8 +332,11 @@ _STATE_KEYS = ("v", "gateway_id", "group", "bd_seq", "seq", "ts_ms", "round", "p
                "vector_round_id", "fail_safe", "store_depth")
 
 
+_STATE_OPTIONAL = ("vec_rejected", "vec_reject_reason")
+
+
 def check_state(d: dict) -> dict:
-    _keys(d, _STATE_KEYS, ())
+    _keys(d, _STATE_KEYS, _STATE_OPTIONAL)
     _version(d)
     check_id(d["gateway_id"], "gateway_id")
     check_id(d["group"], "group")
@@ -347,17 +350,27 @@ def check_state(d: dict) -> dict:
     check_int(d["vector_round_id"], "vector_round_id", -1, ROUND_ID_MAX)
     check_bool(d["fail_safe"], "fail_safe")
     check_int(d["store_depth"], "store_depth", 0, COUNT_MAX)
+    if "vec_rejected" in d:
+        check_int(d["vec_rejected"], "vec_rejected", 0, COUNT_MAX)
+    if "vec_reject_reason" in d:
+        check_str(d["vec_reject_reason"], "vec_reject_reason")
     return d
 
 
 def encode_state(gateway_id: str, group: str, bd_seq: int, seq: int, ts_ms: int, round_index: int,
-                 p_w, count, vector_round_id: int, fail_safe: bool, store_depth: int) -> bytes:
+                 p_w, count, vector_round_id: int, fail_safe: bool, store_depth: int,
+                 vec_rejected=None, vec_reject_reason=None) -> bytes:
     """State report of one round: ``p_w[tier][state]`` integer watts, ``count[tier][state]``
-    slice counts, states in the order EF, ER, DF, DR."""
+    slice counts, states in the order EF, ER, DF, DR. Optional: ``vec_rejected`` (vectors this
+    agent rejected since it started) and ``vec_reject_reason`` (the last reason, "" if none)."""
     d = {"v": SCHEMA_VERSION, "gateway_id": gateway_id, "group": group, "bd_seq": bd_seq,
          "seq": seq, "ts_ms": ts_ms, "round": round_index,
          "p_w": [list(row) for row in p_w], "count": [list(row) for row in count],
          "vector_round_id": vector_round_id, "fail_safe": fail_safe, "store_depth": store_depth}
+    if vec_rejected is not None:
+        d["vec_rejected"] = vec_rejected
+    if vec_reject_reason is not None:
+        d["vec_reject_reason"] = vec_reject_reason
     return dumps(check_state(d))
 
 

@@ -30,6 +30,14 @@ from edge_agent.transport import TransportError
 SETTABLE = {"fail_safe_ms": (1000, 3600000), "vector_max_ttl_ms": (1000, 600000),
             "round_ms": (100, 600000)}
 MAX_KEPT_REJECTIONS = 32
+MAX_REASON_CHARS = 120   # vec_reject_reason in the state report
+
+
+def _is_vector_topic(topic) -> bool:
+    try:
+        return topics.parse(topic)[0] == "vector"
+    except topics.TopicError:
+        return False
 
 
 def print_log(level: str, message: str) -> None:
@@ -92,6 +100,9 @@ class GatewayAgent:
         self.round_index = 0
         # the last MAX_KEPT_REJECTIONS (topic, reason) pairs
         self.rejections = []  # type: list
+        # vectors rejected since start and the last reason: told to the controller in each state
+        self.vec_rejected = 0
+        self.vec_reject_reason = ""
         self.metrics = {"rounds": 0, "reports_sent": 0, "reports_stored": 0, "connects": 0,
                         "connect_failures": 0, "connection_losses": 0, "births": 0,
                         "vectors_accepted": 0, "vectors_applied": 0, "rejected": 0,
@@ -171,12 +182,20 @@ class GatewayAgent:
             self.rejections.pop(0)
         self.log("warning", "rejected %r: %s" % (topic, reason))
 
+    def _reject_vector(self, topic, reason: str) -> None:
+        self.vec_rejected += 1
+        self.vec_reject_reason = reason[:MAX_REASON_CHARS]
+        self._reject(topic, reason)
+
     def handle(self, topic, payload, now_ms: int) -> None:
         """Process one incoming message; never raises (bad input is logged and counted)."""
         try:
             kind, name, msg = codec.decode(topic, payload)
         except codec.CodecError as exc:
-            self._reject(topic, str(exc))
+            if _is_vector_topic(topic):
+                self._reject_vector(topic, str(exc))
+            else:
+                self._reject(topic, str(exc))
             return
         try:
             if kind == "vector":
@@ -210,11 +229,11 @@ class GatewayAgent:
 
     def _on_vector(self, topic, msg: dict, now_ms: int) -> None:
         if len(msg["p_on"]) != self.k or len(msg["p_off"]) != self.k:
-            self._reject(topic, "p_on: %d tiers, this gateway has %d" % (len(msg["p_on"]), self.k))
+            self._reject_vector(topic, "p_on: %d tiers, this gateway has %d" % (len(msg["p_on"]), self.k))
             return
         reason = self.guard.check(msg, now_ms)
         if reason:
-            self._reject(topic, reason)
+            self._reject_vector(topic, reason)
             return
         self.pending = msg
         self.last_vector_ms = now_ms
@@ -266,8 +285,8 @@ class GatewayAgent:
         vec = self.pending
         self.pending = None
         if vec is not None and now_ms >= vec["expires_ts_ms"]:
-            self._reject(topics.vector(self.group), "expired before its round (round_id %d)"
-                         % vec["round_id"])
+            self._reject_vector(topics.vector(self.group), "expired before its round (round_id %d)"
+                                % vec["round_id"])
             vec = None
         if vec is not None:
             self.metrics["vectors_applied"] += 1
@@ -299,7 +318,8 @@ class GatewayAgent:
         payload = codec.encode_state(self.gateway_id, self.group, self.bd_seq, (self.seq + 1) % 256,
                                      report["ts_ms"], report["round"], report["p_w"],
                                      report["count"], report["vector_round_id"],
-                                     report["fail_safe"], self.store.depth)
+                                     report["fail_safe"], self.store.depth,
+                                     self.vec_rejected, self.vec_reject_reason)
         self._publish(topics.state(self.gateway_id), payload, 0, False)
         self.seq = (self.seq + 1) % 256
         self.metrics["reports_sent"] += 1

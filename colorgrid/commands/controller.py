@@ -123,11 +123,15 @@ def run(args) -> int:
     out.figure("messages_rejected", sum(core.rejected.values()))
     out.figure("vectors_published", core.published)
     out.figure("gateways_known", len(core.aggregator.sessions))
+    out.figure("vectors_rejected_by_gateways", sum(core.vectors_rejected_by_gateways.values()))
+    out.figure("vectors_rejected_by_gateways_by_reason", dict(sorted(core.vectors_rejected_by_gateways.items())))
+    out.figure("recovery_ramps", sum(step.recoveries for step in core._rounds.values()))
     if core.dispatches is not None:
         out.figure("dispatches_accepted", core.dispatches.accepted)
         out.figure("dispatches_rejected", sum(core.dispatches.rejected.values()))
     out.finish()
     print(f"controller stopped: {service.rounds} rounds, {service.missed_rounds} missed, "
-          f"{core.received} messages in, {sum(core.rejected.values())} rejected, {core.published} out")
+          f"{core.received} messages in, {sum(core.rejected.values())} rejected, {core.published} out, "
+          f"{sum(core.vectors_rejected_by_gateways.values())} vectors rejected by gateways")
     core.registry.close()
     return 0

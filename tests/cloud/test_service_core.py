@@ -191,6 +191,50 @@ def test_a_control_gap_restarts_the_ramp():
     assert net_off_kw(c, out[0][1], FULL_W) <= 0.03 * 5.0 + 1e-6
 
 
+def test_restart_without_registry_round_ids_stay_above_the_previous_run():
+    """Issue 16.3: without --db the round ids restarted at 1 and every gateway rejected the new
+    vectors as replays for as long as the previous run had lasted."""
+    t0 = 1_700_000_000_000
+    guard = security.VectorGuard({"k1": KEY}, "g1")
+    c = core()
+    c.handle(*birth("a"), t0)
+    for i in range(1, 21):
+        c.handle(*state("a", i, P_W), t0 + 2000 * i - 5)
+        out = c.control_round(t0 + 2000 * i)
+        assert guard.check(codec.decode_vector(out[0][1]), t0 + 2000 * i + 10) == ""
+    c2 = core()                                               # no registry, nothing remembered
+    c2.handle(*birth("a"), t0 + 44_000, retained=True)
+    c2.handle(*state("a", 22, P_W), t0 + 44_000)
+    out = c2.control_round(t0 + 46_000)
+    msg = codec.decode_vector(out[0][1])
+    assert msg["round_id"] == (t0 + 46_000) // c2.round_ms   # as docs/mqtt.md says
+    assert guard.check(msg, t0 + 46_010) == ""
+    again = c2.control_round(t0 + 46_000)                     # same boundary twice: still increasing
+    assert codec.decode_vector(again[0][1])["round_id"] == msg["round_id"] + 1
+
+
+def test_vectors_rejected_by_gateways_are_logged_and_counted(caplog):
+    c = core()
+    c.handle(*birth("a"), 0)
+    c.handle(*birth("b"), 0)
+
+    def rep(gid, seq, n, why):
+        return topics.state(gid), codec.encode_state(gid, "g1", 0, seq, 0, seq, P_W, [[1, 0, 0, 0]] * 3, -1,
+                                                     False, 0, vec_rejected=n, vec_reject_reason=why)
+    c.handle(*rep("a", 1, 4, "replay (round_id 3 <= last accepted 40)"), 10)   # baseline: before us
+    c.handle(*rep("b", 1, 0, ""), 10)
+    assert c.vectors_rejected_by_gateways == {}
+    with caplog.at_level("WARNING"):
+        c.handle(*rep("a", 2, 7, "replay (round_id 5 <= last accepted 40)"), 2010)
+        c.handle(*rep("b", 2, 1, "expired (expires_ts_ms 1 <= now 2)"), 2010)
+    assert c.vectors_rejected_by_gateways == {"replay": 3, "expired": 1}
+    assert any("gateway a rejected 3 vector(s)" in r.message and "replay" in r.message
+               for r in caplog.records)
+    c.handle(*rep("a", 3, 7, "replay (round_id 5 <= last accepted 40)"), 4010)   # nothing new
+    c.handle(*rep("a", 4, 2, "bad signature"), 6010)          # counter restarted with the agent
+    assert c.vectors_rejected_by_gateways == {"replay": 3, "expired": 1, "bad signature": 2}
+
+
 def test_fraction_of_demand_goal_scales_with_fleet():
     class Half(GoalSchedule):
         def goal_kw(self, group, t_ms, demand_kw=None):

@@ -251,3 +251,21 @@ def test_status_must_be_signed_and_of_the_current_controller_session():
     broker.route("ctl", status, security.make_status("ctl", False, T0 + 3000, T0 + 3000, "k1", KEY), 1, True)
     agent.tick(T0 + 8000)
     assert agent.controller_online is False and agent.fail_safe is True
+
+
+def test_state_reports_tell_the_controller_how_many_vectors_were_rejected_and_why():
+    """Issue 16.3: gateways rejecting every vector as a replay left no trace at the controller."""
+    broker, agent = make_agent()
+    agent.tick(T0)
+    assert published(broker, topics.state(GW))[-1]["vec_rejected"] == 0
+    send_vector(broker, 7, [0, 0, 0], [0, 0, 0], T0 + 10)
+    agent.tick(T0 + 20)
+    send_vector(broker, 3, [0, 0, 0], [1, 1, 1], T0 + 30)          # older round id: replay
+    send_vector(broker, 9, [0, 0, 0], [1, 1, 1], T0 + 40, key=b"x" * 32)   # forged
+    agent.tick(T0 + 2000)
+    last = published(broker, topics.state(GW))[-1]
+    assert last["vec_rejected"] == 2
+    assert last["vec_reject_reason"].startswith("bad signature")
+    broker.route("x", topics.controller_status(), b"garbage", 1, False)   # not a vector: not counted
+    agent.tick(T0 + 4000)
+    assert published(broker, topics.state(GW))[-1]["vec_rejected"] == 2

@@ -80,12 +80,16 @@ class FleetThread:
 
 
 def controller_proc(port: int, clock: SimClock, key_file: Path, db: Path | None, goal_kw: float,
-                    round_s: float, log_path: Path) -> subprocess.Popen:
+                    round_s: float, log_path: Path, out: Path | None = None,
+                    extra: list[str] | None = None) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "colorgrid", "controller", "--broker", f"mqtt://127.0.0.1:{port}",
            "--hmac-key-file", str(key_file), "--goal", f"constant:{goal_kw}", "--round-s", str(round_s),
            "--clock", clock.spec(), "--log-level", "WARNING"]
     if db is not None:
         cmd += ["--db", str(db)]
+    if out is not None:
+        cmd += ["--out", str(out)]
+    cmd += list(extra or [])
     env = dict(os.environ, PYTHONPATH=str(REPO))
     log = open(log_path, "ab")
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL)

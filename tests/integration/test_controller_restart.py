@@ -90,3 +90,52 @@ def test_controller_kill_fail_safe_and_resume_with_registry(tmp_path):
         if fleet is not None:
             fleet.stop()
         broker.close()
+
+
+def test_controller_restart_without_registry_is_obeyed_at_once(tmp_path):
+    """Issue 16.3: without --db the new controller's round ids restarted at 1 and every gateway
+    rejected them as replays for as long as the first run had lasted. Round ids are now
+    issued_ts_ms // round_ms: the very first vector of the new process is accepted."""
+    key_file = tmp_path / "key.hex"
+    key_file.write_text(KEY.hex())
+    broker = MosquittoBroker().start()
+    procs = []
+    fleet = None
+    try:
+        clock = SimClock(1.0)
+        spec = FleetSpec("127.0.0.1", broker.port, gateways=5, devices_per_gateway=10, round_s=ROUND_S,
+                         fail_safe_s=FAIL_SAFE_S, t_ref_s=(1.0, 0.5, 1.0, 0.5), clock_spec=clock.spec(),
+                         key=KEY, thermostatic_fraction=0.0, seed=12)
+        fleet = FleetThread(spec).start()
+        goal_kw = 0.5 * fleet.total_w() / 1000.0
+        log = tmp_path / "controller.log"
+        procs.append(controller_proc(broker.port, clock, key_file, None, goal_kw, ROUND_S, log))
+        fleet.wait_for(controlled, 15.0)
+        time.sleep(10 * ROUND_S)                   # the first run lasts a while (ids advance)
+        round_before = max(a.vector_round_id for a in fleet.agents)
+        procs[0].send_signal(signal.SIGKILL)
+        procs[0].wait(5)
+        fleet.wait_for(lambda agents: all(a.fail_safe for a in agents), FAIL_SAFE_S + 5 * ROUND_S)
+
+        mark = {gid: len(seen) for gid, seen in fleet.seen.items()}
+        out = tmp_path / "ctl2"
+        procs.append(controller_proc(broker.port, clock, key_file, None, goal_kw, ROUND_S, log, out=out))
+        resumed = fleet.wait_for(lambda agents: all(not a.fail_safe and a.vector_round_id > round_before
+                                                    for a in agents), 15.0)
+        assert resumed < 10.0
+        replays = [r for a in fleet.agents for _, r in a.rejections if "replay" in r]
+        assert replays == []
+        for gid, seen in fleet.seen.items():
+            first = seen[mark[gid]]
+            assert first > round_before and first in fleet.accepted[gid]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(10)
+                except Exception:
+                    p.kill()
+        if fleet is not None:
+            fleet.stop()
+        broker.close()
