@@ -68,29 +68,119 @@ def core_from_args(args, key_id: str, key: bytes, start_ms: int, controller_id: 
                       ramp_pct_per_round=getattr(args, "ramp_pct_per_round", 3.0))
 
 
-def write_rounds(out, core, start_ms: int) -> None:
-    """rounds.csv: one row per (round, group) the controller ran."""
-    if not core.records:
-        return
-    k = len(core.records[0].tier_enabled_kw)
-    cols = (ROUNDS_COLUMNS_FIXED + [f"enabled_t{i}_kw" for i in range(k)]
+SUMMARY_EVERY_ROUNDS = 30   # summary.json ("complete": false) rewritten this often while running
+
+
+def rounds_columns(k: int) -> list[str]:
+    return (ROUNDS_COLUMNS_FIXED + [f"enabled_t{i}_kw" for i in range(k)]
             + [f"p_on_t{i}" for i in range(k)] + [f"p_off_t{i}" for i in range(k)])
-    rows = []
-    for r in core.records:
-        if len(r.tier_enabled_kw) != k:
-            continue
-        rows.append([(r.t_ms - start_ms) / 1000.0, r.round_id, r.group, r.goal_kw, r.goal_source, r.law_goal_kw,
-                     r.ramped, r.measured_kw,
-                     r.saturated, r.n_live, r.n_fresh, r.n_missing, r.n_fail_safe]
-                    + list(r.tier_enabled_kw) + list(r.p_on) + list(r.p_off))
-    out.write_csv("rounds.csv", cols, rows)
+
+
+def _cell(value) -> str:
+    from colorgrid.results import clean_value
+
+    value = clean_value(value, "rounds.csv")
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+class RoundsStream:
+    """rounds.csv written as the controller runs: one row per (round, group), the header once,
+    appended and flushed after every round, so a crash (kill -9) loses at most the round being
+    written. Rows leave `core.records` once on disk. A file already there with the same header
+    (a restart on the same --out) is continued; anything else is replaced."""
+
+    def __init__(self, path: Path | None, start_ms: int) -> None:
+        self.path, self.start_ms = path, start_ms
+        self.k: int | None = None
+        self.rows = 0
+        self._fh = None
+
+    def _open(self, k: int) -> None:
+        import csv
+
+        self.k = k
+        header = ",".join(rounds_columns(k))
+        keep = False
+        if self.path.exists():
+            with self.path.open() as fh:
+                keep = fh.readline().rstrip("\n") == header
+        self._fh = self.path.open("a" if keep else "w", newline="")
+        self._csv = csv.writer(self._fh, lineterminator="\n")
+        if not keep:
+            self._csv.writerow(rounds_columns(k))
+
+    def write(self, core) -> None:
+        if self.path is None:
+            core.records.clear()
+            return
+        for r in core.records:
+            if self._fh is None:
+                self._open(len(r.tier_enabled_kw))
+            if len(r.tier_enabled_kw) != self.k:
+                continue
+            row = ([(r.t_ms - self.start_ms) / 1000.0, r.round_id, r.group, r.goal_kw, r.goal_source,
+                    r.law_goal_kw, r.ramped, r.measured_kw, r.saturated, r.n_live, r.n_fresh, r.n_missing,
+                    r.n_fail_safe] + list(r.tier_enabled_kw) + list(r.p_on) + list(r.p_off))
+            self._csv.writerow([_cell(v) for v in row])
+            self.rows += 1
+        core.records.clear()
+        if self._fh is not None:
+            self._fh.flush()
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+def _summary_output(out_dir, params):
+    """A RunOutput whose summary.json carries "complete" (false until a clean stop) and is
+    replaced atomically (a crash never leaves half a file)."""
+    import json
+    import os
+
+    from colorgrid.results import RunOutput
+
+    class ControllerOutput(RunOutput):
+        complete = False
+
+        def summary(self, wall_time_s=None):
+            data = super().summary(wall_time_s)
+            data["complete"] = self.complete
+            return data
+
+        def finish(self):
+            data = self.summary()
+            if self.out_dir is not None:
+                tmp = self.out_dir / "summary.json.tmp"
+                tmp.write_text(json.dumps(data, sort_keys=True, indent=2, allow_nan=False) + "\n")
+                os.replace(tmp, self.out_dir / "summary.json")
+            return data
+
+    return ControllerOutput(out_dir, "controller", params)
+
+
+def _figures(out, core, service) -> None:
+    out.figure("rounds", service.rounds)
+    out.figure("missed_rounds", service.missed_rounds)
+    out.figure("messages_received", core.received)
+    out.figure("messages_rejected", sum(core.rejected.values()))
+    out.figure("vectors_published", core.published)
+    out.figure("gateways_known", len(core.aggregator.sessions))
+    out.figure("vectors_rejected_by_gateways", sum(core.vectors_rejected_by_gateways.values()))
+    out.figure("vectors_rejected_by_gateways_by_reason", dict(sorted(core.vectors_rejected_by_gateways.items())))
+    out.figure("recovery_ramps", sum(step.recoveries for step in core._rounds.values()))
+    if core.dispatches is not None:
+        out.figure("dispatches_accepted", core.dispatches.accepted)
+        out.figure("dispatches_rejected", sum(core.dispatches.rejected.values()))
 
 
 def run(args) -> int:
     from cloud.clock import SimClock
     from cloud.config import read_key
     from cloud.service import ControllerService, ServiceError, parse_broker_url
-    from colorgrid.results import RunOutput
 
     logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -104,7 +194,18 @@ def run(args) -> int:
         return 2
     password = Path(args.password_file).read_text().strip() if args.password_file else None
     service = ControllerService(core, host, port, clock, username=args.username, password=password)
-    out = RunOutput(args.out, "controller", {k: v for k, v in vars(args).items() if k != "password_file"})
+    out = _summary_output(args.out, {k: v for k, v in vars(args).items() if k != "password_file"})
+    stream = RoundsStream(out.path("rounds.csv"), clock.origin_ms)
+    _figures(out, core, service)
+    out.finish()                                  # "complete": false from the start
+
+    def on_round(n: int, _ms: float) -> None:
+        stream.write(core)
+        if n % SUMMARY_EVERY_ROUNDS == 0:
+            _figures(out, core, service)
+            out.finish()
+
+    service.on_round = on_round
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -116,19 +217,11 @@ def run(args) -> int:
         await service.run(stop)
 
     asyncio.run(main())
-    write_rounds(out, core, clock.origin_ms)
-    out.figure("rounds", service.rounds)
-    out.figure("missed_rounds", service.missed_rounds)
-    out.figure("messages_received", core.received)
-    out.figure("messages_rejected", sum(core.rejected.values()))
-    out.figure("vectors_published", core.published)
-    out.figure("gateways_known", len(core.aggregator.sessions))
-    out.figure("vectors_rejected_by_gateways", sum(core.vectors_rejected_by_gateways.values()))
-    out.figure("vectors_rejected_by_gateways_by_reason", dict(sorted(core.vectors_rejected_by_gateways.items())))
-    out.figure("recovery_ramps", sum(step.recoveries for step in core._rounds.values()))
-    if core.dispatches is not None:
-        out.figure("dispatches_accepted", core.dispatches.accepted)
-        out.figure("dispatches_rejected", sum(core.dispatches.rejected.values()))
+    stream.write(core)
+    stream.close()
+    _figures(out, core, service)
+    out.figure("rounds_csv_rows", stream.rows)
+    out.complete = True
     out.finish()
     print(f"controller stopped: {service.rounds} rounds, {service.missed_rounds} missed, "
           f"{core.received} messages in, {sum(core.rejected.values())} rejected, {core.published} out, "

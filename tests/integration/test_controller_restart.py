@@ -139,3 +139,59 @@ def test_controller_restart_without_registry_is_obeyed_at_once(tmp_path):
         if fleet is not None:
             fleet.stop()
         broker.close()
+
+
+def test_controller_kill_keeps_the_rounds_so_far_and_marks_the_summary_incomplete(tmp_path):
+    """Issue 16.6: after a kill -9 the controller's --out folder was empty (rounds were written on
+    stop only). rounds.csv is streamed (header once, a flush per round) and summary.json says
+    "complete": false until a clean stop."""
+    import csv
+    import json
+
+    key_file = tmp_path / "key.hex"
+    key_file.write_text(KEY.hex())
+    broker = MosquittoBroker().start()
+    procs = []
+    fleet = None
+    try:
+        clock = SimClock(1.0)
+        spec = FleetSpec("127.0.0.1", broker.port, gateways=3, devices_per_gateway=10, round_s=ROUND_S,
+                         fail_safe_s=FAIL_SAFE_S, t_ref_s=(1.0, 0.5, 1.0, 0.5), clock_spec=clock.spec(),
+                         key=KEY, thermostatic_fraction=0.0, seed=13)
+        fleet = FleetThread(spec).start()
+        goal_kw = 0.5 * fleet.total_w() / 1000.0
+        log = tmp_path / "controller.log"
+        killed, stopped = tmp_path / "killed", tmp_path / "stopped"
+        procs.append(controller_proc(broker.port, clock, key_file, None, goal_kw, ROUND_S, log, out=killed))
+        fleet.wait_for(controlled, 15.0)
+        controlled_ids = {a.vector_round_id for a in fleet.agents}
+        time.sleep(4 * ROUND_S)
+        procs[0].send_signal(signal.SIGKILL)
+        procs[0].wait(5)
+        rows = list(csv.DictReader((killed / "rounds.csv").open()))
+        assert len(rows) >= 4
+        assert controlled_ids <= {int(r["round_id"]) for r in rows}     # what the gateways obeyed
+        summary = json.loads((killed / "summary.json").read_text())
+        assert summary["complete"] is False and "rounds.csv" in summary["files"]
+
+        procs.append(controller_proc(broker.port, clock, key_file, None, goal_kw, ROUND_S, log, out=stopped))
+        fleet.wait_for(lambda agents: (stopped / "rounds.csv").exists()
+                       and len((stopped / "rounds.csv").read_text().splitlines()) > 4, 20.0)   # streamed
+        procs[1].send_signal(signal.SIGTERM)
+        assert procs[1].wait(20) == 0
+        summary = json.loads((stopped / "summary.json").read_text())
+        rows = list(csv.DictReader((stopped / "rounds.csv").open()))
+        header = (stopped / "rounds.csv").read_text().splitlines()[0]
+        assert summary["complete"] is True and summary["figures"]["rounds"] >= 4
+        assert len(rows) >= 4 and (stopped / "rounds.csv").read_text().count(header) == 1
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(10)
+                except Exception:
+                    p.kill()
+        if fleet is not None:
+            fleet.stop()
+        broker.close()
