@@ -13,6 +13,11 @@ import logging
 import sys
 import time
 
+DEFAULT_OUT = "colorgrid-demo"
+# the loop is falling behind the accelerated clock when more than this share of vectors reach the
+# gateways after their lifetime or of controller rounds are missed
+BEHIND_PCT = 1.0
+
 HELP = "live demo: broker + controller + gateway fleet tracking a regulation signal over MQTT"
 
 TRACK_UNITS = {"rms_pct_of_capacity": "%", "capacity_kw": "kW", "mean_abs_error_kw": "kW",
@@ -42,10 +47,14 @@ def add_arguments(parser) -> None:
                         help="share of devices that are air conditioners (default 0.2)")
     add_common(parser)
     parser.set_defaults(speed=20.0)
+    add_out_argument(parser)
+    for action in parser._actions:  # the demo always writes its results: say where by default
+        if action.dest == "out":
+            action.default = DEFAULT_OUT
+            action.help = f"write timeseries.csv, summary.json, demo.png here (default ./{DEFAULT_OUT})"
     for action in parser._actions:  # the shared controller flags: say the demo's default
         if action.dest == "speed":
             action.help = "clock acceleration: simulated seconds per wall second (default 20)"
-    add_out_argument(parser)
 
 
 _LAST = {"shown": -1}
@@ -66,7 +75,9 @@ def _bar(frac: float, core, width: int = 30) -> None:
     sys.stdout.flush()
 
 
-def _plot(out, rows, k: int) -> None:
+def _plot(out, rows, k: int, gateways: int) -> None:
+    """Goal vs achieved and enabled kW per tier. A round in which not every gateway reported is
+    not a measurement of the fleet: it is left out of the lines (a gap) and marked below them."""
     path = out.path("demo.png")
     if path is None or not rows:
         return
@@ -77,14 +88,22 @@ def _plot(out, rows, k: int) -> None:
     from edge_agent.states import default_tier_names
 
     names = list(default_tier_names(k))
+    nan = float("nan")
     t = [r[0] for r in rows]
+    complete = [r[4] == gateways for r in rows]
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
     ax1.plot(t, [r[1] for r in rows], label="goal kW", lw=1.2)
-    ax1.plot(t, [r[2] for r in rows], label="achieved kW (gateways)", lw=1.0)
+    ax1.plot(t, [r[2] if ok else nan for r, ok in zip(rows, complete)], label="achieved kW (gateways)", lw=1.0)
+    missing = [x for x, ok in zip(t, complete) if not ok]
+    if missing:
+        low = min(r[1] for r in rows)
+        ax1.plot(missing, [low] * len(missing), "|", color="grey", ms=6,
+                 label=f"incomplete round ({len(missing)}: not every gateway reported; not drawn)")
     ax1.set_ylabel("enabled kW")
-    ax1.legend(loc="best")
+    ax1.legend(loc="best", fontsize="small")
     ax1.set_title("colorgrid demo: regulation tracking over MQTT")
-    ax2.stackplot(t, *[[r[5 + i] for r in rows] for i in range(k)], labels=names)
+    ax2.stackplot(t, *[[r[5 + i] if ok else nan for r, ok in zip(rows, complete)] for i in range(k)],
+                  labels=names)
     ax2.set_ylabel("enabled kW per tier")
     ax2.set_xlabel("t, s (simulated)")
     ax2.legend(loc="best")
@@ -142,8 +161,8 @@ def run(args) -> int:
     out = RunOutput(args.out, "demo", {**vars(args), "broker_kind": broker_kind}, seed=args.seed)
     k = result.k
     cols = (["t_s", "goal_kw", "achieved_kw", "demand_kw", "gateways_reporting"]
-            + [f"enabled_t{i}_kw" for i in range(k)])
-    out.write_csv("timeseries.csv", cols, result.rows)
+            + [f"enabled_t{i}_kw" for i in range(k)] + ["complete"])
+    out.write_csv("timeseries.csv", cols, [r + [int(r[4] == args.gateways)] for r in result.rows])
     figures = result.figures()
     figures.update({key_: v for key_, v in result.tracking(args.warmup_s, core.goal).items() if v is not None})
     figures["missed_rounds"] = figures["controller_missed_rounds"]
@@ -155,9 +174,28 @@ def run(args) -> int:
         out.figure(name, value, TRACK_UNITS.get(name, ""))
         shown = f"{value:.4g}" if isinstance(value, float) else str(value)
         print(f"  {name:<40} {shown} {TRACK_UNITS.get(name, '')}")
-    _plot(out, result.rows, k)
+    behind = _falling_behind(figures)
+    out.figure("fell_behind", behind is not None)
+    _plot(out, result.rows, k, args.gateways)
     out.finish()
     core.registry.close()
-    if args.out:
-        print(f"results in {args.out}/ (timeseries.csv, summary.json, demo.png)")
+    if behind:
+        print(f"colorgrid demo: warning: the loop fell behind the clock at {args.speed:g}x ({behind}); "
+              f"the score covers complete rounds only — rerun with --speed {max(1.0, args.speed / 2):g}",
+              file=sys.stderr)
+    print(f"results in {args.out}/ (timeseries.csv, summary.json, demo.png)")
     return 0
+
+
+def _falling_behind(figures: dict) -> str | None:
+    """Why the run fell behind its accelerated clock (None when it kept up): vectors reaching the
+    gateways after their lifetime, or controller rounds missed, above BEHIND_PCT %."""
+    delivered = max(1, figures.get("vectors_delivered", 0))
+    expired = 100.0 * figures.get("vectors_rejected_expired", 0) / delivered
+    missed = 100.0 * figures.get("controller_missed_rounds", 0) / max(1, figures.get("controller_rounds", 0))
+    why = []
+    if expired > BEHIND_PCT:
+        why.append(f"{expired:.1f} % of vectors arrived expired")
+    if missed > BEHIND_PCT:
+        why.append(f"{missed:.1f} % of controller rounds missed")
+    return ", ".join(why) or None

@@ -35,7 +35,9 @@ def test_demo_private_broker_writes_results(tmp_path):
     with (out / "timeseries.csv").open() as fh:
         rows = list(csv.DictReader(fh))
     assert list(rows[0]) == ["t_s", "goal_kw", "achieved_kw", "demand_kw", "gateways_reporting",
-                             "enabled_t0_kw", "enabled_t1_kw", "enabled_t2_kw"]
+                             "enabled_t0_kw", "enabled_t1_kw", "enabled_t2_kw", "complete"]
+    assert all(r["complete"] == str(int(r["gateways_reporting"] == "12")) for r in rows)
+    assert f["fell_behind"] in (True, False)
     assert len(rows) >= 250                                   # ≈ 270 rounds of 2 s
     scored = [r for r in rows if float(r["t_s"]) >= 180 and int(r["gateways_reporting"]) == 12]
     for r in scored:   # achieved = Σ tiers, and it follows the goal
@@ -111,3 +113,38 @@ def test_controller_flag_parsing(tmp_path):
         read_key(str(tmp_path / "junk.hex"), "k1")
     assert main(["controller", "--broker", "tcp://x", "--hmac-key-file", str(key)]) == 2
     assert main(["controller", "--broker", "mqtt://127.0.0.1:1", "--hmac-key-file", str(tmp_path / "none")]) == 2
+
+
+def test_demo_writes_to_a_default_folder_and_says_where(tmp_path):
+    cmd = [sys.executable, "-m", "colorgrid", "demo", "--gateways", "4", "--devices-per-gateway", "10",
+           "--minutes", "1", "--warmup-s", "20"]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    from colorgrid.commands.demo import DEFAULT_OUT
+
+    assert f"results in {DEFAULT_OUT}/" in proc.stdout
+    assert sorted(p.name for p in (tmp_path / DEFAULT_OUT).iterdir()) == ["demo.png", "summary.json",
+                                                                          "timeseries.csv"]
+
+
+def test_demo_plot_leaves_incomplete_rounds_out_of_the_lines(tmp_path, monkeypatch):
+    """A round in which not every gateway reported is drawn as a gap (and marked), not as a dip."""
+    import math
+
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from colorgrid.commands.demo import _plot
+    from colorgrid.results import RunOutput
+
+    rows = [[2.0 * n, 100.0, 100.0 if n != 3 else 40.0, 200.0, 4 if n != 3 else 2, 10.0, 40.0, 50.0]
+            for n in range(6)]
+    seen = {}
+    monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **k: seen.setdefault("fig", fig))
+    _plot(RunOutput(tmp_path, "demo", {}), rows, 3, gateways=4)
+    ax = seen["fig"].axes[0]
+    achieved = [ln for ln in ax.get_lines() if ln.get_label() == "achieved kW (gateways)"][0]
+    y = list(achieved.get_ydata())
+    assert math.isnan(y[3]) and all(v == 100.0 for i, v in enumerate(y) if i != 3)
+    assert any("incomplete round (1" in ln.get_label() for ln in ax.get_lines())
