@@ -1,0 +1,165 @@
+"""The linearised network the market clears on, one operating point per interval.
+
+For interval t the feeder's own loads are scaled by the load shape s_t, the AC power flow is solved
+(no market injections) and linearised around that state (`FeederNetwork.sensitivities`). With p the
+net injection per location (kW, generation positive: market schedule − fixed load) and p⁰ its value
+at the linearisation point (−base load):
+
+    substation import   P_sub = P⁰_sub − Σ_l (1 − LF_l)(p_l − p⁰_l)        (LF = ∂losses/∂p, kW/kW)
+    line·phase flow     F_k   = F⁰_k + Σ_l PTDF_kl (p_l − p⁰_l),   |F_k| ≤ F^max_k
+    bus·phase voltage   V_v   = V⁰_v + Σ_l dV/dP_vl (p_l − p⁰_l),  V^min_v ≤ V_v ≤ V^max_v
+
+The substation (the source bus) is the reference: the loss/energy split of the prices depends on it.
+F^max_k = √((|V⁰|·I_norm/1000)² − Q⁰_k²): the normal ampere rating at the base-point voltage, with
+the row's reactive flow held at its base value. Rows are computed for every rated line·phase and
+every checked bus·phase (the candidates); the clearing uses only those in its critical set.
+Not modelled yet: reactive injections (dV/dQ), voltage dependence of the ZIP loads in P_sub.
+A delta or whole-bus load is booked equally on its phase nodes (for reporting; the physics is in
+the base point).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from market.network import FeederNetwork
+
+# HiGHS drops matrix entries below 1e-9 (its `small_matrix_value`); entries of the PTDF and dV/dP
+# rows that small (≤ 1e-6 pu or kW per MW) are zeroed here, so the prices are computed from the very
+# model the solver solved.
+SMALL_COEF = 1e-9
+
+
+@dataclass
+class IntervalNetwork:
+    """Linearisation of one interval. Columns: `locations`; rows: `line_ids`, `voltage_locations`."""
+    locations: list[str]
+    fixed_load_kw: np.ndarray          # D_l, fixed demand per location (the feeder's loads × shape)
+    base_injection_kw: np.ndarray      # p⁰_l (= −D_l at the base point)
+    substation_p_kw: float             # P⁰_sub, import at the base point
+    loss_factor: np.ndarray            # LF_l, kW/kW
+    line_ids: list[str]
+    ptdf: np.ndarray                   # (lines × locations) kW/kW
+    base_flow_kw: np.ndarray
+    flow_max_kw: np.ndarray
+    voltage_locations: list[str]
+    dv_dp: np.ndarray                  # (voltages × locations) pu/kW
+    base_v_pu: np.ndarray
+    v_min_pu: np.ndarray
+    v_max_pu: np.ndarray
+
+    def column(self, location: str) -> int:
+        return self.locations.index(location)
+
+
+@dataclass
+class CriticalSet:
+    """Line·phase rows (branch ids) and bus·phase voltage rows (location ids) in the clearing.
+    The iteration with the AC power flow only ever adds to it."""
+    lines: list[str] = field(default_factory=list)
+    voltages: list[str] = field(default_factory=list)
+
+
+@dataclass
+class NetworkData:
+    substation: str                    # the source bus (reference, ISO interface)
+    intervals: list[IntervalNetwork]
+    nodes_of: dict[str, list[str]]     # whole-bus id → its phase-node location ids
+
+    def split(self, location: str) -> list[tuple[str, float]]:
+        """[(node location, share)] of a resource at `location` (a whole bus: equal shares)."""
+        if location in self.nodes_of:
+            nodes = self.nodes_of[location]
+            return [(n, 1.0 / len(nodes)) for n in nodes]
+        if location not in self.intervals[0].locations:
+            raise KeyError(f"location {location!r} is not a node of the feeder")
+        return [(location, 1.0)]
+
+    def all_rows(self) -> CriticalSet:
+        """Every candidate row (no critical set: every limit in the model)."""
+        t0 = self.intervals[0]
+        return CriticalSet(list(t0.line_ids), list(t0.voltage_locations))
+
+    def without_losses(self) -> "NetworkData":
+        """The same network with loss factors zero (a lossless linear model)."""
+        return replace(self, intervals=[replace(iv, loss_factor=np.zeros_like(iv.loss_factor))
+                                        for iv in self.intervals])
+
+    def with_extra_load(self, location: str, kw: float) -> "NetworkData":
+        """The same network with `kw` more fixed load at a node location in every interval."""
+        out = []
+        for iv in self.intervals:
+            d = iv.fixed_load_kw.copy()
+            d[iv.column(location)] += kw
+            out.append(replace(iv, fixed_load_kw=d))
+        return replace(self, intervals=out)
+
+
+def _node_shares(load) -> list[tuple[int, float]]:
+    phase_nodes = [n for n in load.nodes if 1 <= n <= 3]
+    return [(n, 1.0 / len(phase_nodes)) for n in phase_nodes]
+
+
+def _sending_bus(fn: FeederNetwork, element: str) -> str:
+    kind, _, name = element.partition(".")
+    for ln in fn.feeder.lines:
+        if ln.name == name and getattr(ln, "dss_class", "line") == kind:
+            return ln.bus1
+    return fn.feeder.transformer(name).windings[0].bus
+
+
+def build_network_data(fn: FeederNetwork, intervals: int, load_shape: list[float] | None = None) -> NetworkData:
+    """Solve and linearise `fn` once per interval with its loads × `load_shape[t]` (None: flat 1.0).
+    The feeder's loads are restored afterwards."""
+    shape = [1.0] * intervals if load_shape is None else [float(x) for x in load_shape]
+    if len(shape) != intervals or any(not np.isfinite(x) or x < 0 for x in shape):
+        raise ValueError(f"load_shape: need {intervals} finite values ≥ 0, got {load_shape!r}")
+    locations = fn.location_ids()
+    col = {loc: i for i, loc in enumerate(locations)}
+    source = fn.feeder.source.bus.lower()
+    loads = [(ld.name, ld.bus.lower(), ld.kw, ld.kvar, _node_shares(ld)) for ld in fn.feeder.loads]
+    nominal = np.zeros(len(locations))
+    for _, bus, kw, _, shares in loads:
+        for node, share in shares:
+            nominal[col[f"{bus}.{node}"]] += kw * share
+    nodes_of: dict[str, list[str]] = {}
+    for loc in locations:
+        nodes_of.setdefault(loc.partition(".")[0], []).append(loc)
+    out = []
+    try:
+        for s in shape:
+            for name, _, kw, kvar, _ in loads:
+                fn.set_load(name, kw * s, kvar * s)
+            snap = fn.solve()
+            rated = [i for i, b in enumerate(snap.branch_ids) if snap.norm_amps[i] > 0]
+            line_ids = [snap.branch_ids[i] for i in rated]
+            checked = [i for i, c in enumerate(snap.v_checked) if c and not snap.locations[i].startswith(source + ".")]
+            v_locs = [snap.locations[i] for i in checked]
+            sens = fn.sensitivities(injections=locations, lines=line_ids, voltages=v_locs)
+            res = fn.last
+            flow_max = np.empty(len(rated))
+            for r, i in enumerate(rated):
+                element, node = snap.lines[i]
+                k = fn.index_of((_sending_bus(fn, element).lower(), node))
+                s_max = abs(res.v[k]) * snap.norm_amps[i] / 1000.0
+                flow_max[r] = np.sqrt(max(s_max ** 2 - snap.line_q_kvar[i] ** 2, 0.0))
+            at_source = np.isin(res.network.term_rows, [fn.index_of(x) for x in nodes_of[source]])
+            p_sub = float(res.element_powers_va()[at_source].real.sum()) / 1000.0
+            d = nominal * s
+            p_sub += float(sum(d[col[x]] for x in nodes_of[source]))
+            out.append(IntervalNetwork(
+                locations, d, -d, p_sub, np.asarray(sens.loss_factor_p, float), line_ids,
+                np.asarray(sens.ptdf, float), np.asarray(sens.line_p_kw, float), flow_max, v_locs,
+                np.asarray(sens.dv_dp, float), np.asarray(sens.v_pu, float),
+                np.asarray(snap.v_min_pu, float)[checked], np.asarray(snap.v_max_pu, float)[checked]))
+    finally:
+        for name, _, kw, kvar, _ in loads:
+            fn.set_load(name, kw, kvar)
+    for iv in out:
+        iv.ptdf[np.abs(iv.ptdf) < SMALL_COEF] = 0.0
+        iv.dv_dp[np.abs(iv.dv_dp) < SMALL_COEF] = 0.0
+        for name in ("loss_factor", "ptdf", "base_flow_kw", "flow_max_kw", "dv_dp", "base_v_pu"):
+            if not np.all(np.isfinite(getattr(iv, name))):
+                raise ValueError(f"network data: {name} is not finite (power flow or sensitivities failed)")
+    return NetworkData(source, out, {b: n for b, n in nodes_of.items()})
