@@ -8,3 +8,11 @@
 
 See market/lem/README.md.
 """
+from market.lem.network_data import CriticalSet, IntervalNetwork, NetworkData, build_network_data
+from market.lem.pricing import Clearing, Prices, PricingError, clear_dam, dlmp_components, pricing_lp
+from market.lem.problem import ClearingError, SlackUse, build_dam, slack_report, solve_model
+from market.lem.schema import Market, MarketDataError, json_schema, load_market
+
+__all__ = ["Clearing", "ClearingError", "CriticalSet", "IntervalNetwork", "Market", "MarketDataError", "NetworkData",
+           "Prices", "PricingError", "SlackUse", "build_dam", "build_network_data", "clear_dam", "dlmp_components",
+           "json_schema", "load_market", "pricing_lp", "slack_report", "solve_model"]
