@@ -17,6 +17,11 @@ closes below vmin and opens above vmax.
 
 Q(V): a generator with `qv_curve` [(v_pu, q_kvar), …] gets kvar = interp(|V| pu averaged over its
 phases), relaxed by ½ per iteration until the change is below 0.01 kvar.
+
+InvControl (der.InvControl, volt-var / volt-watt / both): each controlled PVSystem/Storage moves
+to der.control_target at its monitored voltage (OpenDSS's: mean |V| of its phase conductors to
+ground over its base), relaxed by ½ per iteration until kW and kvar change by less than
+INVERTER_TOL (the static fixed point; OpenDSS approaches it within its varchangetolerance).
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from market.network.der import control_target
 from market.network.errors import PowerFlowNotConverged
 from market.network.model import CapControl, Feeder, Regulator, Transformer
 from market.network.primitives import _winding_vbase
@@ -34,7 +40,7 @@ from market.network.ybus import build_network
 @dataclass
 class Action:
     delay_s: float
-    kind: str  # "tap" | "cap" | "qv"
+    kind: str  # "tap" | "cap" | "qv" | "inverter"
     apply: object  # callable() -> None
     element: tuple[str, str] | None = None  # (kind, name) whose Yprim the action changes
 
@@ -155,6 +161,33 @@ def _qv_actions(feeder: Feeder, res: PowerFlowResult) -> list[Action]:
     return out
 
 
+INVERTER_TOL = 1e-5  # kW / kvar: InvControl targets closer than this are reached
+
+
+def der_voltage_pu(res: PowerFlowResult, g) -> float:
+    """OpenDSS InvControl's monitored voltage of DER `g`: mean |V| of its phase conductors to
+    ground (node 0 counts as 0 V), over its base kV/√3 (2-/3-phase) or kV (1-phase)."""
+    base = g.kv * 1000.0 / (3 ** 0.5 if g.phases in (2, 3) else 1.0)
+    mags = [abs(res.v[res.network.index[(g.bus, k)]]) if k else 0.0 for k in g.nodes[:g.phases]]
+    return float(np.mean(mags)) / base
+
+
+def _inverter_actions(feeder: Feeder, res: PowerFlowResult) -> list[Action]:
+    out = []
+    ders = {f"{g.dss_class}.{g.name}": g for g in feeder.generators if g.inverter is not None}
+    for ctrl in feeder.inv_controls:
+        if not ctrl.enabled:
+            continue
+        for full in ctrl.ders:
+            g = ders[full]
+            kw, kvar = control_target(ctrl, g.inverter, der_voltage_pu(res, g), g.kw)
+            if abs(kw - g.kw) > INVERTER_TOL or abs(kvar - g.kvar) > INVERTER_TOL:
+                def apply(g=g, kw=kw, kvar=kvar) -> None:
+                    g.kw, g.kvar = g.kw + 0.5 * (kw - g.kw), g.kvar + 0.5 * (kvar - g.kvar)
+                out.append(Action(0.0, "inverter", apply))
+    return out
+
+
 def solve_with_controls(feeder: Feeder, max_control_iter: int = 100, tol_pu: float = 1e-9,
                         max_iter: int = 200) -> PowerFlowResult:
     """Power flow with regulators, capacitor controls and Q(V) acting until nothing changes."""
@@ -163,7 +196,7 @@ def solve_with_controls(feeder: Feeder, max_control_iter: int = 100, tol_pu: flo
     for it in range(1, max_control_iter + 1):
         actions = [a for r in feeder.regulators if r.enabled for a in [_regulator_action(feeder, res, r)] if a]
         actions += [a for c in feeder.cap_controls if c.enabled for a in [_cap_action(feeder, res, c)] if a]
-        actions += _qv_actions(feeder, res)
+        actions += _qv_actions(feeder, res) + _inverter_actions(feeder, res)
         if not actions:
             res.control_iterations = it - 1
             res.taps = regulator_taps(feeder)

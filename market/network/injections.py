@@ -157,7 +157,7 @@ def compile_atoms(feeder: Feeder, index: dict[tuple[str, int], int], n: int) -> 
     owners: list[str] = []
 
     def add(el: Load | Generator, parts, vlow: float) -> None:
-        owners.append(("load." if isinstance(el, Load) else "generator.") + el.name)
+        owners.append(("load." if isinstance(el, Load) else el.dss_class + ".") + el.name)
         vb = _vbase(el.phases, el.conn, el.kv)
         for kind, ps, qs, cw, cv in parts:
             ps, qs = ps / el.phases, qs / el.phases

@@ -182,7 +182,10 @@ class Load:
 
 @dataclass
 class Generator:
-    """Inverter-based DER: injects `kw` and `kvar` (or Q from `qv_curve` [(v_pu, q_kvar)])."""
+    """Inverter-based DER: injects `kw` and `kvar` (or Q from `qv_curve` [(v_pu, q_kvar)]).
+
+    Also OpenDSS PVSystem and Storage elements (`dss_class` "pvsystem"/"storage", their ids read
+    "pvsystem.<name>"), with their `inverter` (der.Inverter: ratings, limits, priorities)."""
     name: str
     bus: str
     nodes: tuple[int, ...]
@@ -194,6 +197,8 @@ class Generator:
     vmin_pu: float = 0.90
     vmax_pu: float = 1.10
     qv_curve: list[tuple[float, float]] | None = None
+    dss_class: str = "generator"
+    inverter: object | None = None  # der.Inverter for PVSystem/Storage
 
 
 @dataclass
@@ -210,6 +215,7 @@ class Feeder:
     cap_controls: list[CapControl] = field(default_factory=list)
     base_frequency_hz: float = 60.0
     controls_on: bool = True  # False: taps/capacitor states are held (OpenDSS `set controlmode=off`)
+    inv_controls: list = field(default_factory=list)  # der.InvControl (volt-var / volt-watt)
 
     def transformer(self, name: str) -> Transformer:
         for tr in self.transformers:

@@ -25,8 +25,10 @@ from market.network.model import (Bus, CapControl, Capacitor, Feeder, Generator,
                                   Source, Transformer, Winding)
 
 SUPPORTED = {"vsource", "line", "transformer", "capacitor", "load", "generator", "regcontrol",
-             "capcontrol", "reactor"}
+             "capcontrol", "reactor", "pvsystem", "storage", "invcontrol"}
 MEASUREMENT_ONLY = {"energymeter", "monitor", "sensor"}
+CONTROLS = {"invcontrol", "regcontrol", "capcontrol", "storagecontroller", "expcontrol", "swtcontrol", "relay",
+            "recloser", "fuse", "genericcontrol", "upfccontrol", "esppvcontrol"}
 
 
 @dataclass
@@ -96,11 +98,27 @@ def _buses() -> dict[str, Bus]:
     dss = _dss()
     lo, hi = float(dss.Settings.NormVminpu()), float(dss.Settings.NormVmaxpu())
     out: dict[str, Bus] = {}
+    has_inv = any(e.lower().startswith("invcontrol.") for e in dss.Circuit.AllElementNames())
+    used = _nodes_of_power_elements() if has_inv else None
     for name in dss.Circuit.AllBusNames():
         dss.Circuit.SetActiveBus(name)
-        out[name.lower()] = Bus(name.lower(), tuple(sorted(int(k) for k in dss.Bus.Nodes())), float(dss.Bus.kVBase()),
-                                lo, hi)
+        nodes = [int(k) for k in dss.Bus.Nodes() if used is None or (name.lower(), int(k)) in used]
+        out[name.lower()] = Bus(name.lower(), tuple(sorted(nodes)), float(dss.Bus.kVBase()), lo, hi)
     return out
+
+
+def _nodes_of_power_elements() -> set[tuple[str, int]]:
+    """(bus, node) of every power element's conductors. An InvControl's terminal takes its first
+    DER's bus with three conductors and so adds phantom nodes ("611.2" beside a 1-phase PV at
+    611.3) that nothing connects: OpenDSS carries them, we do not."""
+    dss = _dss()
+    used: set[tuple[str, int]] = set()
+    for full in dss.Circuit.AllElementNames():
+        if full.split(".")[0].lower() in CONTROLS | MEASUREMENT_ONLY:
+            continue
+        _activate(full)
+        used.update((bus, k) for bus, nodes in _terminals() for k in nodes)
+    return used
 
 
 def _source() -> Source:
@@ -337,12 +355,16 @@ def feeder_from_engine(strict: bool = True) -> tuple[Feeder, ImportReport]:
         elif cls not in SUPPORTED:
             dss.Circuit.SetActiveElement(full)
             (unsupported if dss.CktElement.Enabled() else report.disabled).append(full)
+    from market.network import opendss_der  # PVSystem, Storage, InvControl (imports this module's helpers)
+
+    ders = opendss_der.pvsystems(unsupported) + opendss_der.storages(unsupported)
     feeder = Feeder(
         name=dss.Circuit.Name(), buses=_buses(), source=_source(),
         lines=_lines() + _reactors(unsupported), transformers=_transformers(), capacitors=_capacitors(),
-        loads=_loads(float(dss.Solution.LoadMult())), generators=_generators(unsupported),
+        loads=_loads(float(dss.Solution.LoadMult())), generators=_generators(unsupported) + ders,
         regulators=_regulators(unsupported), cap_controls=_cap_controls(unsupported),
-        base_frequency_hz=float(dss.Solution.Frequency()), controls_on=report.controls_on)
+        base_frequency_hz=float(dss.Solution.Frequency()), controls_on=report.controls_on,
+        inv_controls=opendss_der.inv_controls(unsupported, ders))
     if unsupported and strict:
         raise UnsupportedElementError(
             f"{len(unsupported)} unsupported element(s): {', '.join(unsupported[:20])}", unsupported)

@@ -16,12 +16,15 @@ import numpy as np
 
 from market.network.errors import PowerFlowNotConverged
 from market.network.injections import Atoms, compile_atoms
+from market.network.newton import solve_newton
 from market.network import chord
 from market.network.anderson import anderson_combine, anderson_gamma
 from market.network.reduced import DENSE_MAX_ATOMS, CompensatedCurrents, ReducedSystem
 from market.network.ybus import Network
 
 CHORD_MAX_STEPS = 25  # chord steps before a warm solve falls back to Anderson from v0
+DIVERGED_PU = 1e3  # a plain step moving a node by more than this (pu) ends the fixed point: Newton takes over
+NEWTON_MAX_STEPS = 50
 
 
 @dataclass
@@ -36,6 +39,7 @@ class PowerFlowResult:
     control_iterations: int = 0
     s_inject_va: np.ndarray | None = None  # extra constant-power injections per node (VA, generation +)
     taps: dict[str, float] = field(default_factory=dict)
+    method: str = "fixed-point"  # "newton" when the fixed point stalled and Newton answered
 
     @property
     def v_pu(self) -> np.ndarray:
@@ -114,7 +118,7 @@ def solve_fixed_point(net: Network, atoms: Atoms, tol_pu: float = 1e-9, max_iter
         g = net.solve_linear(rhs)
         f = g - v
         new_err = float(np.max(np.abs(f) * inv_base))
-        if not np.isfinite(new_err):
+        if not new_err < DIVERGED_PU:  # diverged (or NaN): no point iterating on
             err = new_err
             break
         if new_err < tol_pu:
@@ -225,7 +229,7 @@ def solve_reduced(net: Network, atoms: Atoms, tol_pu: float = 1e-9, max_iter: in
         gx, u = red.g_x(w)
         f = (gx - x) * inv_vb
         new_err = float(np.max(np.abs(f)))
-        if not np.isfinite(new_err):
+        if not new_err < DIVERGED_PU:
             err = new_err
             break
         t_new = w if dense else u  # the tracked quantity of G(V_k)
@@ -343,10 +347,19 @@ def solve(net: Network, tol_pu: float = 1e-9, max_iter: int = 200, atoms: Atoms 
         if not net.reduced_cache.get("solved"):  # a network's first solve (one-off networks: the
             net.reduced_cache["solved"] = True  # control loop's tap moves) is not worth the dense
             method = "plain"  # reduction; the second one builds it
-    if method != "plain":
-        res = solve_reduced(net, atoms, tol_pu, max_iter, v0, anderson, s_inject_va)
-        if res is not None:
-            return res
-        if method == "reduced":
-            raise ValueError("method='reduced' needs the atoms of the network's build-time loads/DER")
-    return solve_fixed_point(net, atoms, tol_pu, max_iter, v0, anderson, s_inject_va)
+    try:
+        if method != "plain":
+            res = solve_reduced(net, atoms, tol_pu, max_iter, v0, anderson, s_inject_va)
+            if res is not None:
+                return res
+            if method == "reduced":
+                raise ValueError("method='reduced' needs the atoms of the network's build-time loads/DER")
+        return solve_fixed_point(net, atoms, tol_pu, max_iter, v0, anderson, s_inject_va)
+    except PowerFlowNotConverged as stalled:
+        try:  # the fixed point does not contract here (e.g. wye DER on a 3-wire delta system)
+            res = solve_newton(net, atoms, tol_pu, NEWTON_MAX_STEPS, None, s_inject_va)
+        except PowerFlowNotConverged as failed:
+            raise PowerFlowNotConverged(f"{stalled}; the Newton fallback failed too: {failed}",
+                                        stalled.iterations + failed.iterations, failed.mismatch) from failed
+        res.iterations += stalled.iterations
+        return res

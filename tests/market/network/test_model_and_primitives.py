@@ -90,17 +90,18 @@ def test_non_convergence_raises_named_error_not_nan():
     f.loads[0].vmin_pu, f.loads[0].vlow_pu = 0.02, 0.01  # keep it constant-power (no Z fallback)
     with pytest.raises(PowerFlowNotConverged) as err:
         solve(build_network(f), max_iter=50)
-    assert err.value.iterations == 50
+    assert err.value.iterations >= 50  # the fixed point's 50, then the Newton fallback's
+    assert "Newton fallback failed too" in str(err.value) and np.isfinite(err.value.mismatch)
 
 
 def test_unsupported_element_is_reported_by_name(tmp_path, feeders_dir):
     dss_file = tmp_path / "with_pv.dss"
     dss_file.write_text(
         f'redirect "{(feeders_dir / "ieee13" / "IEEE13Nodeckt.dss").resolve()}"\n'
-        "new pvsystem.roof1 phases=1 bus1=675.1 kv=2.4 kva=10 pmpp=10\n")
+        "new pvsystem.roof1 phases=1 bus1=675.1 kv=2.4 kva=10 pmpp=10 model=2\n")
     with pytest.raises(UnsupportedElementError) as err:
         load_dss(dss_file)
-    assert err.value.names == ["PVSystem.roof1"] or "pvsystem.roof1" in err.value.names[0].lower()
+    assert err.value.names[0].startswith("pvsystem.roof1 (model=2")
 
 
 @pytest.mark.opendss
