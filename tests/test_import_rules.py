@@ -79,6 +79,9 @@ RULES = {
                         "market.settlement", "cloud.goals", "cloud.dispatch", "vocab"}, ANY,
                        "market/vpp imports market/lem and hands goals to cloud through the goal "
                        "contract (cloud.goals, cloud.dispatch)", exact=MARKET_ROOT),
+    "portal": rule({"portal", "cloud", "edge_agent", "vocab", "market"}, ANY,
+                   "portal (the operator surface) sits on cloud's service and reads market results "
+                   "through market's public APIs; never firmware_sim or colorgrid"),
     "colorgrid": rule({""}, ANY, "the colorgrid command imports everything"),
     "bench": rule({""}, ANY, "benches import anything"),
     "tests": rule({""}, ANY, "tests import anything"),
@@ -213,7 +216,8 @@ CLEAN = {
     "market/te/prices.py": "",
     "market/vpp/bid.py": "from cloud.goals import G\nfrom cloud import dispatch\nfrom market.lem import c\n",
     "market/lem/clear.py": "from market.network import solver\n",
-    "colorgrid/cli.py": "import firmware_sim.scenario, market.te.prices\n",
+    "portal/api.py": "from cloud import dispatch\nfrom market.settlement import ledger\nimport edge_agent.topics\n",
+    "colorgrid/cli.py": "import firmware_sim.scenario, market.te.prices, portal.api\n",
     "bench/fleet.py": "import colorgrid.cli\n",
     "tests/test_x.py": "import firmware_sim.scenario\n",
 }
@@ -242,6 +246,11 @@ PLANTED = [  # (file, text, the import the checker must name, the layer)
     ("firmware_sim/bad.py", "if True:\n    from market.te import prices\n", "market.te.prices",
      "firmware_sim"),
     ("firmware_sim/bad.py", "import colorgrid.cli\n", "colorgrid.cli", "firmware_sim"),
+    ("portal/bad.py", "import firmware_sim.scenario\n", "firmware_sim.scenario", "portal"),
+    ("portal/bad.py", "from colorgrid import cli\n", "colorgrid.cli", "portal"),
+    ("cloud/bad.py", "from portal import api\n", "portal.api", "cloud"),
+    ("market/te/bad.py", "import portal.api\n", "portal.api", "market.te"),
+    ("firmware_sim/bad.py", "import portal\n", "portal", "firmware_sim"),
     ("vocab/bad.py", "import numpy\n", "numpy", "vocab"),
     ("vocab/bad.py", "from cloud import goals\n", "cloud.goals", "vocab"),
 ]

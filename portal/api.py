@@ -1,0 +1,525 @@
+"""The stakeholder HTTP API (FastAPI): `create_app(...)` -> an ASGI app; OpenAPI at /docs.
+
+Every /v1 route needs a bearer token (portal.tokens) with the route's scope:
+
+| route | scope | what |
+|---|---|---|
+| GET /v1/token | any | the calling token (stakeholder, scopes, groups, expiry) |
+| GET /v1/fleet/groups, /v1/fleet/groups/{group} | fleet:read | per group and tier: gateways, capacity, latest vector and round |
+| GET /v1/fleet/gateways[?group=], /v1/fleet/gateways/{id} | fleet:read | the gateway digital twin |
+| GET /v1/commands[?group=&limit=] | fleet:read | the command log (control vectors published) |
+| POST /v1/goals | goals:write | submit a goal schedule -> a signed `DispatchGoal` payload |
+| GET /v1/goals, /v1/goals/{id} | goals:write | the caller's own schedules (admin: everyone's) |
+| DELETE /v1/goals/{id} | goals:write | cancel one of the caller's schedules |
+| GET /v1/market, /v1/market/{table} | market:read | market results as files (LEM, P2P) |
+| GET /v1/ledger, /v1/ledger/checkpoints, /v1/ledger/proofs/{seq} | market:read | settlement ledger |
+| GET /v1/audit, GET/POST /v1/tokens, DELETE /v1/tokens/{id} | admin | audit log, token admin |
+
+Errors are JSON `{"error": "<field>: <reason>"}`: 401 with `WWW-Authenticate: Bearer ...`
+(RFC 6750: no error code when no token was sent, `error="invalid_token"` for an unknown, expired
+or revoked one), 403 (`error="insufficient_scope"` for a missing scope; a group the token is not
+granted), 404, 409, 413 (body over `max_body_bytes`), 422 (validation: every error names its
+field), 502 (the broker did not take a dispatch), 503 (a source or the signing key is missing).
+Every write, accepted or refused, is audited (who, when, what) in the portal store.
+"""
+
+import json
+import logging
+import math
+from typing import Annotated, Any, Callable
+
+from fastapi import Depends, FastAPI, Path as PathParam, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from portal import tokens as tok
+from portal.dispatcher import DispatchFailed, Dispatcher, ReturnDispatcher, Signer
+from portal.fleet import FleetView, SourceError
+from portal.market import TABLES, LedgerReader, MarketResults, NotCovered
+from portal.store import PortalStore
+
+log = logging.getLogger("portal.api")
+
+TS_MAX_MS = 2 ** 53 - 1
+MAX_POINTS = 2_880
+MAX_GOAL_KW = 1e9
+ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+REALM = "colorgrid"
+WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, headers: dict | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+# ---- request bodies ------------------------------------------------------------------------------
+StrictTs = Annotated[int, Field(strict=True, ge=0, le=TS_MAX_MS)]
+
+
+class GoalPoint(BaseModel):
+    """One step of a piecewise-constant schedule: `goal_kw` holds from `ts_ms` to the next point."""
+    model_config = ConfigDict(extra="forbid")
+    ts_ms: StrictTs = Field(description="UTC epoch ms the step starts")
+    goal_kw: float = Field(ge=0, le=MAX_GOAL_KW, allow_inf_nan=False, description="total enabled kW wanted")
+
+
+class GoalSubmit(BaseModel):
+    """A goal schedule for one control group (becomes a signed dispatch, docs/mqtt.md)."""
+    model_config = ConfigDict(extra="forbid")
+    group: str = Field(pattern=ID_PATTERN, description="control group (location id, e.g. 671.1)")
+    points: list[GoalPoint] = Field(min_length=1, max_length=MAX_POINTS)
+    valid_until_ts_ms: StrictTs = Field(description="end of the last step; then the controller's fallback goal")
+
+    @field_validator("points")
+    @classmethod
+    def _increasing(cls, points: list[GoalPoint]) -> list[GoalPoint]:
+        for i in range(1, len(points)):
+            if points[i].ts_ms <= points[i - 1].ts_ms:
+                raise ValueError(f"points[{i}].ts_ms: not after the previous point")
+        return points
+
+    @field_validator("valid_until_ts_ms")
+    @classmethod
+    def _after_last(cls, value: int, info) -> int:
+        points = info.data.get("points")
+        if points and value <= points[-1].ts_ms:
+            raise ValueError("not after the last point")
+        return value
+
+
+class TokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    stakeholder: str = Field(pattern=ID_PATTERN)
+    scopes: list[str] = Field(min_length=1, max_length=len(tok.SCOPES))
+    groups: list[str] = Field(default_factory=list, max_length=1000)
+    ttl_s: float = Field(gt=0, le=tok.MAX_TTL_S, allow_inf_nan=False)
+
+    @field_validator("scopes")
+    @classmethod
+    def _known(cls, scopes: list[str]) -> list[str]:
+        for i, s in enumerate(scopes):
+            if s not in tok.SCOPES:
+                raise ValueError(f"scopes[{i}]: unknown scope {s!r} (one of {', '.join(tok.SCOPES)})")
+        return scopes
+
+    @field_validator("groups")
+    @classmethod
+    def _ids(cls, groups: list[str]) -> list[str]:
+        import re
+        for i, g in enumerate(groups):
+            if g != tok.ALL_GROUPS and not re.match(ID_PATTERN, g):
+                raise ValueError(f"groups[{i}]: expected a group id or '*'")
+        return groups
+
+
+# ---- helpers ------------------------------------------------------------------------------------
+def _loc(loc) -> str:
+    parts = [p for p in loc if p != "body"] or list(loc)
+    text = "body" if parts and isinstance(parts[0], int) else ""
+    for p in parts:
+        text += f"[{p}]" if isinstance(p, int) else (f".{p}" if text else str(p))
+    return text or "body"
+
+
+def _validation_lines(exc: RequestValidationError) -> list[str]:
+    lines = []
+    for err in exc.errors():
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        where = _loc(err.get("loc", ()))
+        if msg.split(":")[0].startswith(("points[", "scopes[", "groups[")):
+            lines.append(msg)                      # the validator already names the element
+        else:
+            lines.append(f"{where}: {msg}")
+    return lines or ["body: invalid"]
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over `max_bytes` gets 413, however it is sent."""
+
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def _reply_413(self, send) -> None:
+        body = json.dumps({"error": f"body: larger than {self.max_bytes} bytes"}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                if not value.isdigit() or int(value) > self.max_bytes:
+                    return await self._reply_413(send)
+        state = {"over": False, "started": False, "seen": 0}
+
+        async def limited_receive():
+            msg = await receive()
+            if msg["type"] == "http.request":
+                state["seen"] += len(msg.get("body", b""))
+                if state["seen"] > self.max_bytes:
+                    state["over"] = True
+                    return {"type": "http.disconnect"}
+            return msg
+
+        async def guarded_send(msg):
+            if state["over"]:
+                return
+            state["started"] = True
+            await send(msg)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if not state["over"]:
+                raise
+        if state["over"] and not state["started"]:
+            await self._reply_413(send)
+
+
+# ---- the app ------------------------------------------------------------------------------------
+def create_app(tokens: tok.TokenStore, store: PortalStore, fleet: FleetView | None = None,
+               market: MarketResults | None = None, ledger: LedgerReader | None = None,
+               signer: Signer | None = None, dispatcher: Dispatcher | None = None,
+               clock: Callable[[], int] = tok.now_ms, max_body_bytes: int = 1 << 20,
+               dashboard: bool = False) -> FastAPI:
+    """The portal's ASGI app over its sources; any source may be None (its routes answer 503)."""
+    dispatcher = dispatcher or ReturnDispatcher()
+    app = FastAPI(title="colorgrid portal", version="1",
+                  description="Stakeholder API: fleet state (gateway digital twin), command log, goal "
+                              "schedules (signed dispatches), market results and the settlement ledger. "
+                              "Bearer tokens: `colorgrid token create`.")
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    bearer = HTTPBearer(auto_error=False, description="token from `colorgrid token create`")
+
+    # -- errors -------------------------------------------------------------------------------
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError):
+        return JSONResponse({"error": exc.message}, status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException):
+        detail = exc.detail if isinstance(exc.detail, str) else "request refused"
+        if exc.status_code == 400 and "parsing the body" in detail:
+            detail = "body: not valid JSON"
+        elif exc.status_code == 404:
+            detail = f"path: no route {request.url.path[:200]!r}"
+        elif exc.status_code == 405:
+            detail = f"method: {request.method} not allowed on {request.url.path[:200]!r}"
+        return JSONResponse({"error": detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(SourceError)
+    async def _source_error(request: Request, exc: SourceError):
+        return JSONResponse({"error": f"source: {exc}"}, status_code=503)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        lines = _validation_lines(exc)
+        if request.method in WRITE_METHODS:
+            rec = _token_of(request)
+            if rec is not None:
+                store.audit(clock(), rec.stakeholder, rec.token_id, _action(request), request.url.path, "422",
+                            {"errors": lines})
+        return JSONResponse({"error": lines[0], "errors": lines}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception):
+        log.exception("internal error on %s %s", request.method, request.url.path)
+        return JSONResponse({"error": "internal: the request could not be served"}, status_code=500)
+
+    def _token_of(request: Request) -> tok.TokenRecord | None:
+        header = request.headers.get("authorization", "")
+        scheme, _, credentials = header.partition(" ")
+        if scheme.lower() != "bearer" or not credentials:
+            return None
+        return tokens.authenticate(credentials.strip(), clock()).record
+
+    def _action(request: Request) -> str:
+        return f"{request.method} {request.scope.get('route').path if request.scope.get('route') else request.url.path}"
+
+    # -- auth ---------------------------------------------------------------------------------
+    def need(scope: str | None):
+        def dependency(request: Request,
+                       cred: HTTPAuthorizationCredentials | None = Depends(bearer)) -> tok.TokenRecord:
+            if cred is None:
+                raise ApiError(401, "token: missing bearer token (Authorization: Bearer …)",
+                               {"WWW-Authenticate": f'Bearer realm="{REALM}"'})
+            res = tokens.authenticate(cred.credentials, clock())
+            if res.record is None:
+                why = {"unknown": "unknown token", "expired": "token expired",
+                       "revoked": "token revoked"}.get(res.reason, "invalid token")
+                raise ApiError(401, f"token: {why}",
+                               {"WWW-Authenticate": f'Bearer realm="{REALM}", error="invalid_token", '
+                                                    f'error_description="{why}"'})
+            if scope is not None and not res.record.has_scope(scope):
+                if request.method in WRITE_METHODS:
+                    store.audit(clock(), res.record.stakeholder, res.record.token_id, _action(request),
+                                request.url.path, "403", {"missing_scope": scope})
+                raise ApiError(403, f"scope: this call needs {scope}",
+                               {"WWW-Authenticate": f'Bearer realm="{REALM}", error="insufficient_scope", '
+                                                    f'scope="{scope}"'})
+            return res.record
+        return dependency
+
+    def audit(rec: tok.TokenRecord, action: str, target: str, outcome: Any, detail: dict | None = None) -> None:
+        store.audit(clock(), rec.stakeholder, rec.token_id, action, target, str(outcome), detail)
+
+    def refuse(rec, action, target, status, message, detail=None):
+        audit(rec, action, target, status, dict(detail or {}, error=message))
+        raise ApiError(status, message)
+
+    def need_fleet() -> FleetView:
+        if fleet is None:
+            raise ApiError(503, "source: no controller registry configured (--registry)")
+        return fleet
+
+    def check_group(rec: tok.TokenRecord, group: str) -> None:
+        if not rec.may_group(group):
+            raise ApiError(403, f"group: the token is not granted group {group!r}")
+
+    Fleet = Annotated[tok.TokenRecord, Depends(need("fleet:read"))]
+    Goals = Annotated[tok.TokenRecord, Depends(need("goals:write"))]
+    Market = Annotated[tok.TokenRecord, Depends(need("market:read"))]
+    Admin = Annotated[tok.TokenRecord, Depends(need("admin"))]
+    Any_ = Annotated[tok.TokenRecord, Depends(need(None))]
+    Group = Annotated[str, PathParam(pattern=ID_PATTERN)]
+    Limit = Annotated[int, Query(ge=1, le=10_000)]
+
+    # -- routes: service ------------------------------------------------------------------------
+    @app.get("/health", tags=["service"], summary="liveness (no token)")
+    def health() -> dict:
+        return {"ok": True, "ts_ms": clock()}
+
+    @app.get("/v1/token", tags=["tokens"], summary="the calling token")
+    def whoami(rec: Any_) -> dict:
+        return rec.public(clock())
+
+    # -- fleet ----------------------------------------------------------------------------------
+    @app.get("/v1/fleet/groups", tags=["fleet"], summary="state per control group and tier")
+    def groups(rec: Fleet) -> dict:
+        view = need_fleet()
+        return {"ts_ms": clock(), "groups": [g for name, g in view.groups().items() if rec.may_group(name)]}
+
+    @app.get("/v1/fleet/groups/{group}", tags=["fleet"], summary="one group's state per tier")
+    def group(rec: Fleet, group: Group) -> dict:
+        check_group(rec, group)
+        found = need_fleet().groups().get(group)
+        if found is None:
+            raise ApiError(404, f"group: no group {group!r} in the registry or results")
+        return found
+
+    @app.get("/v1/fleet/gateways", tags=["fleet"], summary="gateway digital twin: sessions and health")
+    def gateways(rec: Fleet, group: Annotated[str | None, Query(pattern=ID_PATTERN)] = None) -> dict:
+        if group is not None:
+            check_group(rec, group)
+        rows = [g for g in need_fleet().gateways(group) if rec.may_group(g["group"])]
+        return {"ts_ms": clock(), "gateways": rows}
+
+    @app.get("/v1/fleet/gateways/{gateway_id}", tags=["fleet"], summary="one gateway's twin")
+    def gateway(rec: Fleet, gateway_id: Group) -> dict:
+        for g in need_fleet().gateways():
+            if g["gateway_id"] == gateway_id and rec.may_group(g["group"]):
+                return g
+        raise ApiError(404, f"gateway_id: no gateway {gateway_id!r} in the token's groups")
+
+    @app.get("/v1/commands", tags=["fleet"], summary="command log: control vectors published, newest first")
+    def commands(rec: Fleet, group: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+                 limit: Limit = 100) -> dict:
+        if group is not None:
+            check_group(rec, group)
+        return {"commands": need_fleet().commands(group, limit, allowed=rec.may_group)}
+
+    # -- goals ----------------------------------------------------------------------------------
+    def _sign_and_send(rec, action, target, group, points, valid_until, detail):
+        from cloud.dispatch import DispatchError
+        from edge_agent import topics
+
+        if signer is None:
+            refuse(rec, action, target, 503, "dispatch: no signing key configured (start the portal with "
+                                             "--hmac-key-file)", detail)
+        now = clock()
+        did = store.next_dispatch_id(group, now)
+        try:
+            payload = signer.sign(group, did, points, now, valid_until)
+        except DispatchError as exc:
+            refuse(rec, action, target, 422, str(exc), detail)
+        try:
+            published = dispatcher.send(group, payload)
+        except DispatchFailed as exc:
+            return did, now, payload, None, str(exc)
+        return did, now, payload, published, topics.dispatch(group)
+
+    @app.post("/v1/goals", tags=["goals"], status_code=201,
+              summary="submit a goal schedule for a group (signed dispatch)")
+    def submit_goal(rec: Goals, body: GoalSubmit) -> dict:
+        action, target = "goal.submit", f"group:{body.group}"
+        detail = {"points": len(body.points), "valid_until_ts_ms": body.valid_until_ts_ms}
+        if not rec.may_group(body.group):
+            refuse(rec, action, target, 403, f"group: the token is not granted group {body.group!r}", detail)
+        if body.valid_until_ts_ms <= clock():
+            refuse(rec, action, target, 422, "valid_until_ts_ms: already past", detail)
+        points = [(p.ts_ms, p.goal_kw) for p in body.points]
+        did, now, payload, published, topic_or_error = _sign_and_send(
+            rec, action, target, body.group, points, body.valid_until_ts_ms, detail)
+        if published is None:
+            sched = store.add_schedule(rec.stakeholder, rec.token_id, body.group, did, points, now,
+                                       body.valid_until_ts_ms, "failed", False, payload.decode())
+            refuse(rec, action, target, 502, topic_or_error, dict(detail, schedule_id=sched.schedule_id))
+        sched = store.add_schedule(rec.stakeholder, rec.token_id, body.group, did, points, now,
+                                   body.valid_until_ts_ms, "active", published, payload.decode())
+        audit(rec, action, target, 201, dict(detail, schedule_id=sched.schedule_id, dispatch_id=did,
+                                             published=published))
+        return dict(sched.as_dict(), topic=topic_or_error, payload=json.loads(payload))
+
+    def _own(rec: tok.TokenRecord, schedule_id: int):
+        sched = store.schedule(schedule_id)
+        if sched is None or not (rec.is_admin or sched.stakeholder == rec.stakeholder):
+            return None            # another stakeholder's schedule is not found, not forbidden
+        return sched
+
+    ScheduleId = Annotated[int, PathParam(ge=1, le=TS_MAX_MS)]
+
+    @app.get("/v1/goals", tags=["goals"], summary="the caller's goal schedules (admin: everyone's)")
+    def list_goals(rec: Goals, group: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+                   stakeholder: Annotated[str | None, Query(pattern=ID_PATTERN)] = None) -> dict:
+        who = (stakeholder if rec.is_admin else rec.stakeholder)
+        return {"schedules": [s.as_dict() for s in store.schedules(who, group)]}
+
+    @app.get("/v1/goals/{schedule_id}", tags=["goals"], summary="one of the caller's schedules")
+    def get_goal(rec: Goals, schedule_id: ScheduleId) -> dict:
+        sched = _own(rec, schedule_id)
+        if sched is None:
+            raise ApiError(404, f"schedule_id: no schedule {schedule_id} of stakeholder {rec.stakeholder!r}")
+        return dict(sched.as_dict(), payload=json.loads(sched.payload))
+
+    @app.delete("/v1/goals/{schedule_id}", tags=["goals"],
+                summary="cancel a schedule: the group returns to the controller's fallback goal")
+    def cancel_goal(rec: Goals, schedule_id: ScheduleId) -> dict:
+        action, target = "goal.cancel", f"schedule:{schedule_id}"
+        sched = _own(rec, schedule_id)
+        if sched is None:
+            refuse(rec, action, target, 404, f"schedule_id: no schedule {schedule_id} of stakeholder "
+                                             f"{rec.stakeholder!r}")
+        if not rec.may_group(sched.group):
+            refuse(rec, action, target, 403, f"group: the token is not granted group {sched.group!r}")
+        if sched.status in ("cancelled", "failed"):
+            refuse(rec, action, target, 409, f"status: schedule {schedule_id} is {sched.status}")
+        if sched.status == "superseded":     # no longer in force: nothing to send
+            store.set_status(schedule_id, "cancelled", clock(), None)
+            audit(rec, action, target, 200, {"group": sched.group, "sent": False})
+            return dict(store.schedule(schedule_id).as_dict(), sent=False)
+        # the newest schedule of its group: a superseding tombstone dispatch (newer dispatch_id, its
+        # only step at the end of time asking for no shedding), so nothing is in force from now on
+        # and a replay of the cancelled schedule is refused by the controller.
+        points = [(TS_MAX_MS - 1, MAX_GOAL_KW)]
+        did, now, payload, published, topic_or_error = _sign_and_send(
+            rec, action, target, sched.group, points, TS_MAX_MS, {"group": sched.group})
+        if published is None:
+            refuse(rec, action, target, 502, topic_or_error, {"group": sched.group})
+        store.set_status(schedule_id, "cancelled", now, did)
+        audit(rec, action, target, 200, {"group": sched.group, "cancel_dispatch_id": did, "published": published})
+        return dict(store.schedule(schedule_id).as_dict(), sent=True, published=published, topic=topic_or_error,
+                    payload=json.loads(payload))
+
+    # -- market -----------------------------------------------------------------------------------
+    def need_market() -> MarketResults:
+        if market is None:
+            raise ApiError(503, "source: no results folder configured (--results)")
+        return market
+
+    @app.get("/v1/market", tags=["market"], summary="which market results exist")
+    def market_index(rec: Market) -> dict:
+        return {"tables": need_market().available(), "known_tables": sorted(TABLES),
+                "ledger": ledger.info() if ledger is not None else None}
+
+    @app.get("/v1/market/{table}", tags=["market"], summary="one results table (dlmp, schedule, settlement, trades, ...)")
+    def market_table(rec: Market, table: str, limit: Limit = 1000,
+                     offset: Annotated[int, Query(ge=0, le=10 ** 9)] = 0,
+                     interval: Annotated[int | None, Query(ge=0, le=10 ** 9)] = None) -> dict:
+        if table not in TABLES:
+            raise ApiError(404, f"table: unknown table {table[:64]!r} (one of {', '.join(sorted(TABLES))})")
+        found = need_market().table(table)
+        if found is None:
+            raise ApiError(404, f"table: {TABLES[table]} is not in the results folder (yet)")
+        columns, rows = found
+        if interval is not None:
+            if "interval" not in columns:
+                raise ApiError(422, f"interval: table {table} has no interval column")
+            rows = [r for r in rows if r.get("interval") == interval]
+        return {"table": table, "columns": columns, "total": len(rows),
+                "rows": _json_safe(rows[offset:offset + limit])}
+
+    def need_ledger() -> LedgerReader:
+        if ledger is None or ledger.path() is None:
+            raise ApiError(404, "ledger: no ledger.sqlite in the results folder")
+        return ledger
+
+    @app.get("/v1/ledger", tags=["ledger"], summary="the settlement ledger: entries, checkpoints, validators")
+    def ledger_info(rec: Market) -> dict:
+        return need_ledger().info()
+
+    @app.get("/v1/ledger/checkpoints", tags=["ledger"], summary="Merkle checkpoints with validator signatures")
+    def ledger_checkpoints(rec: Market) -> dict:
+        return {"checkpoints": need_ledger().checkpoints()}
+
+    @app.get("/v1/ledger/proofs/{seq}", tags=["ledger"], summary="RFC 6962 inclusion proof of one entry")
+    def ledger_proof(rec: Market, seq: Annotated[int, PathParam(ge=0, le=TS_MAX_MS)]) -> dict:
+        try:
+            return need_ledger().proof(seq)
+        except NotCovered as exc:
+            raise ApiError(404, f"seq: {exc}") from None
+
+    # -- admin ----------------------------------------------------------------------------------
+    @app.get("/v1/audit", tags=["admin"], summary="audit log, newest first")
+    def audit_log(rec: Admin, limit: Limit = 100,
+                  stakeholder: Annotated[str | None, Query(pattern=ID_PATTERN)] = None) -> dict:
+        return {"audit": store.audit_log(limit, stakeholder)}
+
+    @app.get("/v1/tokens", tags=["admin"], summary="every token (never a hash or a secret)")
+    def list_tokens(rec: Admin) -> dict:
+        now = clock()
+        return {"tokens": [t.public(now) for t in tokens.tokens()]}
+
+    @app.post("/v1/tokens", tags=["admin"], status_code=201, summary="create a token (shown once)")
+    def create_token(rec: Admin, body: TokenCreate) -> dict:
+        try:
+            token, new = tokens.create(body.stakeholder, body.scopes, body.ttl_s, body.groups, clock())
+        except tok.TokenError as exc:
+            refuse(rec, "token.create", f"stakeholder:{body.stakeholder}", 422, str(exc))
+        audit(rec, "token.create", f"token:{new.token_id}", 201,
+              {"stakeholder": new.stakeholder, "scopes": list(new.scopes), "groups": list(new.groups)})
+        return dict(new.public(clock()), token=token)
+
+    @app.delete("/v1/tokens/{token_id}", tags=["admin"], summary="revoke a token (refused from its next call)")
+    def revoke_token(rec: Admin, token_id: Annotated[str, PathParam(pattern=r"^[0-9a-f]{12}$")]) -> dict:
+        try:
+            revoked = tokens.revoke(token_id, clock())
+        except tok.TokenError as exc:
+            refuse(rec, "token.revoke", f"token:{token_id}", 404, str(exc))
+        audit(rec, "token.revoke", f"token:{token_id}", 200, {"stakeholder": revoked.stakeholder})
+        return revoked.public(clock())
+
+    if dashboard:
+        from portal.dashboard import mount
+        mount(app)
+
+    return app
