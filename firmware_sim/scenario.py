@@ -21,6 +21,12 @@ own goal (the same fraction of *its* expected demand D_g, its signal or schedule
 g · `group_offset_s` later), its own estimator and its own vector, and every group's round runs
 through `cloud.round_step.GroupRound` — the same step the MQTT controller runs. The result keeps
 per-group series (`group_*`, shape (M, N) or (M, N, k)) and the fleet totals.
+
+External goal (`run_scenario(cfg, goal=schedule)`): any `cloud.goals.GoalSchedule` — e.g. a VPP's
+dispatched schedules per group — replaces the scenario's goal for every group. It is asked for the
+group names of `cfg.group_names()` at times in ms from the run start, in absolute kW (the recorded
+goal is read without the group's demand); `goal_mode` applies as for the built-in goals (auto:
+preview, unless the scenario is regulation). Without `goal` nothing changes.
 """
 from __future__ import annotations
 
@@ -139,11 +145,21 @@ class _Groups:
     """Per-group goals, estimators and round steps of one scenario run."""
 
     def __init__(self, cfg: ScenarioConfig, fleet: VectorFleet, group_kw: np.ndarray,
-                 signal, refr: RefractoryParams, law: ControlParams):
+                 signal, refr: RefractoryParams, law: ControlParams, external: GoalSchedule | None = None):
         self.names = cfg.group_names()
         self.first_gw = np.searchsorted(fleet.group_of_gateway, np.arange(fleet.n_groups))
         self.of_gateway = fleet.group_of_gateway
         r_ms = int(round(cfg.round_s * 1000))
+        if external is not None:
+            self.goal, self.step_at = external, None
+            self.control_goal = _control_goal(cfg.resolved_goal_mode(), external, r_ms)
+        else:
+            self._build_goals(cfg, group_kw, signal, r_ms)
+        self.steps = [GroupRound(name, self.control_goal, law,
+                                 FleetEstimator(fleet.k, cfg.round_s, cfg.max_age_s, refr))
+                      for name in self.names]
+
+    def _build_goals(self, cfg: ScenarioConfig, group_kw: np.ndarray, signal, r_ms: int) -> None:
         goals, control, self.step_at = {}, {}, None
         for g, name in enumerate(self.names):
             goal, step_at = build_goal(cfg, float(group_kw[g]), signal, g * cfg.group_offset_s)
@@ -155,9 +171,6 @@ class _Groups:
             goals[name] = goal
             control[name] = _control_goal(cfg.resolved_goal_mode(), goal, r_ms, bounds)
         self.goal, self.control_goal = PerGroupGoal(goals), PerGroupGoal(control)
-        self.steps = [GroupRound(name, self.control_goal, law,
-                                 FleetEstimator(fleet.k, cfg.round_s, cfg.max_age_s, refr))
-                      for name in self.names]
 
     def deliver(self, ids: np.ndarray, rep: np.ndarray, ts) -> None:
         """Gateway reports into their group's estimator (sources numbered within the group)."""
@@ -173,8 +186,9 @@ def _series(n_rounds: int, n_groups: int, k: int) -> dict:
     return out
 
 
-def run_scenario(cfg: ScenarioConfig) -> ScenarioResult:
-    """Run the closed loop described by `cfg` and compute its metrics."""
+def run_scenario(cfg: ScenarioConfig, goal: GoalSchedule | None = None) -> ScenarioResult:
+    """Run the closed loop described by `cfg` and compute its metrics; `goal` (optional) replaces
+    the scenario's goal for every group (module docstring, "External goal")."""
     cfg.validate()
     seeds = np.random.SeedSequence(cfg.seed).spawn(6)
     rng_dev, rng_fleet, rng_phys, rng_ovr, rng_chan, _ = (np.random.default_rng(s) for s in seeds)
@@ -191,7 +205,7 @@ def run_scenario(cfg: ScenarioConfig) -> ScenarioResult:
     law = ControlParams(alpha=cfg.alpha, round_s=cfg.round_s, fairness_horizon_s=cfg.fairness_horizon_s,
                         max_switches_per_device_hour=cfg.max_switches_per_device_hour,
                         flex_reserve_share=cfg.flex_reserve_share)
-    groups = _Groups(cfg, fleet, group_kw, signal, refr, law)
+    groups = _Groups(cfg, fleet, group_kw, signal, refr, law, goal)
     overrides = OverrideProcess(cfg.override_fraction, cfg.override_duration_s, cfg.round_s, rng_ovr)
     channel = ReportChannel(rng_chan, cfg.report_loss, cfg.noise_std, cfg.lag_rounds, cfg.sample_every)
     overrides.start(fleet, 0.0)
