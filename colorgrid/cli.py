@@ -28,6 +28,8 @@ COMMANDS: dict[str, str] = {
     "controller": "controller",
     "fleet": "fleet",
     "dispatch": "dispatch",
+    "portal": "portal",
+    "token": "token",
 }
 
 

@@ -117,6 +117,20 @@ CASES = {
          "--dispatch-id"),
         (f"dispatch --broker {BROKER} --group g0 --point 0:4 --hmac-key-file {{key}} --bogus", "--bogus"),
     ],
+    "portal": [  # more in tests/portal/test_cli.py
+        ("portal --registry {missing}", "--registry"),
+        ("portal --registry {empty}", "--registry"),
+        ("portal --registry {key} --port nan", "--port"),
+        ("portal --registry {key} --port -1", "--port"),
+        ("portal --registry {key} --bogus", "--bogus"),
+    ],
+    "token": [  # more in tests/portal/test_cli.py
+        ("token create --stakeholder dso --scope admin --ttl nan --db {missing}", "--ttl"),
+        ("token create --stakeholder dso --scope admin --ttl -1 --db {missing}", "--ttl"),
+        ("token create --stakeholder dso --scope root --ttl 60 --db {missing}", "--scope"),
+        ("token revoke nonsense --db {empty}", "TOKEN|ID"),
+        ("token list --bogus", "--bogus"),
+    ],
 }
 ROWS = [case for cmd in CASES for case in CASES[cmd]]
 
