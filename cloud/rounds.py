@@ -36,6 +36,7 @@ import numpy as np
 from cloud.aggregator import Aggregator, AggregatorError, GroupSnapshot
 from cloud.control_law import ControlParams
 from cloud.dispatch import DispatchInbox
+from cloud.enrollment import GatewayPolicy
 from cloud.estimator import (EstimatorError, FleetEstimator, RefractoryError, RefractoryParams,
                              group_refractory)
 from cloud.goals import GoalSchedule
@@ -53,7 +54,7 @@ class RoundRecord:
 
     __slots__ = ("round_id", "t_ms", "group", "goal_kw", "measured_kw", "tier_enabled_kw",
                  "state_kw", "p_on", "p_off", "saturated", "n_live", "n_fresh", "n_missing",
-                 "n_fail_safe", "goal_source", "law_goal_kw", "ramped")
+                 "n_fail_safe", "goal_source", "law_goal_kw", "ramped", "n_outliers", "outliers")
 
     def __init__(self, **kw: Any) -> None:
         for key in self.__slots__:
@@ -67,11 +68,17 @@ class ControllerCore:
                  groups: list[str] | None = None,
                  estimator: Callable[[str, GroupSnapshot, int], np.ndarray] | None = None,
                  refractory: RefractoryParams | None = None, predict: bool = True,
-                 keep_records: bool = True, dispatches: DispatchInbox | None = None) -> None:
+                 keep_records: bool = True, dispatches: DispatchInbox | None = None,
+                 policy: GatewayPolicy | None = None) -> None:
         codec.check_id(controller_id, "controller_id")
         self.controller_id = controller_id
         self.goal = goal
         self.dispatches = dispatches
+        self.policy = policy if policy is not None else GatewayPolicy()
+        self._inventory: dict[str, dict] = {}      # gateway -> devices, tier_w, capacity_w (birth)
+        self._declared_kw: dict[str, float] = {}   # gateway -> kW its birth declared
+        self._median_cache: dict[str, tuple[float, int]] = {}   # group -> (median kW, n); births/deaths clear
+        self.outliers: set[str] = set()            # gateways counted at the outlier cap
         self.key_id, self.key = key_id, key
         self.registry = registry if registry is not None else FakeRegistry()
         self.aggregator = aggregator or Aggregator(stale_after_ms=int(1.5 * round_ms),
@@ -115,6 +122,9 @@ class ControllerCore:
                 inv = rec.inventory
                 self.aggregator.resume(rec.gateway_id, rec.group, rec.bd_seq, int(inv.get("k", 0)) or None,
                                        float(inv.get("capacity_w", 0)) / 1000.0)
+                self._inventory[rec.gateway_id] = {"devices": inv.get("devices"), "tier_w": inv.get("tier_w"),
+                                                   "capacity_w": inv.get("capacity_w")}
+                self._declared_kw[rec.gateway_id] = float(inv.get("capacity_w", 0)) / 1000.0
                 if isinstance(inv.get("params"), dict):
                     self._birth_params[rec.gateway_id] = inv["params"]
 
@@ -141,6 +151,13 @@ class ControllerCore:
             return []
         try:
             _, gid, msg = codec.decode(topic, payload)
+            reason = self.policy.check_message(kind, gid, msg)
+            if not reason and kind == "birth":
+                reason = self.policy.check_birth(gid, msg)
+            if not reason and kind == "state":
+                reason = self.policy.check_state(msg, self._inventory.get(gid))
+            if reason:
+                return self._reject(topic, f"{kind}: {reason}")
             if kind == "birth":
                 self._birth(gid, msg, now_ms, retained)
             elif kind == "death":
@@ -171,21 +188,55 @@ class ControllerCore:
             self.aggregator.on_death(gid, msg["bd_seq"], now_ms)
         self._birth_params[gid] = msg["params"]
         self._refractory_cache.clear()
-        inventory = {"devices": len(msg["devices"]), "k": k, "tiers": msg["tiers"],
+        self._median_cache.clear()
+        tier_w = [sum(dev["tier_w"][t] for dev in msg["devices"]) for t in range(k)]
+        self._inventory[gid] = {"devices": len(msg["devices"]), "tier_w": tier_w, "capacity_w": capacity_w}
+        self._declared_kw[gid] = capacity_w / 1000.0
+        inventory = {"devices": len(msg["devices"]), "k": k, "tiers": msg["tiers"], "tier_w": tier_w,
                      "capacity_w": capacity_w, "params": msg["params"]}
         self.registry.record_birth(gid, msg["group"], msg["bd_seq"], inventory, msg["ts_ms"])
 
     def _death(self, gid: str, msg: dict, now_ms: int) -> None:
         self._dead_bd[gid] = msg["bd_seq"]
         self._refractory_cache.clear()
+        self._median_cache.clear()
         self._fail_safe.pop(gid, None)
         for est in self.estimators.values():
             est.forget(gid)
         if self.aggregator.on_death(gid, msg["bd_seq"], now_ms):
             self.registry.record_death(gid, msg["bd_seq"], msg["ts_ms"])
 
+    def _group_median_kw(self, group: str) -> tuple[float, int]:
+        hit = self._median_cache.get(group)
+        if hit is None:
+            caps = [self._declared_kw[gid] for gid, s in self.aggregator.sessions.items()
+                    if s.group == group and s.online and gid in self._declared_kw]
+            hit = self._median_cache[group] = (float(np.median(caps)) if caps else 0.0, len(caps))
+        return hit
+
+    def _outlier_scale(self, gid: str) -> float:
+        """1, or the factor that brings an outlier gateway down to its group's cap (its session
+        capacity is set to the cap too, so the scaling for missing gateways stays consistent)."""
+        ses = self.aggregator.sessions.get(gid)
+        declared = self._declared_kw.get(gid)
+        if ses is None or ses.group is None or not ses.online or not declared:
+            return 1.0
+        median, n = self._group_median_kw(ses.group)
+        cap = self.policy.outlier_cap_kw(gid, declared, median, n)
+        if cap is None:
+            if gid in self.outliers:
+                self.outliers.discard(gid)
+                ses.capacity_kw = declared
+            return 1.0
+        if gid not in self.outliers:
+            self.outliers.add(gid)
+            log.warning("gateway %s declares %g kW, over %g x the median of group %s (%g kW): "
+                        "counted as %g kW", gid, declared, self.policy.outlier_factor, ses.group, median, cap)
+        ses.capacity_kw = cap
+        return cap / declared
+
     def _state(self, gid: str, msg: dict, now_ms: int) -> None:
-        kw = np.asarray(msg["p_w"], dtype=float) / 1000.0
+        kw = np.asarray(msg["p_w"], dtype=float) / 1000.0 * self._outlier_scale(gid)
         self.aggregator.on_state(gid, msg["bd_seq"], msg["seq"], kw, msg["count"], msg["ts_ms"], now_ms)
         self._fail_safe[gid] = msg["fail_safe"]
         if "vec_rejected" in msg:
@@ -341,6 +392,8 @@ class ControllerCore:
         fail_safe = sum(1 for gid, fs in self._fail_safe.items()
                         if fs and self.aggregator.sessions[gid].group == rec.group)
         enabled = snap.state_kw[:, 0] + snap.state_kw[:, 1]
+        outliers = sorted(gid for gid in self.outliers if gid in self.aggregator.sessions
+                          and self.aggregator.sessions[gid].group == rec.group)
         d = rec.decision
         return RoundRecord(round_id=self.round_id, t_ms=rec.t_ms, group=rec.group, goal_kw=rec.goal.kw,
                            measured_kw=float(enabled.sum()), tier_enabled_kw=enabled.tolist(),
@@ -348,7 +401,8 @@ class ControllerCore:
                            p_off=d.p_off.tolist(), saturated=bool(d.saturated),
                            n_live=snap.n_live, n_fresh=snap.n_fresh, n_missing=snap.n_missing,
                            n_fail_safe=fail_safe, goal_source=rec.goal.source,
-                           law_goal_kw=rec.law_goal_kw, ramped=rec.ramped)
+                           law_goal_kw=rec.law_goal_kw, ramped=rec.ramped,
+                           n_outliers=len(outliers), outliers=outliers)
 
     def status_payload(self, online: bool, now_ms: int) -> bytes:
         """Signed retained status; `session_ms` (this core's start) orders controller restarts."""

@@ -238,6 +238,25 @@ def _probs(value, field: str, k: int) -> list:
     return [check_prob(x, field + "[" + str(i) + "]") for i, x in enumerate(value)]
 
 
+_SIGNED = ("key_id", "sig")   # optional on gateway messages: signed with the gateway's own key
+
+
+def check_sig(d: dict) -> None:
+    """``key_id`` (identifier) and ``sig`` (64 lowercase hex): both or neither (gateway
+    messages); required on vectors, status and commands."""
+    if ("key_id" in d) != ("sig" in d):
+        raise CodecError("sig" if "key_id" in d else "key_id", "missing (key_id and sig go together)")
+    if "sig" not in d:
+        return
+    check_id(d["key_id"], "key_id")
+    sig = d["sig"]
+    if not isinstance(sig, str) or len(sig) != 64:
+        raise CodecError("sig", "not 64 hex characters")
+    for ch in sig:
+        if ch not in "0123456789abcdef":
+            raise CodecError("sig", "not lowercase hex")
+
+
 def _version(d: dict) -> None:
     check_int(d.get("v"), "v", SCHEMA_VERSION, SCHEMA_VERSION)
 
@@ -253,8 +272,9 @@ _BIRTH_KEYS = ("v", "gateway_id", "group", "bd_seq", "seq", "ts_ms", "tiers", "d
 
 
 def check_birth(d: dict) -> dict:
-    _keys(d, _BIRTH_KEYS, ())
+    _keys(d, _BIRTH_KEYS, _SIGNED)
     _version(d)
+    check_sig(d)
     check_id(d["gateway_id"], "gateway_id")
     check_id(d["group"], "group")
     check_int(d["bd_seq"], "bd_seq", 0, 255)
@@ -299,8 +319,9 @@ _DEATH_KEYS = ("v", "gateway_id", "bd_seq", "ts_ms", "reason")
 
 
 def check_death(d: dict) -> dict:
-    _keys(d, _DEATH_KEYS, ("seq",))
+    _keys(d, _DEATH_KEYS, ("seq",) + _SIGNED)
     _version(d)
+    check_sig(d)
     check_id(d["gateway_id"], "gateway_id")
     check_int(d["bd_seq"], "bd_seq", 0, 255)
     check_ts(d["ts_ms"], "ts_ms")
@@ -332,12 +353,13 @@ _STATE_KEYS = ("v", "gateway_id", "group", "bd_seq", "seq", "ts_ms", "round", "p
                "vector_round_id", "fail_safe", "store_depth")
 
 
-_STATE_OPTIONAL = ("vec_rejected", "vec_reject_reason")
+_STATE_OPTIONAL = ("vec_rejected", "vec_reject_reason") + _SIGNED
 
 
 def check_state(d: dict) -> dict:
     _keys(d, _STATE_KEYS, _STATE_OPTIONAL)
     _version(d)
+    check_sig(d)
     check_id(d["gateway_id"], "gateway_id")
     check_id(d["group"], "group")
     check_int(d["bd_seq"], "bd_seq", 0, 255)
@@ -505,8 +527,9 @@ _RESP_KEYS = ("v", "gateway_id", "bd_seq", "seq", "ts_ms", "txn", "ok", "error",
 
 
 def check_resp(d: dict) -> dict:
-    _keys(d, _RESP_KEYS, ())
+    _keys(d, _RESP_KEYS, _SIGNED)
     _version(d)
+    check_sig(d)
     check_id(d["gateway_id"], "gateway_id")
     check_int(d["bd_seq"], "bd_seq", 0, 255)
     check_int(d["seq"], "seq", 0, 255)

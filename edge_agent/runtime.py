@@ -70,7 +70,8 @@ class GatewayAgent:
     def __init__(self, core, transport, gateway_id: str, group: str, keys: dict, rng,
                  store_capacity: int = 256, backoff_base_ms: int = 500,
                  backoff_cap_ms: int = 30000, vector_max_ttl_ms: int = 60000,
-                 max_skew_ms: int = 5000, bd_seq: int = 255, log=None) -> None:
+                 max_skew_ms: int = 5000, bd_seq: int = 255, log=None,
+                 report_key=None, report_key_id=None) -> None:
         self.core = core
         self.transport = transport
         self.gateway_id = codec.check_id(gateway_id, "gateway_id")
@@ -79,6 +80,10 @@ class GatewayAgent:
         self.round_ms = core.params.round_ms
         self.fail_safe_ms = core.params.fail_safe_ms
         self.keys = keys
+        # the gateway's own key: signs every message it publishes (birth, state, death, resp)
+        # so a broker client without it cannot speak for this gateway (cloud.enrollment)
+        self.report_key = report_key
+        self.report_key_id = codec.check_id(report_key_id or gateway_id, "report_key_id")
         self.guard = security.VectorGuard(keys, group, vector_max_ttl_ms, max_skew_ms)
         self.cmd_guard = security.CmdGuard(keys)
         self.store = StoreForward(store_capacity)
@@ -120,8 +125,13 @@ class GatewayAgent:
         self.seq = (self.seq + 1) % 256
         return self.seq
 
+    def _signed(self, payload: bytes) -> bytes:
+        if self.report_key is None:
+            return payload
+        return security.sign_report(payload, self.report_key_id, self.report_key)
+
     def _publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
-        self.transport.publish(topic, payload, qos, retain)
+        self.transport.publish(topic, self._signed(payload), qos, retain)
 
     def publish_birth(self, now_ms: int) -> None:
         payload = codec.encode_birth(self.gateway_id, self.group, self.bd_seq, now_ms,
@@ -134,7 +144,7 @@ class GatewayAgent:
     def _try_connect(self, now_ms: int) -> None:
         bd_seq = (self.bd_seq + 1) % 256
         will = (topics.death(self.gateway_id),
-                codec.encode_death(self.gateway_id, bd_seq, now_ms, "lost"), 1, True)
+                self._signed(codec.encode_death(self.gateway_id, bd_seq, now_ms, "lost")), 1, True)
         try:
             self.transport.connect(will)
         except TransportError as exc:

@@ -3,6 +3,9 @@
 MicroPython-compatible: HMAC is implemented here over ``hashlib.sha256`` (RFC 2104; MicroPython
 has no ``hmac`` module), hex via ``binascii``.
 
+Gateways may sign their own messages too (``sign_report``, the gateway's own key): births,
+states, deaths and responses then carry ``key_id`` and ``sig``.
+
 Signing form of a message (vector or command): the message without ``sig``, every float x
 replaced by the integer round(x * 10**6), encoded as canonical JSON (sorted keys, no spaces).
 Probabilities travel quantised to a millionth, so both runtimes rebuild the same bytes whatever
@@ -117,6 +120,16 @@ def make_status(controller_id: str, online: bool, ts_ms: int, session_ms: int, k
     the controller process's start time: gateways ignore statuses of an older session."""
     fields = codec.status_fields(controller_id, online, ts_ms, session_ms, key_id)
     return codec.encode_status(sign(fields, key))
+
+
+def sign_report(payload: bytes, key_id: str, key: bytes) -> bytes:
+    """A gateway message (birth, state, death, resp; already encoded) signed with the gateway's
+    own key: ``key_id`` and ``sig`` added, same signing form as a vector. The controller checks
+    it against the gateway's enrollment keys (cloud.enrollment)."""
+    msg = codec.loads(payload)
+    msg["key_id"] = key_id
+    msg.pop("sig", None)
+    return codec.dumps(sign(msg, key))
 
 
 class VectorGuard:

@@ -269,3 +269,26 @@ def test_state_reports_tell_the_controller_how_many_vectors_were_rejected_and_wh
     broker.route("x", topics.controller_status(), b"garbage", 1, False)   # not a vector: not counted
     agent.tick(T0 + 4000)
     assert published(broker, topics.state(GW))[-1]["vec_rejected"] == 2
+
+
+def test_with_its_own_key_every_gateway_message_is_signed():
+    """Issue 16.4: reports signed per gateway (HMAC with the gateway's own key), the Last Will too."""
+    gw_key = b"g" * 32
+    broker = FakeBroker()
+    devices = [ConstantDevice("d%02d" % i, 1000, (0.5, 0.3, 0.2)) for i in range(4)]
+    core = GatewayCore(GW, devices, AgentParams(), seed=7)
+    agent = GatewayAgent(core, FakeTransport(broker, "colorgrid-gw-" + GW), GW, GROUP, KEYS, Prng(3),
+                         log=lambda *a: None, report_key=gw_key)
+    agent.tick(T0)
+    agent.tick(T0 + 2000)
+    broker.route("ctl", topics.cmd(GW), security.make_cmd("t1", "config_get", T0 + 2100, 10_000, "k1", KEY), 1, False)
+    agent.tick(T0 + 4000)
+    will = agent.transport.will
+    agent.shutdown(T0 + 5000)
+    payloads = [(t, p) for (_c, t, p, _q, _r) in broker.log if t.startswith("colorgrid/v1/gw/")]
+    kinds = sorted({t.rsplit("/", 1)[1] for t, _ in payloads})
+    assert kinds == ["birth", "death", "resp", "state"]
+    for topic, payload in payloads + [(will[0], will[1])]:
+        _, _, msg = codec.decode(topic, payload)
+        assert msg["key_id"] == GW and security.verify(msg, {GW: gw_key}) == "", topic
+        assert security.verify(msg, {GW: b"x" * 32}) == "bad signature"

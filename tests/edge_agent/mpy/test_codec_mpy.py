@@ -51,6 +51,21 @@ def check_messages():
     out("cmd", security.make_cmd("t-1", "config_set", 5, 1000, "k1", KEY,
                                  {"fail_safe_ms": 30000}))
     out("resp", codec.encode_resp("gw-1", 3, 4, 5, "t-1", False, "unknown parameter x", {}))
+    # reports signed with the gateway's own key (issue 16.4): same bytes, same verdicts
+    signed = security.sign_report(codec.encode_state("gw-1", "g1", 3, 4, 7, 9, [[1, 2, 3, 4], [0, 0, 0, 0]],
+                                                     [[1, 1, 1, 1], [0, 0, 0, 0]], 12, False, 0, 2,
+                                                     "replay (round_id 3 <= last accepted 4)"),
+                                  "gw-1", KEY)
+    out("signed_state", signed)
+    msg = codec.decode(topics.state("gw-1"), signed)[2]
+    out("signed_state_ok", repr(security.verify(msg, {"gw-1": KEY})))
+    out("signed_state_other_key", security.verify(msg, {"gw-1": b"x" * 32}))
+    birth = security.sign_report(codec.encode_birth("gw-1", "g1", 3, 5, ["green", "black"],
+                                                    [{"device_id": "d1", "tier_w": [1, 2]}],
+                                                    {"round_ms": 2000, "gain": 0.1 + 0.2}), "gw-1", KEY)
+    out("signed_birth", birth)
+    out("signed_birth_ok", repr(security.verify(codec.decode_birth(birth), {"gw-1": KEY})))
+    out("signed_death", security.sign_report(codec.encode_death("gw-1", 3, 5), "gw-1", KEY))
 
 
 BAD = [
