@@ -8,7 +8,8 @@ Sources, all written by the controller (`colorgrid controller --db PATH --out DI
   and group, with its exact payload). `ReadOnlyRegistry` reads that schema through a read-only
   SQLite connection (the portal never writes the controller's database) and answers with cloud's
   own `GatewayRecord` / `CommandRecord`, so `cloud.registry.FakeRegistry` can stand in for it;
-- `rounds.csv` in the results folder (written when the controller stops): per round and group the
+- `rounds.csv` in the results folder (streamed by `colorgrid controller --out DIR`, one row per
+  round and group, flushed each round): per round and group the
   goal, the measured enabled kW, enabled kW per tier and the health counts (`n_live`, `n_fresh`,
   `n_missing` = stale, `n_fail_safe`).
 
