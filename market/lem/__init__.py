@@ -5,14 +5,19 @@
     net = build_network_data(FeederNetwork.from_dss(path), market.intervals)
     result = clear_dam(market, net)          # MIP, then the fixed-integer pricing LP
     result.prices.dlmp_usd_per_mwh           # (locations × intervals), with its four components
+    it = clear_with_ac(market, load_dss(path)[0], load_shape)   # iterated with the AC power flow
+    it.status, it.iterations, it.critical, it.clearing
 
 See market/lem/README.md.
 """
+from market.lem.ac_flow import ACPowerFlow, OperatingPoint
+from market.lem.iteration import ACViolation, IteratedClearing, IterationReport, clear_with_ac, node_injections
 from market.lem.network_data import CriticalSet, IntervalNetwork, NetworkData, build_network_data
 from market.lem.pricing import Clearing, Prices, PricingError, clear_dam, dlmp_components, pricing_lp
 from market.lem.problem import ClearingError, SlackUse, build_dam, slack_report, solve_model
 from market.lem.schema import Market, MarketDataError, json_schema, load_market
 
-__all__ = ["Clearing", "ClearingError", "CriticalSet", "IntervalNetwork", "Market", "MarketDataError", "NetworkData",
+__all__ = ["ACPowerFlow", "ACViolation", "IteratedClearing", "IterationReport", "OperatingPoint", "clear_with_ac",
+           "node_injections", "Clearing", "ClearingError", "CriticalSet", "IntervalNetwork", "Market", "MarketDataError", "NetworkData",
            "Prices", "PricingError", "SlackUse", "build_dam", "build_network_data", "clear_dam", "dlmp_components",
            "json_schema", "load_market", "pricing_lp", "slack_report", "solve_model"]

@@ -109,57 +109,87 @@ def _sending_bus(fn: FeederNetwork, element: str) -> str:
     return fn.feeder.transformer(name).windings[0].bus
 
 
-def build_network_data(fn: FeederNetwork, intervals: int, load_shape: list[float] | None = None) -> NetworkData:
-    """Solve and linearise `fn` once per interval with its loads × `load_shape[t]` (None: flat 1.0).
-    The feeder's loads are restored afterwards."""
-    shape = [1.0] * intervals if load_shape is None else [float(x) for x in load_shape]
-    if len(shape) != intervals or any(not np.isfinite(x) or x < 0 for x in shape):
-        raise ValueError(f"load_shape: need {intervals} finite values ≥ 0, got {load_shape!r}")
-    locations = fn.location_ids()
-    col = {loc: i for i, loc in enumerate(locations)}
+def interval_network(fn: FeederNetwork, snap, locations: list[str], nodes_of: dict[str, list[str]],
+                     fixed_load_kw: np.ndarray, injection_kw: np.ndarray | None = None,
+                     rating_margin: float = 0.0, voltage_margin_pu: float = 0.0) -> IntervalNetwork:
+    """Linearise the state `fn` was last solved at (`snap`): fixed load D, market injections
+    `injection_kw` (None: none), so p⁰ = injection − D. The flow limits are the normal rating
+    × (1 − `rating_margin`) at the base-point voltage, the voltage limits [V^min + margin,
+    V^max − margin] (margins absorb the linearisation error)."""
     source = fn.feeder.source.bus.lower()
-    loads = [(ld.name, ld.bus.lower(), ld.kw, ld.kvar, _node_shares(ld)) for ld in fn.feeder.loads]
+    col = {loc: i for i, loc in enumerate(locations)}
+    d = np.asarray(fixed_load_kw, float)
+    p0 = -d if injection_kw is None else np.asarray(injection_kw, float) - d
+    rated = [i for i, b in enumerate(snap.branch_ids) if snap.norm_amps[i] > 0]
+    line_ids = [snap.branch_ids[i] for i in rated]
+    checked = [i for i, c in enumerate(snap.v_checked) if c and not snap.locations[i].startswith(source + ".")]
+    v_locs = [snap.locations[i] for i in checked]
+    sens = fn.sensitivities(injections=locations, lines=line_ids, voltages=v_locs)
+    res = fn.last
+    flow_max = np.empty(len(rated))
+    for r, i in enumerate(rated):
+        element, node = snap.lines[i]
+        k = fn.index_of((_sending_bus(fn, element).lower(), node))
+        s_max = abs(res.v[k]) * snap.norm_amps[i] * (1.0 - rating_margin) / 1000.0
+        flow_max[r] = np.sqrt(max(s_max ** 2 - snap.line_q_kvar[i] ** 2, 0.0))
+    at_source = np.isin(res.network.term_rows, [fn.index_of(x) for x in nodes_of[source]])
+    p_sub = float(res.element_powers_va()[at_source].real.sum()) / 1000.0
+    p_sub -= float(sum(p0[col[x]] for x in nodes_of[source]))
+    iv = IntervalNetwork(
+        list(locations), d.copy(), p0.copy(), p_sub, np.asarray(sens.loss_factor_p, float), line_ids,
+        np.asarray(sens.ptdf, float), np.asarray(sens.line_p_kw, float), flow_max, v_locs,
+        np.asarray(sens.dv_dp, float), np.asarray(sens.v_pu, float),
+        np.asarray(snap.v_min_pu, float)[checked] + voltage_margin_pu,
+        np.asarray(snap.v_max_pu, float)[checked] - voltage_margin_pu)
+    iv.ptdf[np.abs(iv.ptdf) < SMALL_COEF] = 0.0
+    iv.dv_dp[np.abs(iv.dv_dp) < SMALL_COEF] = 0.0
+    for name in ("loss_factor", "ptdf", "base_flow_kw", "flow_max_kw", "dv_dp", "base_v_pu"):
+        if not np.all(np.isfinite(getattr(iv, name))):
+            raise ValueError(f"network data: {name} is not finite (power flow or sensitivities failed)")
+    return iv
+
+
+def nominal_load_kw(fn: FeederNetwork, locations: list[str]) -> np.ndarray:
+    """The feeder's own loads (kW) per node location, a delta or whole-bus load split equally."""
+    col = {loc: i for i, loc in enumerate(locations)}
     nominal = np.zeros(len(locations))
-    for _, bus, kw, _, shares in loads:
-        for node, share in shares:
-            nominal[col[f"{bus}.{node}"]] += kw * share
+    for ld in fn.feeder.loads:
+        for node, share in _node_shares(ld):
+            nominal[col[f"{ld.bus.lower()}.{node}"]] += ld.kw * share
+    return nominal
+
+
+def nodes_by_bus(locations: list[str]) -> dict[str, list[str]]:
     nodes_of: dict[str, list[str]] = {}
     for loc in locations:
         nodes_of.setdefault(loc.partition(".")[0], []).append(loc)
+    return nodes_of
+
+
+def check_load_shape(intervals: int, load_shape: list[float] | None) -> list[float]:
+    shape = [1.0] * intervals if load_shape is None else [float(x) for x in load_shape]
+    if len(shape) != intervals or any(not np.isfinite(x) or x < 0 for x in shape):
+        raise ValueError(f"load_shape: need {intervals} finite values ≥ 0, got {load_shape!r}")
+    return shape
+
+
+def build_network_data(fn: FeederNetwork, intervals: int, load_shape: list[float] | None = None) -> NetworkData:
+    """Solve and linearise `fn` once per interval with its loads × `load_shape[t]` (None: flat 1.0),
+    controls held (the feeder's taps as read). The feeder's loads are restored afterwards.
+    `iteration.clear_with_ac` linearises at the controlled operating point instead."""
+    shape = check_load_shape(intervals, load_shape)
+    locations = fn.location_ids()
+    loads = [(ld.name, ld.kw, ld.kvar) for ld in fn.feeder.loads]
+    nominal = nominal_load_kw(fn, locations)
+    nodes_of = nodes_by_bus(locations)
     out = []
     try:
         for s in shape:
-            for name, _, kw, kvar, _ in loads:
+            for name, kw, kvar in loads:
                 fn.set_load(name, kw * s, kvar * s)
             snap = fn.solve()
-            rated = [i for i, b in enumerate(snap.branch_ids) if snap.norm_amps[i] > 0]
-            line_ids = [snap.branch_ids[i] for i in rated]
-            checked = [i for i, c in enumerate(snap.v_checked) if c and not snap.locations[i].startswith(source + ".")]
-            v_locs = [snap.locations[i] for i in checked]
-            sens = fn.sensitivities(injections=locations, lines=line_ids, voltages=v_locs)
-            res = fn.last
-            flow_max = np.empty(len(rated))
-            for r, i in enumerate(rated):
-                element, node = snap.lines[i]
-                k = fn.index_of((_sending_bus(fn, element).lower(), node))
-                s_max = abs(res.v[k]) * snap.norm_amps[i] / 1000.0
-                flow_max[r] = np.sqrt(max(s_max ** 2 - snap.line_q_kvar[i] ** 2, 0.0))
-            at_source = np.isin(res.network.term_rows, [fn.index_of(x) for x in nodes_of[source]])
-            p_sub = float(res.element_powers_va()[at_source].real.sum()) / 1000.0
-            d = nominal * s
-            p_sub += float(sum(d[col[x]] for x in nodes_of[source]))
-            out.append(IntervalNetwork(
-                locations, d, -d, p_sub, np.asarray(sens.loss_factor_p, float), line_ids,
-                np.asarray(sens.ptdf, float), np.asarray(sens.line_p_kw, float), flow_max, v_locs,
-                np.asarray(sens.dv_dp, float), np.asarray(sens.v_pu, float),
-                np.asarray(snap.v_min_pu, float)[checked], np.asarray(snap.v_max_pu, float)[checked]))
+            out.append(interval_network(fn, snap, locations, nodes_of, nominal * s))
     finally:
-        for name, _, kw, kvar, _ in loads:
+        for name, kw, kvar in loads:
             fn.set_load(name, kw, kvar)
-    for iv in out:
-        iv.ptdf[np.abs(iv.ptdf) < SMALL_COEF] = 0.0
-        iv.dv_dp[np.abs(iv.dv_dp) < SMALL_COEF] = 0.0
-        for name in ("loss_factor", "ptdf", "base_flow_kw", "flow_max_kw", "dv_dp", "base_v_pu"):
-            if not np.all(np.isfinite(getattr(iv, name))):
-                raise ValueError(f"network data: {name} is not finite (power flow or sensitivities failed)")
-    return NetworkData(source, out, {b: n for b, n in nodes_of.items()})
+    return NetworkData(fn.feeder.source.bus.lower(), out, nodes_of)

@@ -1,0 +1,196 @@
+"""SCUC ↔ AC power flow iteration (ARCHITECTURE §5; the source article's Figure 2).
+
+    iteration 0: linearise every interval at the AC solution of its fixed load (no market
+                 injections, the feeder's controls settled); critical set = `critical` (default empty)
+    iteration k: clear (MIP + pricing LP) → solve the AC power flow of the cleared schedule in
+                 every interval, with the feeder's controls → every line·phase above 100 % of its
+                 normal rating and every bus·phase voltage outside its limits joins the critical set
+                 (never removed) → if none: done; else re-linearise every interval around the AC
+                 solution of this schedule and clear again
+
+It stops at `converged` (no violation), `iteration cap` (`max_iterations` clearings), or `stalled`
+(nothing new to add, and every violation is one the clearing paid slack for, or the schedule or its
+objective unchanged: the market cannot relieve what is left, e.g. a
+limit held only by slack). The linearised limits are tightened by `rating_margin` (share of the
+normal rating) and `voltage_margin_pu` so that the AC solution of a schedule that meets them sits
+inside the true limits despite the linearisation error; the AC check uses the true limits.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from market.lem.ac_flow import ACPowerFlow, OperatingPoint
+from market.lem.network_data import CriticalSet, NetworkData, check_load_shape, interval_network, nodes_by_bus
+from market.lem.pricing import Clearing, clear_dam
+from market.lem.schema import Market
+
+SCHEDULE_TOL_KW = 1e-3
+OBJECTIVE_RTOL = 1e-6  # no new row and the objective unchanged to this: stalled
+
+
+@dataclass(frozen=True)
+class ACViolation:
+    """A limit the AC power flow of a schedule breaks: a line·phase above its normal rating (`kind`
+    "line", value/limit in A) or a bus·phase voltage outside its limits ("voltage", pu)."""
+    interval: int
+    kind: str
+    where: str       # branch id or location id
+    value: float
+    limit: float
+    unit: str
+
+
+@dataclass
+class IterationReport:
+    iteration: int
+    objective_usd: float
+    pricing_objective_usd: float
+    critical_lines: int              # critical-set size the clearing of this iteration used
+    critical_voltages: int
+    line_violations: int             # in the AC solution of this iteration's schedule (row·interval)
+    voltage_violations: int
+    max_loading_pct: float
+    v_min_pu: float
+    v_max_pu: float
+    added_lines: list[str]
+    added_voltages: list[str]
+    slacks_used: int
+    clear_s: float
+    power_flow_s: float
+    linearise_s: float
+
+
+@dataclass
+class IteratedClearing:
+    clearing: Clearing               # of the last iteration (its schedule was checked by the AC flow)
+    net: NetworkData                 # the linearisation that clearing used
+    critical: CriticalSet            # the final critical set (as used by the last clearing + added)
+    iterations: list[IterationReport]
+    status: str                      # "converged" | "iteration cap" | "stalled"
+    violations: list[ACViolation]    # left in the last schedule's AC solution (empty if converged)
+    points: list[OperatingPoint]     # the AC solution of the last schedule, per interval
+    factorizations: int
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def converged(self) -> bool:
+        return self.status == "converged"
+
+
+def node_injections(market: Market, net: NetworkData, schedule_kw: dict[str, np.ndarray]) -> np.ndarray:
+    """(node locations × intervals) market net injection (kW, generation positive) of a schedule."""
+    locs = net.intervals[0].locations
+    col = {loc: i for i, loc in enumerate(locs)}
+    out = np.zeros((len(locs), market.intervals))
+    for family in ("offers", "bids", "blocks", "storage", "units"):
+        for r in getattr(market, family):
+            for loc, share in net.split(r.location):
+                out[col[loc]] += share * np.asarray(schedule_kw[r.id], float)
+    return out
+
+
+def violations_of(point: OperatingPoint) -> list[ACViolation]:
+    t = point.interval
+    out = [ACViolation(t, "line", o.branch_id, o.i_amps, o.rating_amps, "A") for o in point.overloads()]
+    out += [ACViolation(t, "voltage", v.location, v.v_pu, v.v_min_pu if v.side == "under" else v.v_max_pu, "pu")
+            for v in point.voltage_violations()]
+    return out
+
+
+def _solve_all(ac: ACPowerFlow, shape, injections, loads, nodes_of, rating_margin, voltage_margin_pu):
+    """AC solution and its linearisation per interval (linearised right after each solve: two intervals
+    may share one factorized network)."""
+    points, ivs, pf_s, lin_s = [], [], 0.0, 0.0
+    for t, s in enumerate(shape):
+        t0 = time.perf_counter()
+        pt = ac.solve(t, s, None if injections is None else injections[:, t])
+        t1 = time.perf_counter()
+        ivs.append(interval_network(pt.network, pt.snapshot, ac.locations, nodes_of, loads * s, pt.injection_kw,
+                                    rating_margin, voltage_margin_pu))
+        lin_s += time.perf_counter() - t1
+        pf_s += t1 - t0
+        points.append(pt)
+    return points, ivs, pf_s, lin_s
+
+
+def _beyond_margins(slacks, net: NetworkData, rating_margin: float, voltage_margin_pu: float) -> list:
+    """Line/voltage slack uses larger than the margins the linearised limits were tightened by (within
+    them the true limit still holds in the linear model)."""
+    out = []
+    for x in slacks:
+        if x.family.startswith("voltage"):
+            if x.amount > voltage_margin_pu + 1e-9:
+                out.append(x)
+        elif x.family.startswith("line"):
+            iv = net.intervals[x.interval]
+            f_max = float(iv.flow_max_kw[iv.line_ids.index(x.where)])
+            if x.amount > f_max * rating_margin / (1.0 - rating_margin) + 1e-6:
+                out.append(x)
+    return out
+
+
+def clear_with_ac(market: Market, feeder, load_shape: list[float] | None = None, critical: CriticalSet | None = None,
+                  max_iterations: int = 8, rating_margin: float = 0.01, voltage_margin_pu: float = 0.002,
+                  controls: bool | None = None, progress=None) -> IteratedClearing:
+    """Clear `market` on `feeder` (a market.network Feeder) iterating with the AC power flow (module doc).
+    `progress(line)` is called with one line per iteration when given."""
+    if max_iterations < 1:
+        raise ValueError(f"max_iterations must be ≥ 1, got {max_iterations}")
+    shape = check_load_shape(market.intervals, load_shape)
+    t_start = time.perf_counter()
+    ac = ACPowerFlow(feeder, controls)
+    nodes_of = nodes_by_bus(ac.locations)
+    loads = ac.nominal_load_kw
+    source = ac.base.source.bus.lower()
+    _, ivs, pf_s, lin_s = _solve_all(ac, shape, None, loads, nodes_of, rating_margin, voltage_margin_pu)
+    net = NetworkData(source, ivs, nodes_of)
+    critical = CriticalSet(list((critical or CriticalSet()).lines), list((critical or CriticalSet()).voltages))
+    timings = {"base_power_flow_s": pf_s, "base_linearise_s": lin_s, "clear_s": 0.0, "power_flow_s": 0.0,
+               "linearise_s": 0.0}
+    reports: list[IterationReport] = []
+    previous = None
+    status = "iteration cap"
+    for it in range(max_iterations):
+        used = CriticalSet(list(critical.lines), list(critical.voltages))
+        t0 = time.perf_counter()
+        clearing, used_net = clear_dam(market, net, used), net
+        clear_s = time.perf_counter() - t0
+        inj = node_injections(market, net, clearing.schedule_kw)
+        points, new_ivs, pf_s, lin_s = _solve_all(ac, shape, inj, loads, nodes_of, rating_margin, voltage_margin_pu)
+        violations = [v for pt in points for v in violations_of(pt)]
+        added_lines = sorted({v.where for v in violations if v.kind == "line"} - set(critical.lines))
+        added_voltages = sorted({v.where for v in violations if v.kind == "voltage"} - set(critical.voltages))
+        critical.lines += added_lines
+        critical.voltages += added_voltages
+        v_all = np.concatenate([pt.snapshot.v_pu[pt.snapshot.v_checked] for pt in points])
+        rep = IterationReport(it, clearing.objective_usd, clearing.pricing_objective_usd, len(used.lines),
+                              len(used.voltages), sum(v.kind == "line" for v in violations),
+                              sum(v.kind == "voltage" for v in violations),
+                              float(max(np.max(pt.snapshot.loading_pct) for pt in points)),
+                              float(v_all.min()), float(v_all.max()), added_lines, added_voltages,
+                              len(clearing.slacks), clear_s, pf_s, lin_s)
+        reports.append(rep)
+        for k, v in (("clear_s", clear_s), ("power_flow_s", pf_s), ("linearise_s", lin_s)):
+            timings[k] += v
+        if progress is not None:
+            progress(f"iteration {it}: objective {rep.objective_usd:.2f} USD, critical set "
+                     f"{rep.critical_lines} lines + {rep.critical_voltages} voltages, AC check: "
+                     f"{rep.line_violations} overloads, {rep.voltage_violations} voltage violations")
+        if not violations and not _beyond_margins(clearing.slacks, used_net, rating_margin, voltage_margin_pu):
+            status = "converged"
+            break
+        held = {(s.where, s.interval) for s in clearing.slacks}
+        stuck = not added_lines and not added_voltages and (
+            bool(violations) and all((v.where, v.interval) in held for v in violations)  # it chose to pay slack there
+            or previous is not None and (float(np.max(np.abs(inj - previous[0]))) < SCHEDULE_TOL_KW
+                      or abs(clearing.objective_usd - previous[1]) <= OBJECTIVE_RTOL * max(1.0, abs(previous[1]))))
+        if stuck:
+            status = "stalled"
+            break
+        previous = (inj, clearing.objective_usd)
+        net = NetworkData(source, new_ivs, nodes_of)
+    timings["total_s"] = time.perf_counter() - t_start
+    return IteratedClearing(clearing, used_net, critical, reports, status, violations, points, ac.factorizations, timings)
