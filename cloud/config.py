@@ -24,6 +24,7 @@ from __future__ import annotations
 from cloud.aggregator import Aggregator
 from cloud.control_law import ControlParams
 from cloud.dispatch import DispatchGoal
+from cloud.enrollment import Enrollment, EnrollmentError, GatewayPolicy
 from cloud.goals import ConstantGoal, FileGoal, FractionOfDemand, GoalSchedule, RegulationGoal
 from cloud.registry import open_registry
 from cloud.rounds import ControllerCore
@@ -89,11 +90,14 @@ def parse_goal(spec: str, start_ms: int, dispatch_keys: dict | None = None) -> G
 
 def build_core(goal: GoalSchedule, key_id: str, key: bytes, start_ms: int, controller_id: str = "ctl1",
                round_s: float = 2.0, db: str | None = None, sample_fraction: float = 1.0,
-               ramp_pct_per_round: float = 100.0 * ControlParams.ramp_share_per_round) -> ControllerCore:
+               ramp_pct_per_round: float = 100.0 * ControlParams.ramp_share_per_round,
+               policy: GatewayPolicy | None = None) -> ControllerCore:
     """A ControllerCore with the service's aggregator timing (stale after 1.5 rounds, reports
     carried 5 rounds, rebirth hold-off 5 rounds), its registry (`db`: SQLite path or None for
     memory), the recovery ramp (`ramp_pct_per_round` % of a group's demand per round after a
-    restart or fail-safe; 0 = off; cloud.round_step) and, for a DispatchGoal, the dispatch inbox."""
+    restart or fail-safe; 0 = off; cloud.round_step), the gateway policy (`gateway_policy`:
+    enrollment, kW limits; default: every id heard, 100 kW per device) and, for a DispatchGoal,
+    the dispatch inbox."""
     if not round_s >= MIN_ROUND_S:
         raise ConfigError(f"--round-s: must be >= {MIN_ROUND_S}")
     if not 0.0 <= ramp_pct_per_round <= 100.0:     # NaN fails too
@@ -104,4 +108,18 @@ def build_core(goal: GoalSchedule, key_id: str, key: bytes, start_ms: int, contr
     inbox = goal if isinstance(goal, DispatchGoal) else None
     return ControllerCore(controller_id, goal, key_id, key, registry=open_registry(db), aggregator=agg,
                           params=ControlParams(round_s=round_s, ramp_share_per_round=ramp_pct_per_round / 100.0),
-                          round_ms=round_ms, dispatches=inbox)
+                          round_ms=round_ms, dispatches=inbox, policy=policy)
+
+
+def gateway_policy(enrollment_path: str | None = None, max_device_kw: float | None = None,
+                   max_gateway_kw: float | None = None) -> GatewayPolicy:
+    """The `--enrollment FILE`, `--max-device-kw`, `--max-gateway-kw` flags → a GatewayPolicy
+    (cloud.enrollment); errors raise ConfigError naming the flag."""
+    try:
+        enrollment = Enrollment.from_file(enrollment_path) if enrollment_path else None
+    except EnrollmentError as exc:
+        raise ConfigError(str(exc)) from None
+    try:
+        return GatewayPolicy(enrollment, max_device_kw=max_device_kw, max_gateway_kw=max_gateway_kw)
+    except EnrollmentError as exc:
+        raise ConfigError("--" + str(exc).replace("_", "-", 2)) from None

@@ -7,7 +7,9 @@ and deploy/gateway.example.toml):
     [broker]    url ("mqtt://host:port" or "mqtts://..."), username, password | password_file,
                 keepalive_s (10), ca_certs (TLS)
     [security]  keys = {key_id = "hex"} | key_file (hex text -> key id "k1", or JSON
-                {key_id: hex}); vector_max_ttl_ms (60000)
+                {key_id: hex}); vector_max_ttl_ms (60000); optional, the gateway's own key that
+                signs its reports (cloud.enrollment): report_key = {key_id = "hex"} |
+                report_key_file (hex text -> key id = the gateway id, or JSON {key_id: hex})
     [agent]     store_capacity (256), backoff_base_ms (500), backoff_cap_ms (30000)
     [params]    edge_agent.params.AgentParams fields (k, tier_names, round_s, t_ef_s, ...)
     [[devices]] id, kind ("constant" | "thermostatic"), rated_w, tier_shares, and for
@@ -74,6 +76,21 @@ def read_keys(sec: dict, base: Path) -> dict[str, bytes]:
     except keyfile.KeyFileError as exc:
         raise ConfigError(str(exc)) from None
     raise ConfigError("security.keys: missing (or security.key_file)")
+
+
+def read_report_key(sec: dict, base: Path, gateway_id: str) -> tuple[str | None, bytes | None]:
+    """[security] report_key = {key_id = "hex"} or report_key_file → (key_id, key), or (None, None)."""
+    try:
+        if "report_key" in sec:
+            table = keyfile.parse_key_table(sec["report_key"], "security.report_key")
+            if len(table) != 1:
+                raise ConfigError("security.report_key: expected one key {key_id = \"hex\"}")
+            return next(iter(table.items()))
+        if "report_key_file" in sec:
+            return keyfile.read_key(base / sec["report_key_file"], gateway_id, "security.report_key_file")
+    except keyfile.KeyFileError as exc:
+        raise ConfigError(str(exc)) from None
+    return None, None
 
 
 def broker_address(url, field: str) -> urls.BrokerUrl:
@@ -160,6 +177,7 @@ def build_agent(cfg: dict, broker_url: str | None = None) -> GatewayAgent:
     bd_file = gw.get("bd_seq_file")
     if bd_file and Path(bd_file).exists():
         bd_seq = int(Path(bd_file).read_text().strip() or 255)
+    report_key_id, report_key = read_report_key(sec, cfg["_base"], gateway_id)
     return GatewayAgent(
         core, transport, gateway_id, group, read_keys(sec, cfg["_base"]),
         Prng(_get(gw, "seed", "gateway", int, 1) ^ 0x5EED),
@@ -167,7 +185,8 @@ def build_agent(cfg: dict, broker_url: str | None = None) -> GatewayAgent:
         backoff_base_ms=_get(agt, "backoff_base_ms", "agent", int, 500),
         backoff_cap_ms=_get(agt, "backoff_cap_ms", "agent", int, 30000),
         vector_max_ttl_ms=_get(sec, "vector_max_ttl_ms", "security", int, 60000),
-        bd_seq=bd_seq, log=lambda level, msg: log.log(getattr(logging, level.upper()), msg))
+        bd_seq=bd_seq, log=lambda level, msg: log.log(getattr(logging, level.upper()), msg),
+        report_key=report_key, report_key_id=report_key_id)
 
 
 def report_columns(agent: GatewayAgent) -> list[str]:

@@ -11,7 +11,8 @@ The board then runs ``main()`` at boot. config.json example:
      "gateway": {"id": "gw-7", "group": "bus1.a", "seed": 7},
      "broker": {"host": "192.168.1.10", "port": 1883, "username": "gw-7", "password": "...",
                 "keepalive_s": 10},
-     "security": {"keys": {"k1": "<hex>"}, "vector_max_ttl_ms": 60000},
+     "security": {"keys": {"k1": "<hex>"}, "vector_max_ttl_ms": 60000,
+                  "report_key": {"gw-7": "<hex>"}},   (optional: signs this gateway's reports)
      "agent": {"store_capacity": 64},
      "params": {"k": 3, "round_s": 2, "fail_safe_s": 60},
      "devices": [{"id": "heater", "rated_w": 2000, "tier_shares": [0.5, 0.5, 0.0], "pin": 5}]}
@@ -99,12 +100,18 @@ def build_agent(cfg: dict, transport_factory=None) -> GatewayAgent:
                         user=brk.get("username"), password=brk.get("password"),
                         keepalive_s=brk.get("keepalive_s", 10))
     keys = keyfile.parse_key_table(sec["keys"], "security.keys")
+    report_key_id, report_key = None, None
+    if "report_key" in sec:   # the gateway's own key (its enrollment record holds the same)
+        table = keyfile.parse_key_table(sec["report_key"], "security.report_key")
+        report_key_id = sorted(table)[0]
+        report_key = table[report_key_id]
     return GatewayAgent(core, transport, gw["id"], gw["group"], keys,
                         Prng(gw.get("seed", 1) ^ 0x5EED),
                         store_capacity=agt.get("store_capacity", 64),
                         backoff_base_ms=agt.get("backoff_base_ms", 500),
                         backoff_cap_ms=agt.get("backoff_cap_ms", 30000),
-                        vector_max_ttl_ms=sec.get("vector_max_ttl_ms", 60000))
+                        vector_max_ttl_ms=sec.get("vector_max_ttl_ms", 60000),
+                        report_key=report_key, report_key_id=report_key_id)
 
 
 def main(path: str = "config.json") -> None:

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from cloud.clock import SimClock
+from edge_agent import security
 from edge_agent.device import ConstantDevice, ThermostaticDevice
 from edge_agent.gateway import GatewayCore
 from edge_agent.params import AgentParams
@@ -57,7 +58,8 @@ class FleetSpec:
                  clock_spec: str | None = None, key_id: str = "k1", key: bytes = b"",
                  thermostatic_fraction: float = 0.2, id_prefix: str = "gw",
                  vector_max_ttl_s: float = 60.0, keepalive_s: int = 10,
-                 username: str | None = None, password: str | None = None) -> None:
+                 username: str | None = None, password: str | None = None,
+                 report_key_seed: bytes | None = None) -> None:
         if gateways < 1 or devices_per_gateway < 1:
             raise FleetError("gateways, devices_per_gateway: expected >= 1")
         if k != 3:
@@ -77,6 +79,19 @@ class FleetSpec:
         self.vector_max_ttl_s = vector_max_ttl_s
         self.keepalive_s = keepalive_s
         self.username, self.password = username, password
+        if report_key_seed is not None and len(report_key_seed) < 16:
+            raise FleetError("report_key_seed: at least 16 bytes required")
+        self.report_key_seed = report_key_seed   # set: every gateway signs its reports
+
+    def report_key(self, gateway_id: str) -> bytes | None:
+        """The gateway's own key, HMAC-SHA256(report_key_seed, gateway id) (None: unsigned)."""
+        if self.report_key_seed is None:
+            return None
+        return security.hmac_sha256(self.report_key_seed, gateway_id.encode())
+
+    def report_keys(self) -> dict[str, bytes]:
+        """{gateway id: its key} for every gateway (for the controller's enrollment list)."""
+        return {self.gateway_id(i): self.report_key(self.gateway_id(i)) for i in range(self.gateways)}
 
     @property
     def round_ms(self) -> int:
@@ -121,7 +136,8 @@ def make_agent(spec: FleetSpec, i: int, loop: MuxLoop, log_fn=None) -> GatewayAg
                              username=spec.username, password=spec.password)
     return GatewayAgent(core, transport, gid, spec.group_of(i), {spec.key_id: spec.key},
                         Prng(spec.seed * 7 + i), vector_max_ttl_ms=int(spec.vector_max_ttl_s * 1000),
-                        backoff_base_ms=200, backoff_cap_ms=5000, log=log_fn or _quiet_log)
+                        backoff_base_ms=200, backoff_cap_ms=5000, log=log_fn or _quiet_log,
+                        report_key=spec.report_key(gid))
 
 
 def _quiet_log(level: str, message: str) -> None:

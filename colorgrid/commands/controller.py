@@ -9,7 +9,8 @@ from pathlib import Path
 HELP = "run the cloud controller service: aggregate gateway reports, publish signed control vectors"
 
 ROUNDS_COLUMNS_FIXED = ["t_s", "round_id", "group", "goal_kw", "goal_source", "law_goal_kw", "ramped",
-                        "measured_enabled_kw", "saturated", "n_live", "n_fresh", "n_missing", "n_fail_safe"]
+                        "measured_enabled_kw", "saturated", "n_live", "n_fresh", "n_missing", "n_fail_safe",
+                        "n_outliers", "outliers"]
 
 
 def add_common(parser) -> None:
@@ -48,6 +49,15 @@ def add_arguments(parser) -> None:
                         help="recovery ramp: after a (re)start or a fail-safe period move each group's "
                              "enabled demand at most this %% of its demand per round towards the goal "
                              "(default 3; 0 = step at once)")
+    parser.add_argument("--enrollment", default=None, metavar="FILE",
+                        help="JSON enrollment list {\"gateways\": {ID: {\"keys\": {KEY_ID: HEX}, \"max_kw\": KW, "
+                             "\"group\": G}}}: only these gateways are heard; those with keys must sign "
+                             "their reports (default: every gateway id is heard)")
+    parser.add_argument("--max-device-kw", type=float, default=None,
+                        help="largest kW a birth may declare for one device (default 100, or the "
+                             "enrollment's max_device_kw)")
+    parser.add_argument("--max-gateway-kw", type=float, default=None,
+                        help="largest kW a birth may declare in all, for gateways without an enrollment max_kw")
     parser.add_argument("--duration-s", type=float, default=None, help="stop after this many wall seconds")
     parser.add_argument("--username", default=None)
     parser.add_argument("--password-file", default=None)
@@ -57,7 +67,7 @@ def add_arguments(parser) -> None:
 
 def core_from_args(args, key_id: str, key: bytes, start_ms: int, controller_id: str = "ctl1"):
     """The ControllerCore the controller/demo flags describe (cloud.config does the wiring)."""
-    from cloud.config import build_core, parse_goal, read_keys
+    from cloud.config import build_core, gateway_policy, parse_goal, read_keys
 
     dispatch_keys = None
     if getattr(args, "dispatch_key_file", None):
@@ -65,7 +75,10 @@ def core_from_args(args, key_id: str, key: bytes, start_ms: int, controller_id: 
     return build_core(parse_goal(args.goal, start_ms, dispatch_keys), key_id, key, start_ms,
                       controller_id, round_s=args.round_s, db=args.db,
                       sample_fraction=getattr(args, "sample_fraction", 1.0),
-                      ramp_pct_per_round=getattr(args, "ramp_pct_per_round", 3.0))
+                      ramp_pct_per_round=getattr(args, "ramp_pct_per_round", 3.0),
+                      policy=gateway_policy(getattr(args, "enrollment", None),
+                                            getattr(args, "max_device_kw", None),
+                                            getattr(args, "max_gateway_kw", None)))
 
 
 SUMMARY_EVERY_ROUNDS = 30   # summary.json ("complete": false) rewritten this often while running
@@ -122,7 +135,8 @@ class RoundsStream:
                 continue
             row = ([(r.t_ms - self.start_ms) / 1000.0, r.round_id, r.group, r.goal_kw, r.goal_source,
                     r.law_goal_kw, r.ramped, r.measured_kw, r.saturated, r.n_live, r.n_fresh, r.n_missing,
-                    r.n_fail_safe] + list(r.tier_enabled_kw) + list(r.p_on) + list(r.p_off))
+                    r.n_fail_safe, r.n_outliers, ";".join(r.outliers)]
+                   + list(r.tier_enabled_kw) + list(r.p_on) + list(r.p_off))
             self._csv.writerow([_cell(v) for v in row])
             self.rows += 1
         core.records.clear()

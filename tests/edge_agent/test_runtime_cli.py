@@ -152,3 +152,22 @@ def test_example_config_describes_a_valid_gateway():
     devices = cli.make_devices(cfg["devices"], params.k)
     assert [d.device_id for d in devices] == ["water-heater", "pool-pump", "fridge"]
     assert urls.parse_broker_url(cfg["broker"]["url"]) == ("192.168.1.10", 1883, False)
+
+
+def test_report_key_signs_the_gateways_messages(tmp_path):
+    """Issue 16.4: the gateway's own key, from [security] report_key or report_key_file."""
+    own = bytes(range(100, 132))
+    text = CONFIG.replace('key_file = "hmac.key"', 'key_file = "hmac.key"\nreport_key_file = "own.key"')
+    path = write_config(tmp_path, text)
+    (tmp_path / "own.key").write_text(own.hex())
+    agent = cli.build_agent(cli.load_config(path))
+    assert (agent.report_key_id, agent.report_key) == ("gw-cli", own)
+    msg = json.loads(agent._signed(codec.encode_death("gw-cli", 1, 5)))
+    assert security.verify(msg, {"gw-cli": own}) == ""
+    text = CONFIG.replace('key_file = "hmac.key"', 'key_file = "hmac.key"\nreport_key = { gk = "%s" }' % own.hex())
+    agent = cli.build_agent(cli.load_config(write_config(tmp_path, text)))
+    assert (agent.report_key_id, agent.report_key) == ("gk", own)
+    text = CONFIG.replace('key_file = "hmac.key"', 'key_file = "hmac.key"\nreport_key = { gk = "abcd" }')
+    with pytest.raises(cli.ConfigError, match="^security.report_key: key 'gk': shorter than 16 bytes"):
+        cli.build_agent(cli.load_config(write_config(tmp_path, text)))
+    assert cli.build_agent(cli.load_config(write_config(tmp_path))).report_key is None

@@ -43,6 +43,26 @@ def test_board_entry_builds_a_working_agent():
     assert agent.core.aggregate().w[0] == [0, 0, 0, 1000]
 
 
+def test_board_report_key_signs_every_report():
+    """config.json "security": {"report_key": {key_id: hex}}: the board signs its own messages
+    (issue 16.4) — under MicroPython too."""
+    broker = FakeBroker()
+    cfg = json.loads(json.dumps(CONFIG))
+    cfg["security"]["report_key"] = {"gw-7": "ffeeddccbbaa99887766554433221100"}
+    agent = board.build_agent(cfg, lambda host, port, cid, user=None, password=None, keepalive_s=10:
+                              FakeTransport(broker, cid))
+    now = 1700000000000
+    agent.tick(now)
+    agent.tick(now + 2000)
+    own = bytes(bytearray(range(255, -1, -17)))  # ff ee dd ... 00
+    sent = [(t, p) for (_c, t, p, _q, _r) in broker.log if t.startswith("colorgrid/v1/gw/")]
+    assert len(sent) >= 3
+    for topic, payload in sent:
+        msg = codec.decode(topic, payload)[2]
+        assert security.verify(msg, {"gw-7": own}) == "", topic
+
+
 if __name__ == "__main__":
     test_board_entry_builds_a_working_agent()
+    test_board_report_key_signs_every_report()
     print("done")
