@@ -15,14 +15,16 @@ ROUNDS_COLUMNS_FIXED = ["t_s", "round_id", "group", "goal_kw", "goal_source", "l
 
 def add_common(parser) -> None:
     """Flags shared by controller and demo."""
+    from colorgrid.args import positive_float
+
     parser.add_argument("--goal", default="regulation",
                         help="constant:KW | file:PATH (CSV t_s,goal_kw) | regulation[:BASE:AMP] with BASE/AMP "
                              "in kW, or in %% of the group's demand like 50%%:15%% (default regulation = 50%%:15%%)"
                              " | dispatch[:FALLBACK]: signed schedules on colorgrid/v1/dispatch/GROUP "
                              "(needs --dispatch-key-file); FALLBACK (any of the above; default: no shedding) "
                              "where none is in force")
-    parser.add_argument("--round-s", type=float, default=2.0, help="control round length, s (default 2)")
-    parser.add_argument("--speed", type=float, default=1.0,
+    parser.add_argument("--round-s", type=positive_float, default=2.0, help="control round length, s (default 2)")
+    parser.add_argument("--speed", type=positive_float, default=1.0,
                         help="clock acceleration: simulated seconds per wall second (default 1 = real time)")
     parser.add_argument("--db", default=None,
                         help="SQLite registry + command log (default: in memory; a file survives restarts)")
@@ -30,37 +32,38 @@ def add_common(parser) -> None:
 
 
 def add_arguments(parser) -> None:
+    from colorgrid.args import existing_file, float_range, fraction, positive_float
     from colorgrid.results import add_out_argument
 
     parser.add_argument("--broker", required=True, help="mqtt://host[:port]")
     add_common(parser)
-    parser.add_argument("--hmac-key-file", required=True,
+    parser.add_argument("--hmac-key-file", required=True, type=existing_file,
                         help="file holding the HMAC-SHA256 key: hex text, or JSON {key_id: hex}")
-    parser.add_argument("--dispatch-key-file", default=None,
+    parser.add_argument("--dispatch-key-file", default=None, type=existing_file,
                         help="keys that may sign dispatches (--goal dispatch): JSON {key_id: hex}, or hex "
                              "text for key id --dispatch-key-id")
     parser.add_argument("--dispatch-key-id", default="dispatch", help="key id of a hex --dispatch-key-file")
     parser.add_argument("--controller-id", default="ctl1", help="controller id (client id ctl-ID)")
     parser.add_argument("--clock", default=None,
                         help="SPEED@ORIGIN_MS shared with an accelerated fleet (overrides --speed)")
-    parser.add_argument("--sample-fraction", type=float, default=1.0,
+    parser.add_argument("--sample-fraction", type=fraction, default=1.0,
                         help="use only this stable fraction of gateways' reports, scaled up (default 1)")
-    parser.add_argument("--ramp-pct-per-round", type=float, default=3.0,
+    parser.add_argument("--ramp-pct-per-round", type=float_range(0.0, 100.0), default=3.0,
                         help="recovery ramp: after a (re)start or a fail-safe period move each group's "
                              "enabled demand at most this %% of its demand per round towards the goal "
                              "(default 3; 0 = step at once)")
-    parser.add_argument("--enrollment", default=None, metavar="FILE",
+    parser.add_argument("--enrollment", default=None, metavar="FILE", type=existing_file,
                         help="JSON enrollment list {\"gateways\": {ID: {\"keys\": {KEY_ID: HEX}, \"max_kw\": KW, "
                              "\"group\": G}}}: only these gateways are heard; those with keys must sign "
                              "their reports (default: every gateway id is heard)")
-    parser.add_argument("--max-device-kw", type=float, default=None,
+    parser.add_argument("--max-device-kw", type=positive_float, default=None,
                         help="largest kW a birth may declare for one device (default 100, or the "
                              "enrollment's max_device_kw)")
-    parser.add_argument("--max-gateway-kw", type=float, default=None,
+    parser.add_argument("--max-gateway-kw", type=positive_float, default=None,
                         help="largest kW a birth may declare in all, for gateways without an enrollment max_kw")
-    parser.add_argument("--duration-s", type=float, default=None, help="stop after this many wall seconds")
+    parser.add_argument("--duration-s", type=positive_float, default=None, help="stop after this many wall seconds")
     parser.add_argument("--username", default=None)
-    parser.add_argument("--password-file", default=None)
+    parser.add_argument("--password-file", default=None, type=existing_file)
     parser.add_argument("--log-level", default="INFO")
     add_out_argument(parser)
 
@@ -195,6 +198,7 @@ def run(args) -> int:
     from cloud.clock import SimClock
     from cloud.config import read_key
     from cloud.service import ControllerService, ServiceError, parse_broker_url
+    from colorgrid.args import error
 
     logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -203,10 +207,9 @@ def run(args) -> int:
         key_id, key = read_key(args.hmac_key_file, args.key_id)
         clock = SimClock.from_spec(args.clock) if args.clock else SimClock(args.speed)
         core = core_from_args(args, key_id, key, clock.origin_ms, args.controller_id)
-    except (ValueError, OSError, ServiceError) as exc:
-        print(f"colorgrid controller: {exc}")
-        return 2
-    password = Path(args.password_file).read_text().strip() if args.password_file else None
+        password = Path(args.password_file).read_text().strip() if args.password_file else None
+    except (ValueError, OSError, ServiceError) as exc:  # one line on stderr, exit 2 (colorgrid.args)
+        return error("colorgrid controller", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
     service = ControllerService(core, host, port, clock, username=args.username, password=password)
     out = _summary_output(args.out, {k: v for k, v in vars(args).items() if k != "password_file"})
     stream = RoundsStream(out.path("rounds.csv"), clock.origin_ms)

@@ -16,10 +16,6 @@ REPO = Path(__file__).resolve().parents[2]
 KEY = "00112233445566778899aabbccddeeff"
 BROKER = "mqtt://127.0.0.1:1"  # never reached: every case fails before connecting
 
-CONTROLLER_STDOUT = pytest.mark.xfail(
-    strict=True, reason="colorgrid/commands/controller.py (owned elsewhere) prints its errors on stdout")
-
-
 def files(tmp: Path) -> dict[str, str]:
     (tmp / "empty").write_text("")
     (tmp / "comment.dss").write_text("! nothing but a comment\n")
@@ -91,13 +87,12 @@ CASES = {
         ("agent --config {gw} --bogus", "--bogus"),
     ],
     "controller": [
-        pytest.param(f"controller --broker {BROKER} --hmac-key-file {{missing}}", "--hmac-key-file",
-                     marks=CONTROLLER_STDOUT),
-        pytest.param(f"controller --broker {BROKER} --hmac-key-file {{empty}}", "--hmac-key-file",
-                     marks=CONTROLLER_STDOUT),
+        (f"controller --broker {BROKER} --hmac-key-file {{missing}}", "--hmac-key-file"),
+        (f"controller --broker {BROKER} --hmac-key-file {{empty}}", "--hmac-key-file"),
         (f"controller --broker {BROKER} --hmac-key-file {{key}} --round-s nan", "--round-s"),
-        pytest.param(f"controller --broker {BROKER} --hmac-key-file {{key}} --round-s -2", "--round-s",
-                     marks=CONTROLLER_STDOUT),
+        (f"controller --broker {BROKER} --hmac-key-file {{key}} --round-s -2", "--round-s"),
+        (f"controller --broker mqtt://127.0.0.1:99999 --hmac-key-file {{key}}", "port"),
+        (f"controller --broker {BROKER} --hmac-key-file {{key}} --goal constant:abc", "--goal"),
         (f"controller --broker {BROKER} --hmac-key-file {{key}} --bogus", "--bogus"),
     ],
     "fleet": [
