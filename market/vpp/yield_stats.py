@@ -2,8 +2,8 @@
 hour of the day, and how much of what was dispatched was delivered.
 
 Telemetry is one `TelemetryRow` per (round, control group): the location (group id = location id),
-UTC epoch ms, the enabled kW per tier and whether each tier was being shed (p_off > 0 in the vector
-of that round). Two readers make rows from files:
+UTC epoch ms, the enabled kW per tier and whether each tier was being shed (p_off > `SHED_P_OFF` in
+the vector of that round). Two readers make rows from files:
 
 - `read_rounds_csv(path, tiers, origin_ms)`: the controller's `rounds.csv` (`t_s` from the clock
   origin, `group`, `enabled_t{i}_kw`, `p_off_t{i}`);
@@ -39,6 +39,7 @@ import numpy as np
 from market.vpp.store import Bucket, DispatchRecord, YieldStore
 from vocab.location import LocationError, normalize
 
+SHED_P_OFF = 1e-6     # p_off above this means shedding (the law's rounding leaves ~1e-16 when it sheds nothing)
 SETTLE_S = 181.0       # T_DF + T_DV (120 + 60 s) + a 1-s margin: after this, shed demand is back
 BUCKET_S = 60.0
 
@@ -85,7 +86,7 @@ def _read(path: str | Path, enabled_cols: Sequence[str], p_off_cols: Sequence[st
             if not all(math.isfinite(v) for v in (t_s, *enabled, *p_off)):
                 raise TelemetryError(f"{where}: non-finite value")
             rows.append(TelemetryRow(_location(rec["group"], where, groups), origin_ms + int(round(t_s * 1000)),
-                                     enabled, tuple(p > 0.0 for p in p_off)))
+                                     enabled, tuple(p > SHED_P_OFF for p in p_off)))
     return rows
 
 
