@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "dispatch": "dispatch",
     "portal": "portal",
     "token": "token",
+    "market": "market",
 }
 
 

@@ -134,9 +134,10 @@ def _beyond_margins(slacks, net: NetworkData, rating_margin: float, voltage_marg
 
 def clear_with_ac(market: Market, feeder, load_shape: list[float] | None = None, critical: CriticalSet | None = None,
                   max_iterations: int = 8, rating_margin: float = 0.01, voltage_margin_pu: float = 0.002,
-                  controls: bool | None = None, progress=None) -> IteratedClearing:
+                  controls: bool | None = None, progress=None, mip_rel_gap: float = 1e-4) -> IteratedClearing:
     """Clear `market` on `feeder` (a market.network Feeder) iterating with the AC power flow (module doc).
-    `progress(line)` is called with one line per iteration when given."""
+    `progress(line)` is called with one line per iteration when given. Each MIP is solved to
+    `mip_rel_gap` (1e-4: the network rows with their penalty slacks make the last digits slow to prove)."""
     if max_iterations < 1:
         raise ValueError(f"max_iterations must be ≥ 1, got {max_iterations}")
     shape = check_load_shape(market.intervals, load_shape)
@@ -156,7 +157,7 @@ def clear_with_ac(market: Market, feeder, load_shape: list[float] | None = None,
     for it in range(max_iterations):
         used = CriticalSet(list(critical.lines), list(critical.voltages))
         t0 = time.perf_counter()
-        clearing, used_net = clear_dam(market, net, used), net
+        clearing, used_net = clear_dam(market, net, used, mip_rel_gap), net
         clear_s = time.perf_counter() - t0
         inj = node_injections(market, net, clearing.schedule_kw)
         points, new_ivs, pf_s, lin_s = _solve_all(ac, shape, inj, loads, nodes_of, rating_margin, voltage_margin_pu)

@@ -133,10 +133,12 @@ def pricing_lp(market: Market, net: NetworkData, critical: CriticalSet | None, v
     return m, solve_model(m, "pricing LP", duals=True)
 
 
-def clear_dam(market: Market, net: NetworkData, critical: CriticalSet | None = None) -> Clearing:
-    """The MIP, then the pricing LP; checks the LP against the MIP and the price decomposition."""
+def clear_dam(market: Market, net: NetworkData, critical: CriticalSet | None = None,
+              mip_rel_gap: float = 1e-7) -> Clearing:
+    """The MIP (to `mip_rel_gap`), then the pricing LP; checks the LP against the MIP and the price
+    decomposition."""
     mip = build_dam(market, net, critical)
-    obj = solve_model(mip, "clearing MIP")
+    obj = solve_model(mip, "clearing MIP", mip_rel_gap=mip_rel_gap)
     values = integer_values(mip)
     lp, lp_obj = pricing_lp(market, net, critical, values)
     if lp_obj > obj + OBJ_TOL * max(1.0, abs(obj)):

@@ -126,6 +126,14 @@ CASES = {
         ("token revoke nonsense --db {empty}", "TOKEN|ID"),
         ("token list --bogus", "--bogus"),
     ],
+    "market": [  # more in tests/colorgrid/test_cli_market.py
+        ("market offers --feeder {missing} --out {missing}", "--feeder"),
+        ("market offers --feeder ieee13 --seed -1 --out {missing}", "--seed"),
+        ("market clear --feeder ieee13 --offers {missing} --out {missing}", "--offers"),
+        ("market clear --feeder ieee13 --offers {empty} --out {missing}", "--offers"),
+        ("market clear --feeder ieee13 --offers {key} --horizon rtm --out {missing}", "--horizon"),
+        ("market clear --feeder ieee13 --offers {key} --bogus --out {missing}", "--bogus"),
+    ],
 }
 ROWS = [case for cmd in CASES for case in CASES[cmd]]
 
