@@ -42,6 +42,16 @@ def add_arguments(parser) -> None:
                         help="lower voltage limit for every bus (default: the file's normvminpu, 0.95)")
     parser.add_argument("--v-max-pu", type=positive_float, default=None,
                         help="upper voltage limit for every bus (default: the file's normvmaxpu, 1.05)")
+    parser.add_argument("--mode", choices=("daily", "yearly"), default=None,
+                        help="quasi-static time series following the feeder's daily= or yearly= load and PV "
+                             "shapes, controls acting between steps (default: one snapshot)")
+    parser.add_argument("--steps", type=count, default=None,
+                        help="time steps with --mode (>= 1; default 24 daily, 8760 yearly, as OpenDSS)")
+    parser.add_argument("--step-s", type=positive_float, default=None,
+                        help="step length in seconds with --mode (> 0; default 3600)")
+    parser.add_argument("--watch", default=None, metavar="LOC[,LOC...]",
+                        help="with --mode: bus·phase ids whose |V| goes into timeseries.csv "
+                             "(default: the DER nodes and the lowest node)")
     add_out_argument(parser)
 
 
@@ -264,8 +274,18 @@ def run(args) -> int:
         from dss import DSSException  # the engine's own error (OpenDSS reading the file)
     except ImportError:  # pragma: no cover - opendssdirect always brings dss
         DSSException = NetworkError
+    from colorgrid.commands.powerflow_qsts import check_flags, run_qsts_command
+
     path = _resolve(args)
     where = f"FEEDER.dss {path}" if args.feeder_file else f"--feeder {args.feeder}"
+    bad = check_flags(args)
+    if bad:
+        return error("colorgrid powerflow", bad)
+    if args.mode is not None:
+        try:
+            return run_qsts_command(args, path, where)
+        except DSSException as exc:
+            return error("colorgrid powerflow", f"{where}: OpenDSS: {exc}")
     try:
         feeder, report, res, build_ms, solve_ms = _solve(path, args.tol_pu, args.max_iter, args.v_min_pu,
                                                          args.v_max_pu)

@@ -46,13 +46,27 @@ class Action:
 
 
 def block_slice(res: PowerFlowResult, kind: str, name: str) -> tuple[object, slice]:
-    r0 = 0
-    for blk in res.network.blocks:
-        m = len(blk.index)
-        if blk.kind == kind and blk.name == name:
-            return blk, slice(r0, r0 + m)
-        r0 += m
-    raise KeyError(f"{kind}.{name}")
+    """The element's block and its rows in the stacked conductors (a dict cached on the network)."""
+    table = res.network.reduced_cache.get("block_slices")
+    if table is None:
+        table, r0 = {}, 0
+        for blk in res.network.blocks:
+            m = len(blk.index)
+            table[(blk.kind, blk.name)] = (blk, slice(r0, r0 + m))
+            r0 += m
+        res.network.reduced_cache["block_slices"] = table
+    try:
+        return table[(kind, name)]
+    except KeyError:
+        raise KeyError(f"{kind}.{name}") from None
+
+
+def _currents(res: PowerFlowResult) -> np.ndarray:
+    """res.terminal_currents(), computed once per result (every regulator's LDC reads it)."""
+    cur = getattr(res, "_terminal_currents", None)
+    if cur is None:
+        cur = res._terminal_currents = res.terminal_currents()
+    return cur
 
 
 def _cond_voltage(res: PowerFlowResult, blk, j: int) -> complex:
@@ -82,7 +96,7 @@ def _regulator_action(feeder: Feeder, res: PowerFlowResult, reg: Regulator) -> A
     blk, sl = block_slice(res, "transformer", tr.name)
     v_c = winding_voltage(res, tr, w, reg.pt_phase) / reg.pt_ratio
     if reg.r_ldc_v or reg.x_ldc_v:
-        i_in = res.terminal_currents()[sl][w * (tr.phases + 1) + reg.pt_phase - 1]
+        i_in = _currents(res)[sl][w * (tr.phases + 1) + reg.pt_phase - 1]
         v_c += complex(reg.r_ldc_v, reg.x_ldc_v) * i_in / reg.ct_primary_a
     v_act = abs(v_c)
     if abs(reg.vreg_v - v_act) <= reg.band_v / 2.0:

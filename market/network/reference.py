@@ -80,3 +80,38 @@ def compare(ref: ReferenceSolution, res) -> tuple[float, float]:
     base = np.array([net.vbase_v[net.index[k]] for k in keys])
     loss = res.losses_va().real / 1000.0
     return float(np.max(np.abs(mine - theirs) / base)), abs(loss - ref.losses_kw) / ref.losses_kw
+
+
+def solve_opendss_qsts(mode: str, steps: int, step_s: float, regulators: list[str], tolerance: float = 1e-9,
+                       max_control_iter: int = 1000):
+    """OpenDSS's own time series on the compiled circuit: `set mode=<mode> stepsize=<step_s>s`,
+    then one `solve` of `number=1` per step (the same as number=steps). Yields per step
+    (ReferenceSolution, [RegControl TapNumber per name in `regulators`]). Every regulator logs
+    its tap changes (`eventlog=yes`, read by `tap_operations_logged`)."""
+    dss = _dss()
+    dss.Text.Command(f"set maxiterations=100 maxcontroliter={max_control_iter} tolerance={tolerance}")
+    if regulators:
+        dss.Text.Command("batchedit regcontrol..* eventlog=yes")
+    dss.Text.Command(f"set mode={mode} stepsize={step_s}s number=1")
+    for _ in range(steps):
+        dss.Solution.Solve()
+        ref = read_solution()
+        if not ref.converged:
+            raise RuntimeError("OpenDSS did not converge in a time step")
+        taps = []
+        for name in regulators:
+            dss.RegControls.Name(name)
+            taps.append(int(dss.RegControls.TapNumber()))
+        yield ref, taps
+
+
+def tap_operations_logged() -> int:
+    """Tap steps moved by every regulator, summed from OpenDSS's event log ("CHANGED n TAPS")."""
+    import re
+
+    total = 0
+    for line in _dss().Solution.EventLog():
+        m = re.search(r"CHANGED\s+(-?\d+)\s+TAP", line.upper())
+        if m and "REGULATOR." in line.upper():
+            total += abs(int(m.group(1)))
+    return total

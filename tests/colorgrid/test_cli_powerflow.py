@@ -233,3 +233,57 @@ def test_voltage_profile_joins_connected_buses_and_labels_the_limits():
     assert "lower voltage limit 0.95 pu" in labels and "upper voltage limit 1.05 pu" in labels
     drawn = sum(len(c.get_segments()) for c in ax.collections if hasattr(c, "get_segments"))
     assert drawn == sum(len(v) for v in segments.values()) > 20
+
+
+def daily_scenario(tmp_path: Path) -> Path:
+    """IEEE 13 with its regulators acting, a daily load shape on every load and a PV following
+    an irradiance shape with volt-var."""
+    master = (FEEDERS / "ieee13" / "IEEE13Nodeckt.dss").resolve()
+    path = tmp_path / "daily.dss"
+    path.write_text("\n".join([
+        f'redirect "{master}"',
+        "new loadshape.res npts=24 interval=1 mult=[0.5 0.45 0.42 0.4 0.42 0.5 0.65 0.8 0.85 0.8 0.78 0.76 "
+        "0.75 0.74 0.76 0.82 0.92 1.05 1.12 1.15 1.05 0.9 0.72 0.58]",
+        "new loadshape.sun npts=24 interval=1 mult=[0 0 0 0 0 0 0.1 0.3 0.5 0.7 0.85 0.95 1 0.95 0.85 0.7 0.5 "
+        "0.3 0.1 0 0 0 0 0]",
+        "batchedit load..* daily=res",
+        "new xycurve.vv npts=4 xarray=[0.9 0.97 1.03 1.1] yarray=[1 0 0 -1]",
+        "new pvsystem.pv phases=3 bus1=675 kv=4.16 kva=440 pmpp=400 irradiance=1 daily=sun",
+        "new invcontrol.vv mode=voltvar vvc_curve1=vv derlist=[pvsystem.pv]",
+    ]) + "\n")
+    return path
+
+
+def test_daily_time_series_writes_its_tables_summary_and_plots(tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["powerflow", str(daily_scenario(tmp_path)), "--mode", "daily", "--steps", "48", "--step-s", "1800",
+                 "--watch", "675.1,611.3", "--out", str(out)])
+    assert code == 0
+    assert "daily time series, 48 steps of 1800 s" in capsys.readouterr().out
+    rows = read_csv(out / "timeseries.csv")
+    assert len(rows) == 48 and rows[-1]["time_s"] == "86400.0"
+    for col in ("step", "time_s", "v_min_pu", "v_max_pu", "violations", "losses_kw", "v_675.1_pu", "v_611.3_pu"):
+        assert col in rows[0]
+    assert all(float(r["v_min_pu"]) <= float(r["v_675.1_pu"]) <= float(r["v_max_pu"]) for r in rows)
+    taps = read_csv(out / "taps.csv")
+    assert len(taps) == 48 and {"reg1_tap", "reg2_tap", "reg3_tap"} <= set(taps[0])
+    summary = json.loads((out / "summary.json").read_text())
+    fig = summary["figures"]
+    assert fig["steps"] == 48 and fig["tap_operations"] > 0
+    assert fig["energy_losses_kwh"] == pytest.approx(sum(float(r["losses_kw"]) for r in rows) * 0.5)
+    assert fig["energy_der_kwh"] > 0
+    assert {"timeseries.csv", "taps.csv", "voltage_envelope.png", "taps.png"} <= set(summary["files"])
+    assert (out / "voltage_envelope.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["--steps", "10"], "--steps"),
+    (["--mode", "daily", "--steps", "0"], "--steps"),
+    (["--mode", "hourly"], "--mode"),
+    (["--mode", "daily", "--step-s", "-5"], "--step-s"),
+    (["--mode", "daily", "--steps", "2", "--watch", "nowhere.1"], "--watch"),
+])
+def test_time_series_flag_errors_are_one_line(tmp_path, capsys, argv, flag):
+    code = main(["powerflow", str(daily_scenario(tmp_path))] + argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and flag in err and "Traceback" not in err
