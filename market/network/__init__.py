@@ -21,14 +21,15 @@ from market.network.opendss_import import feeder_from_engine, load_dss
 from market.network.sensitivity import Sensitivities, SensitivityModel, sensitivities
 from market.network.snapshot import CurrentsUnavailableError, Overload, Snapshot, VoltageViolation
 from market.network.solver import PowerFlowResult, solve
+from market.network.timeseries import QSTSResult, qsts, run_qsts
 from market.network.ybus import Network, build_network
 
 __all__ = [
     "Bus", "CapControl", "Capacitor", "CurrentsUnavailableError", "FakeNetworkModel", "Feeder", "FeederNetwork",
     "Generator", "InvalidLimitError", "IslandedSectionError", "Line", "Load", "Network", "NetworkError",
     "NetworkModel", "NonPositiveImpedanceError", "OpenDSSImportError", "Overload", "PhaseMismatchError",
-    "PowerFlowNotConverged", "PowerFlowResult", "Regulator", "Sensitivities", "SensitivityModel", "Snapshot",
+    "PowerFlowNotConverged", "PowerFlowResult", "QSTSResult", "Regulator", "Sensitivities", "SensitivityModel", "Snapshot",
     "Source", "Transformer", "UnknownBusError", "UnknownLocationError", "UnsupportedElementError", "V_MAX_PU",
     "V_MIN_PU", "VoltageViolation", "Winding", "branch_id", "build_network", "feeder_from_engine", "load_dss",
-    "parse_branch_id", "sensitivities", "solve", "solve_feeder", "solve_with_controls",
+    "parse_branch_id", "qsts", "run_qsts", "sensitivities", "solve", "solve_feeder", "solve_with_controls",
 ]

@@ -149,6 +149,9 @@ def read_time_inputs(mode: str) -> TimeInputs:
         text = (text or "").strip().lower()
         return text if text and text != "none" and text in shapes else None
 
+    control_mode = int(dss.Solution.ControlMode())
+    if control_mode not in (-1, 0):  # -1 off, 0 static; 1 event-driven, 2 time-driven, 3 multirate
+        unsupported.append(f"set controlmode (code {control_mode}; time series follow the static control mode)")
     if int(dss.Solution.Year()) != 0:
         unsupported.append(f"solution year {dss.Solution.Year()} (growth shapes are not modelled)")
     loads = []
