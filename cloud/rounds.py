@@ -40,6 +40,7 @@ from cloud.enrollment import GatewayPolicy
 from cloud.estimator import (EstimatorError, FleetEstimator, RefractoryError, RefractoryParams,
                              group_refractory)
 from cloud.goals import GoalSchedule
+from cloud.region import ALL_REGION_SUMS, RegionError, RegionView, parse_sum_topic
 from cloud.registry import FakeRegistry, Registry
 from cloud.round_step import GroupRound, RoundDecision
 from edge_agent import codec, security, topics
@@ -69,8 +70,9 @@ class ControllerCore:
                  estimator: Callable[[str, GroupSnapshot, int], np.ndarray] | None = None,
                  refractory: RefractoryParams | None = None, predict: bool = True,
                  keep_records: bool = True, dispatches: DispatchInbox | None = None,
-                 policy: GatewayPolicy | None = None) -> None:
+                 policy: GatewayPolicy | None = None, regions: RegionView | None = None) -> None:
         codec.check_id(controller_id, "controller_id")
+        self.regions = regions                     # set: region mode (cloud.region): region sums, not states
         self.controller_id = controller_id
         self.goal = goal
         self.dispatches = dispatches
@@ -139,6 +141,13 @@ class ControllerCore:
         """Process one incoming message; never raises (bad input is logged and counted).
         `retained`: the broker's retain flag (a stored message delivered on subscription)."""
         self.received += 1
+        if self.regions is not None:
+            try:
+                in_region_tree = parse_sum_topic(topic) is not None
+            except RegionError as exc:
+                return self._reject(topic, f"region_sum: {exc}")
+            if in_region_tree:
+                return self._region_sum(topic, payload, now_ms)
         try:
             where, name, kind = topics.parse(topic)
         except topics.TopicError as exc:
@@ -149,6 +158,8 @@ class ControllerCore:
             return []  # our own status / vectors echoed back: nothing to do
         if kind == "state" and not self.aggregator.accepts_state(name):
             return []
+        if kind == "state" and self.regions is not None and self.regions.map.region_of(name) is not None:
+            return []   # region mode: this gateway is counted through its region's sum
         try:
             _, gid, msg = codec.decode(topic, payload)
             reason = self.policy.check_message(kind, gid, msg)
@@ -243,17 +254,49 @@ class ControllerCore:
             self._gateway_rejections(gid, msg["vec_rejected"], msg.get("vec_reject_reason", ""))
         group = self.aggregator.sessions[gid].group
         if group is not None and self.aggregator.sessions[gid].online:
-            est = self.estimators.get(group)
-            refr = self.group_refractory(group)
-            if est is None or est.k != kw.shape[0] or self._est_refractory.get(group) != refr:
-                est = self.estimators[group] = FleetEstimator(
-                    kw.shape[0], round_s=self.round_ms / 1000.0,
-                    max_age_s=self.aggregator.max_carry_ms / 1000.0, refractory=refr)
-                self._est_refractory[group] = refr
-            # stamp = the round boundary before the gateway's step: the vector issued at that
-            # boundary is the one this report's switching used (see estimate())
-            stamp = (min(msg["ts_ms"], now_ms) // self.round_ms) * self.round_ms
-            est.update_one(gid, kw, stamp)
+            self._feed_estimator(group, gid, kw, msg["ts_ms"], now_ms)
+
+    def _feed_estimator(self, group: str, source: str, kw: np.ndarray, ts_ms: int, now_ms: int) -> None:
+        """One source's report (a gateway, or a region's merged sum) into the group's estimator."""
+        est = self.estimators.get(group)
+        refr = self.group_refractory(group)
+        if est is None or est.k != kw.shape[0] or self._est_refractory.get(group) != refr:
+            est = self.estimators[group] = FleetEstimator(
+                kw.shape[0], round_s=self.round_ms / 1000.0,
+                max_age_s=self.aggregator.max_carry_ms / 1000.0, refractory=refr)
+            self._est_refractory[group] = refr
+        # stamp = the round boundary before the gateway's step: the vector issued at that
+        # boundary is the one this report's switching used (see estimate())
+        stamp = (min(ts_ms, now_ms) // self.round_ms) * self.round_ms
+        est.update_one(source, kw, stamp)
+
+    # ------------------------------------------------------------------ region mode
+    def subscriptions(self) -> list[str]:
+        """Topic filters the service subscribes to (QoS 1). Region mode reads no gateway state:
+        births, deaths and responses (sessions, inventory, commands) and the region sums."""
+        if self.regions is None:
+            return [topics.ALL_GATEWAYS, topics.ALL_DISPATCH]
+        return [topics.ALL_BIRTHS, topics.ALL_DEATHS, topics.ALL_RESPS, topics.ALL_DISPATCH, ALL_REGION_SUMS]
+
+    def _region_sum(self, topic: Any, payload: Any, now_ms: int) -> list[Publish]:
+        """A signed (partial) region sum: merged with the round's other partials, scaled to the
+        region's live capacity of the group and fed to the estimator as source `region:{R}`."""
+        reason, merged = self.regions.inbox.offer(topic, payload, now_ms)
+        if reason:
+            return self._reject(topic, f"region_sum: {reason}")
+        sessions = self.aggregator.sessions
+        for gid in merged.covered:
+            if gid in sessions:
+                self._fail_safe[gid] = gid in merged.fail_safe
+        kw = merged.state_kw * self.regions.region_scale(merged, sessions)
+        self._feed_estimator(merged.group, f"region:{merged.region}", kw, merged.ts_ms, now_ms)
+        return []
+
+    def _snapshot(self, group: str, now_ms: int) -> GroupSnapshot:
+        if self.regions is None:
+            return self.aggregator.snapshot(group, now_ms)
+        return self.regions.snapshot(group, now_ms, self.aggregator.sessions,
+                                     self.aggregator.stale_after_ms, self.aggregator.max_carry_ms)
 
     def _gateway_rejections(self, gid: str, count: int, reason: str) -> None:
         """A gateway's cumulative count of rejected vectors: the first one seen is the baseline
@@ -355,7 +398,7 @@ class ControllerCore:
         return out
 
     def _group_round(self, group: str, now_ms: int) -> list[Publish]:
-        snap = self.aggregator.snapshot(group, now_ms)
+        snap = self._snapshot(group, now_ms)
         if snap.n_fresh + snap.n_carried == 0:
             log.info("round %d group %s: no reports, no vector", self.round_id, group)
             return []

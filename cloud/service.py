@@ -120,8 +120,8 @@ class ControllerService:
 
     async def _session(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
         self.connects += 1
-        await client.subscribe(topics.ALL_GATEWAYS, qos=1)
-        await client.subscribe(topics.ALL_DISPATCH, qos=1)   # signed goal schedules (cloud.dispatch)
+        for topic_filter in self.core.subscriptions():   # gateways (or region sums) and dispatches
+            await client.subscribe(topic_filter, qos=1)
         await client.publish(topics.controller_status(), self.core.status_payload(True, self.clock.now_ms()),
                              qos=1, retain=True)
         self._live = client
