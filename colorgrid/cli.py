@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "ledger": "ledger",
     "agent": "agent",
     "controller": "controller",
+    "aggregator": "aggregator",
     "fleet": "fleet",
     "dispatch": "dispatch",
     "portal": "portal",

@@ -95,6 +95,14 @@ CASES = {
         (f"controller --broker {BROKER} --hmac-key-file {{key}} --goal constant:abc", "--goal"),
         (f"controller --broker {BROKER} --hmac-key-file {{key}} --bogus", "--bogus"),
     ],
+    "aggregator": [
+        (f"aggregator --region n --broker {BROKER} --hmac-key-file {{missing}} --prefix n-", "--hmac-key-file"),
+        (f"aggregator --region n --broker {BROKER} --hmac-key-file {{key}}", "--prefix"),
+        (f"aggregator --region n --broker {BROKER} --hmac-key-file {{key}} --regions {{empty}}", "--regions"),
+        (f"aggregator --region n/x --broker {BROKER} --hmac-key-file {{key}} --prefix n-", "--region"),
+        (f"aggregator --region n --broker {BROKER} --hmac-key-file {{key}} --prefix n- --round-s nan", "--round-s"),
+        (f"aggregator --region n --broker mqtt://127.0.0.1:99999 --hmac-key-file {{key}} --prefix n-", "port"),
+    ],
     "fleet": [
         (f"fleet --broker {BROKER} --hmac-key-file {{missing}}", "--hmac-key-file"),
         (f"fleet --broker {BROKER} --hmac-key-file {{empty}}", "--hmac-key-file"),
