@@ -146,22 +146,50 @@ def _series_from_yprim(name: str, switch: bool, dss_class: str = "line") -> Line
     return Line(name, b1, n1, b2, n2, np.linalg.inv(ys), shunt, switch, *_ratings(), dss_class)
 
 
+def _series_raw(name: str, switch: bool, dss_class: str = "line") -> tuple:
+    """The active element's terminals, Yprim and ratings, converted later in a batch (`_series_batch`)."""
+    (b1, n1), (b2, n2) = _terminals()[:2]
+    return name, b1, n1, b2, n2, _yprim(), switch, _ratings(), dss_class
+
+
+def _series_batch(raws: list[tuple]) -> list[Line]:
+    """Lines from Yprims, as `_series_from_yprim` per element but with one stacked condition
+    number and inverse per conductor count (the same LAPACK routine per matrix: identical results)."""
+    out: list[Line | None] = [None] * len(raws)
+    sizes = np.array([len(r[2]) for r in raws], dtype=np.int64)
+    for n in np.unique(sizes):
+        members = np.nonzero(sizes == n)[0]
+        y = np.stack([raws[i][5] for i in members])
+        ys = -y[:, :n, n:]
+        bad = np.nonzero(np.linalg.cond(ys) > 1e14)[0]
+        if len(bad):
+            name = raws[members[bad[0]]][0]
+            raise OpenDSSImportError(f"{name}: singular series admittance (open conductor or zero impedance)")
+        shunt = (y[:, :n, :n] - ys) * 2.0
+        keep = np.max(np.abs(shunt), axis=(1, 2)) > 1e-12 * np.max(np.abs(ys), axis=(1, 2))
+        z = np.linalg.inv(ys)
+        for j, i in enumerate(members):
+            name, b1, n1, b2, n2, _, switch, ratings, dss_class = raws[i]
+            out[i] = Line(name, b1, n1, b2, n2, z[j], shunt[j] if keep[j] else None, switch, *ratings, dss_class)
+    return out
+
+
 def _lines() -> list[Line]:
     dss = _dss()
-    out = []
+    raws = []
     ok = dss.Lines.First()
     while ok:
         name = dss.Lines.Name()
         _activate(f"line.{name}")
         if dss.CktElement.Enabled():
-            out.append(_series_from_yprim(name, bool(dss.Lines.IsSwitch())))
+            raws.append(_series_raw(name, bool(dss.Lines.IsSwitch())))
         ok = dss.Lines.Next()
-    return out
+    return _series_batch(raws)
 
 
 def _reactors(unsupported: list[str]) -> list[Line]:
     dss = _dss()
-    out = []
+    raws = []
     for full in dss.Circuit.AllElementNames():
         if full.split(".")[0].lower() != "reactor":
             continue
@@ -172,8 +200,8 @@ def _reactors(unsupported: list[str]) -> list[Line]:
         if len(terms) < 2 or all(k == 0 for k in terms[1][1]):
             unsupported.append(full + " (shunt reactor)")
             continue
-        out.append(_series_from_yprim(full.split(".", 1)[1].lower(), False, "reactor"))
-    return out
+        raws.append(_series_raw(full.split(".", 1)[1].lower(), False, "reactor"))
+    return _series_batch(raws)
 
 
 def _transformers() -> list[Transformer]:
