@@ -8,6 +8,9 @@ PY="${PYTHON:-python3}"
 need_apt=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto mosquitto-clients)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
+# Debian chromium: the portal dashboard's headless-browser test (playwright drives /usr/bin/chromium;
+# never `playwright install`, it downloads a browser of its own).
+command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing system packages: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
