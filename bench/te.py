@@ -4,25 +4,21 @@ Figures (targets from issue 7):
   call auction, 100k orders in one interval: vectorized clearing orders/s (>= 50k/s) vs a
       pure-Python sort-and-walk clearing of the same orders in the same process (the baseline);
   continuous order book: orders/s through price-time matching (>= 20k/s) vs a sorted-list book;
-  ledger (SQLite, WAL): signed appends/s batched in transactions (>= 10k/s) vs one transaction
-      per append; full verification entries/s (>= 10k/s; 1 process and all cores);
-      checkpoint of 100k entries (Merkle root + 3 witness validators, < 1 s).
+  ledger: the figures of `bench.ledger` (issue 20 targets: signed appends >= 30k/s against the
+      straightforward per-entry loop and the raw Ed25519 + SHA-256 floor; verification >= 12k
+      entries/s per process against the raw verification floor; a 100k-entry checkpoint <= 0.5 s;
+      PostgreSQL within 2x with --pg DSN).
 """
 from __future__ import annotations
 
 import argparse
 import bisect
-import os
-import tempfile
 import time
 
 import numpy as np
 
+from bench import ledger as bench_ledger
 from bench._report import Report
-from market.settlement.keys import KeyPair
-from market.settlement.ledger import Ledger, WitnessValidator
-from market.settlement.sqlite_store import SQLiteStore
-from market.settlement.verify import verify_ledger
 from market.te.auction.call_auction import AuctionConfig, clear
 from market.te.auction.model import Order, OrderArrays, validate_order
 from market.te.auction.order_book import OrderBook
@@ -124,60 +120,15 @@ def bench_order_book(rep: Report, n: int) -> None:
         rep.ratio(f"order_book_{name}_speedup_vs_sorted_list", slow, fast)
 
 
-def _new_ledger(path):
-    operator = KeyPair.derive(0, "operator")
-    validators = [KeyPair.derive(0, f"validator:{v}") for v in ("dso", "aggregator", "community")]
-    ledger = Ledger.create(SQLiteStore(path), operator, [(v.key_id, v.public_hex) for v in validators], 2,
-                           "bench", credit_limit_ntok=10**18)
-    return ledger, [WitnessValidator(v) for v in validators]
-
-
-def bench_ledger(rep: Report, n: int, batch: int, workers: int) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        ledger, validators = _new_ledger(os.path.join(tmp, "a.sqlite"))
-        t0 = time.perf_counter()
-        for start in range(0, n, batch):
-            with ledger.batch():
-                for i in range(start, min(n, start + batch)):
-                    ledger.transfer(f"p{i % 200}", f"p{(i * 7 + 1) % 200}", 1_000 + i, "trade-bench", i)
-        appends = time.perf_counter() - t0
-        single_n = min(2_000, n)
-        slow_ledger, _ = _new_ledger(os.path.join(tmp, "b.sqlite"))
-        t0 = time.perf_counter()
-        for i in range(single_n):
-            slow_ledger.transfer("a", "b", 1 + i, "pay", i)
-        single = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        ledger.checkpoint(1, validators)
-        checkpoint = time.perf_counter() - t0
-        entries = ledger.head_seq + 1
-        t0 = time.perf_counter()
-        report = verify_ledger(ledger.store, workers=1)
-        verify1 = time.perf_counter() - t0
-        assert report.ok, report.describe()
-        t0 = time.perf_counter()
-        assert verify_ledger(ledger.store, workers=workers).ok
-        verify_n = time.perf_counter() - t0
-    rep.figure("ledger_signed_appends_per_s", n / appends, "entries/s", target=">= 10000",
-               note=f"SQLite WAL, {batch} per transaction")
-    rep.figure("ledger_unbatched_appends_per_s", single_n / single, "entries/s", note="one transaction per append")
-    rep.ratio("ledger_batching_speedup", single / single_n, appends / n)
-    rep.figure("ledger_verify_entries_per_s", entries / verify1, "entries/s", target=">= 10000", note="1 process")
-    rep.figure(f"ledger_verify_entries_per_s_{workers}_workers", entries / verify_n, "entries/s")
-    rep.figure("ledger_checkpoint_s", checkpoint, "s", target="< 1", note=f"{entries} entries, 3 witnesses")
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.te")
     parser.add_argument("--orders", type=int, default=100_000, help="orders in the call auction / order book")
-    parser.add_argument("--entries", type=int, default=100_000, help="ledger entries")
-    parser.add_argument("--batch", type=int, default=1_000, help="ledger appends per transaction")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes for verification")
+    bench_ledger.add_arguments(parser)
     rep = Report("te", argv, parser)
     args = rep.args
     bench_call_auction(rep, args.orders)
     bench_order_book(rep, args.orders)
-    bench_ledger(rep, args.entries, args.batch, args.workers)
+    bench_ledger.run(rep)
     rep.done()
 
 

@@ -9,6 +9,7 @@ the units of `market.settlement.units`.
 from __future__ import annotations
 
 import json
+from json.encoder import encode_basestring_ascii as _json_str  # the C escaper json.dumps uses
 from typing import Any
 
 from market.settlement.errors import CanonicalEncodingError
@@ -57,6 +58,56 @@ def _check(value: Any, where: str) -> Any:
 def encode(value: Any, where: str = "value") -> bytes:
     """Canonical bytes of `value` (raises CanonicalEncodingError naming the offending field)."""
     return _encoder.encode(_check(value, where)).encode("ascii")
+
+
+_KEY_TEXT: dict[str, str] = {}  # '"key":' of the field names seen (bounded)
+
+
+def encode_flat(value: dict) -> str | None:
+    """Fast path of `encode` for a dict of str keys -> int/str/bool/None (every ledger payload but
+    genesis and readings with nested data): the same text, built without the generic walk.
+    Returns None when `value` needs the general encoder (nested values, other types)."""
+    try:
+        keys = sorted(value)
+    except TypeError:
+        return None
+    parts = []
+    cache = _KEY_TEXT
+    for key in keys:
+        if type(key) is not str:
+            return None
+        head = cache.get(key)
+        if head is None:
+            head = _json_str(key) + ":"
+            if len(cache) < 4096:
+                cache[key] = head
+        item = value[key]
+        t = type(item)
+        if t is int:
+            parts.append(head + int.__repr__(item))
+        elif t is str:
+            parts.append(head + _json_str(item))
+        elif t is bool:
+            parts.append(head + ("true" if item else "false"))
+        elif item is None:
+            parts.append(head + "null")
+        else:
+            return None
+    return "{" + ",".join(parts) + "}"
+
+
+def encode_entry(seq: int, prev_hex: str, kind: str, signer: str, ts_ms: int, payload: dict) -> bytes:
+    """canonical.encode({seq, prev, kind, signer, ts_ms, payload}) — the ledger entry body — from a
+    template (keys in sorted order: kind, payload, prev, seq, signer, ts_ms) when every part is plain;
+    otherwise the general encoder, which also names a refused field."""
+    if type(seq) is int and type(ts_ms) is int and type(kind) is str and type(signer) is str \
+            and type(prev_hex) is str and type(payload) is dict:
+        flat = encode_flat(payload)
+        if flat is not None:
+            return (f'{{"kind":{_json_str(kind)},"payload":{flat},"prev":{_json_str(prev_hex)},'
+                    f'"seq":{seq},"signer":{_json_str(signer)},"ts_ms":{ts_ms}}}').encode("ascii")
+    return encode({"seq": seq, "prev": prev_hex, "kind": kind, "signer": signer, "ts_ms": ts_ms,
+                   "payload": payload}, f"entry {seq}")
 
 
 def decode(data: bytes) -> Any:

@@ -11,15 +11,17 @@ Per period, a checkpoint statement covers the entries appended since the last on
 
 and is co-signed by validators (witnesses that recompute the root themselves); it is stored
 only with >= k valid signatures.  Appends go through `LedgerState` rules first; `batch()` groups
-appends into one store transaction (all or nothing), which is how 10k+ signed appends/s are
-reached.  Time in hashed data is what the caller passes (`ts_ms`), never the wall clock.
+appends into one store transaction (all or nothing) and signs its entries together at commit
+(`sign_threads` > 1 spreads the Ed25519 signatures over threads; libsodium releases the GIL);
+`append_many` takes a batch of entries in one call.  Entry bodies are built from a template
+(`canonical.encode_entry`, the same bytes as the generic encoder).  Time in hashed data is what the caller passes (`ts_ms`), never the wall clock.
 """
 from __future__ import annotations
 
 import hashlib
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Protocol, Sequence
+from typing import Iterable, Iterator, Protocol, Sequence
 
 from market.settlement import canonical, merkle
 from market.settlement.errors import InsufficientSignatures, LedgerError
@@ -28,11 +30,11 @@ from market.settlement.ledger_state import LedgerState, reading_message
 from market.settlement.store import CheckpointRow, EntryRow, LedgerStore
 
 ZERO_HASH = b"\x00" * 32
+_sha256 = hashlib.sha256
 
 
 def entry_body(seq: int, prev: bytes, kind: str, signer: str, ts_ms: int, payload: dict) -> bytes:
-    return canonical.encode({"seq": seq, "prev": prev.hex(), "kind": kind, "signer": signer,
-                             "ts_ms": ts_ms, "payload": payload}, f"entry {seq}")
+    return canonical.encode_entry(seq, prev.hex(), kind, signer, ts_ms, payload)
 
 
 class Validator(Protocol):
@@ -72,11 +74,13 @@ class InclusionProof:
 class Ledger:
     """A ledger over a store.  `operator` (the key that signs entries) is needed to append."""
 
-    def __init__(self, store: LedgerStore, operator: KeyPair | None = None) -> None:
+    def __init__(self, store: LedgerStore, operator: KeyPair | None = None, sign_threads: int = 1) -> None:
         self.store = store
         self.operator = operator
+        self.sign_threads = sign_threads
         self.state = LedgerState()
-        self._pending: list[EntryRow] | None = None
+        self._pending: list[tuple] | None = None  # (seq, kind, signer, body, hash), signed at commit
+        self._broken = False
         self._replay()
 
     # -- construction -----------------------------------------------------------------------
@@ -97,12 +101,16 @@ class Ledger:
         """Rebuild the state from committed entries (trusted local store: no signature checks)."""
         self.state = LedgerState()
         self._head_seq, self._head_hash = -1, ZERO_HASH
+        cps = self.store.checkpoints()
+        self._last_cp = cps[-1] if cps else None
+        covered = self._last_cp.last_seq if self._last_cp else -1
+        self._uncovered: list[bytes] = []  # hashes of committed entries after the last checkpoint
         for row in self.store.entries():
             body = canonical.decode(row.body)
             self.state.apply(row.seq, row.kind, row.signer, body["payload"], check_meter_sig=False)
             self._head_seq, self._head_hash = row.seq, row.hash
-        cps = self.store.checkpoints()
-        self._last_cp = cps[-1] if cps else None
+            if row.seq > covered:
+                self._uncovered.append(row.hash)
 
     # -- appends ----------------------------------------------------------------------------
     def append(self, kind: str, payload: dict, ts_ms: int) -> int:
@@ -111,16 +119,37 @@ class Ledger:
             raise LedgerError("append: ledger opened read-only (no operator key)")
         seq = self._head_seq + 1
         signer = self.operator.key_id
-        body = entry_body(seq, self._head_hash, kind, signer, ts_ms, payload)
+        body = canonical.encode_entry(seq, self._head_hash.hex(), kind, signer, ts_ms, payload)
         self.state.apply(seq, kind, signer, payload)  # raises before anything changes
-        digest = hashlib.sha256(body).digest()
-        row = EntryRow(seq, kind, signer, body, digest, self.operator.sign(digest))
+        digest = _sha256(body).digest()
         self._head_seq, self._head_hash = seq, digest
         if self._pending is not None:
-            self._pending.append(row)
+            self._pending.append((seq, kind, signer, body, digest))
         else:
-            self._commit([row])
+            self._commit([EntryRow(seq, kind, signer, body, digest, self.operator.sign(digest))])
         return seq
+
+    def append_many(self, entries: Iterable[tuple[str, dict, int]]) -> list[int]:
+        """Append (kind, payload, ts_ms) entries in one batch (one transaction, signed together);
+        all or nothing.  The same rules and bytes as `append` one by one, without its per-call cost."""
+        if self.operator is None:
+            raise LedgerError("append: ledger opened read-only (no operator key)")
+        with self.batch():
+            pending, apply, encode = self._pending, self.state.apply, canonical.encode_entry
+            signer = self.operator.key_id
+            seq, head = self._head_seq, self._head_hash
+            first = seq + 1
+            try:
+                for kind, payload, ts_ms in entries:
+                    body = encode(seq + 1, head.hex(), kind, signer, ts_ms, payload)
+                    apply(seq + 1, kind, signer, payload)
+                    seq, head = seq + 1, _sha256(body).digest()
+                    pending.append((seq, kind, signer, body, head))
+            except BaseException:
+                self._broken = True  # an enclosing batch must not commit the entries before the failure
+                raise
+            self._head_seq, self._head_hash = seq, head
+            return list(range(first, seq + 1))
 
     def _commit(self, rows: list[EntryRow], checkpoints: Sequence[CheckpointRow] = ()) -> None:
         try:
@@ -128,6 +157,14 @@ class Ledger:
         except BaseException:
             self._replay()  # the store holds all or nothing; rebuild the in-memory head from it
             raise
+        self._uncovered.extend(row.hash for row in rows)
+
+    def _commit_pending(self, pending: list[tuple]) -> None:
+        if not pending:
+            return
+        sigs = self.operator.sign_many([p[4] for p in pending], self.sign_threads)
+        self._commit([EntryRow(seq, kind, signer, body, digest, sig)
+                      for (seq, kind, signer, body, digest), sig in zip(pending, sigs)])
 
     @contextmanager
     def batch(self) -> Iterator["Ledger"]:
@@ -135,11 +172,13 @@ class Ledger:
         if self._pending is not None:
             yield self
             return
-        self._pending = []
+        self._pending, self._broken = [], False
         try:
             yield self
-            rows, self._pending = self._pending, None
-            self._commit(rows)
+            pending, self._pending = self._pending, None
+            if self._broken:
+                raise LedgerError("batch discarded: an append_many inside it failed")
+            self._commit_pending(pending)
         except BaseException:
             self._pending = None
             self._replay()
@@ -179,7 +218,9 @@ class Ledger:
             raise LedgerError(f"checkpoint {period}: no entries since the last checkpoint")
         if self._last_cp and period <= self._last_cp.period:
             raise LedgerError(f"checkpoint {period}: period must exceed {self._last_cp.period}")
-        hashes = self.store.hashes(first, last)
+        hashes = self._uncovered  # the committed hashes since the last checkpoint, kept since append
+        if len(hashes) != last - first + 1:  # cannot happen unless the store was changed under us
+            hashes = self.store.hashes(first, last)
         prev = hashlib.sha256(self._last_cp.statement).digest() if self._last_cp else ZERO_HASH
         statement = canonical.encode({
             "ledger_id": self.state.ledger_id, "period": period, "first_seq": first, "last_seq": last,
@@ -196,6 +237,7 @@ class Ledger:
         row = CheckpointRow(period, first, last, statement, canonical.encode(sorted(sigs)))
         self._commit([], [row])
         self._last_cp = row
+        self._uncovered = []
         return row
 
     def prove(self, seq: int) -> InclusionProof:

@@ -76,6 +76,8 @@ def _entry_problem(row, expected_seq: int, prev: bytes, state: LedgerState, trus
     try:
         if row.kind == "meter_reading" and isinstance(payload, dict):
             _meter_task(row.seq, payload, state, sig_tasks)
+        elif row.kind == "chain_checkpoint" and isinstance(payload, dict):
+            _chain_checkpoint_tasks(row.seq, payload, state, sig_tasks)
         state.apply(row.seq, row.kind, row.signer, payload, check_meter_sig=False)
     except (LedgerError, KeyError_, TypeError, ValueError) as exc:
         return f"rule violated: {exc}"
@@ -94,22 +96,77 @@ def _meter_task(seq: int, payload: dict, state: LedgerState, sig_tasks: list) ->
     sig_tasks.append((seq, public_hex, sig, message, f"meter {meter!r} signature does not verify"))
 
 
+def _chain_checkpoint_tasks(seq: int, payload: dict, state: LedgerState, sig_tasks: list) -> None:
+    """Queue the sidechain validators' signatures of a main-chain record (rules run in `state.apply`)."""
+    found = state.chain_checkpoint_problem(payload)
+    if isinstance(found, str):
+        raise LedgerError(f"chain checkpoint refused: {found}")
+    chain, _, sigs = found
+    message = payload["statement"].encode("ascii")
+    for vid, sig in sigs:
+        try:
+            raw = bytes.fromhex(sig)
+        except (TypeError, ValueError):
+            raise LedgerError(f"chain checkpoint refused: signature of {vid!r} is not hex") from None
+        sig_tasks.append((seq, chain["validators"][vid], raw, message,
+                          f"validator {vid!r} signature of chain {payload['ledger_id']!r} checkpoint does not verify"))
+
+
 def _bad_signatures(tasks: list) -> list[tuple[int, str]]:
     return [(seq, why) for seq, public_hex, sig, message, why in tasks if not is_valid(public_hex, sig, message)]
 
 
+CHUNK = 4096  # signatures per task sent to a worker process
+
+
+class _SignatureChecker:
+    """Checks queued signatures while the structural pass goes on: inline with one worker; with
+    more, chunks go to a fork pool as soon as they fill, so the workers overlap the replay."""
+
+    def __init__(self, workers: int) -> None:
+        self.tasks: list = []
+        self.bad: list[tuple[int, str]] = []
+        self._pool = None
+        self._results: list = []
+        if workers > 1:
+            import multiprocessing
+
+            self._pool = multiprocessing.get_context("fork").Pool(workers)
+
+    def flush(self, force: bool = False) -> None:
+        if not self.tasks or (not force and len(self.tasks) < CHUNK):
+            return
+        chunk, self.tasks = self.tasks, []
+        if self._pool is None:
+            self.bad.extend(_bad_signatures(chunk))
+        else:
+            self._results.append(self._pool.apply_async(_bad_signatures, (chunk,)))
+
+    def first_bad(self, up_to: int | None) -> tuple[int, str] | None:
+        """The lowest failing seq (only seqs <= `up_to` count when the replay stopped there)."""
+        self.flush(force=True)
+        try:
+            for result in self._results:
+                self.bad.extend(result.get())
+        finally:
+            self.close()
+        bad = [b for b in self.bad if up_to is None or b[0] <= up_to]
+        return min(bad) if bad else None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
+
+
 def first_bad_signature(tasks: list, workers: int = 1) -> tuple[int, str] | None:
     """Verify all queued signatures (in `workers` processes when > 1); the lowest failing seq."""
-    if workers <= 1 or len(tasks) < 2000:
-        bad = _bad_signatures(tasks)
-    else:
-        import multiprocessing
-
-        size = -(-len(tasks) // workers)
-        chunks = [tasks[i:i + size] for i in range(0, len(tasks), size)]
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            bad = [b for part in pool.map(_bad_signatures, chunks) for b in part]
-    return min(bad) if bad else None
+    checker = _SignatureChecker(workers if len(tasks) >= 2000 else 1)
+    for start in range(0, len(tasks), CHUNK):
+        checker.tasks = tasks[start:start + CHUNK]
+        checker.flush(force=True)
+    return checker.first_bad(None)
 
 
 def _checkpoint_problem(cp, expected_first: int, prev_statement: bytes | None, prev_period: int,
@@ -154,7 +211,8 @@ def verify_ledger(store: LedgerStore, trusted_operator_hex: str | None = None, w
     state = LedgerState()
     prev = ZERO_HASH
     hashes: list[bytes] = []
-    tasks: list[tuple] = []
+    checker = _SignatureChecker(workers)
+    tasks = checker.tasks
     structural = None
     try:
         for row in store.entries():
@@ -164,9 +222,15 @@ def verify_ledger(store: LedgerStore, trusted_operator_hex: str | None = None, w
                 break
             hashes.append(row.hash)
             prev = row.hash
+            if len(tasks) >= CHUNK:
+                checker.flush()
+                tasks = checker.tasks
     except STORAGE_ERRORS as exc:  # a damaged file: report how far the ledger verifies
         structural = (len(hashes), _corrupt(f"entry {len(hashes)} and later cannot be read", exc, len(hashes)))
-    bad_sig = first_bad_signature([t for t in tasks if structural is None or t[0] <= structural[0]], workers)
+    except BaseException:
+        checker.close()
+        raise
+    bad_sig = checker.first_bad(structural[0] if structural else None)
     first = bad_sig or structural
     if first is not None:
         return VerificationReport(False, first[0], 0, bad_seq=first[0], reason=first[1])

@@ -1,0 +1,77 @@
+"""The ledger's bytes are fixed: a ledger built today hashes and signs exactly as before the fast
+paths (batch signing, template-encoded entry bodies, in-memory checkpoint roots) were added.
+
+GOLDEN was computed with the per-entry code of commit 6cbba9c (canonical.encode of every body,
+one signature per append); any change to the encoding, layouts or domain strings breaks it."""
+from __future__ import annotations
+
+import hashlib
+
+from hypothesis import given, settings, strategies as st
+
+from market.settlement import canonical
+from market.settlement.keys import KeyPair
+from market.settlement.ledger import Ledger, WitnessValidator, entry_body, sign_reading
+from market.settlement.store import FakeLedgerStore
+from market.settlement.verify import verify_ledger
+
+GOLDEN = "d3aa75d2b4e5b60d84035359578e9d0ee309eeeceee53f1f4e869d55b30e1bd8"
+
+
+def build(batched_helpers: bool) -> Ledger:
+    op = KeyPair.derive(5, "operator")
+    vs = [KeyPair.derive(5, f"validator:{n}") for n in ("dso", "agg", "com")]
+    led = Ledger.create(FakeLedgerStore(), op, [(v.key_id, v.public_hex) for v in vs], 2, "golden", ts_ms=1,
+                        credit_limit_ntok=10**12)
+    m = KeyPair.derive(5, "meter:p1")
+    with led.batch():
+        led.register_key(m.key_id, "meter", m.public_hex, "p1", 2)
+        led.register_key("p2", "participant", KeyPair.derive(5, "p2").public_hex, "p2", 2)
+        r = {"meter_id": m.key_id, "participant_id": "p1", "interval": 3, "export_wh": 5000, "import_wh": 7,
+             "ts_ms": 2_700_000}
+        s = led.record_meter_reading(r, sign_reading(r, m))
+        led.mint_delivery("p1", s, 1000, 40_000, 2_700_001, ref="grid \u00e9\"x")
+        led.transfer("p2", "p1", 500 * 90_000, "trade", 2_700_002, ref="t1", reading_seq=s, qty_wh=500,
+                     price_uusd_per_kwh=90_000)
+    led.checkpoint(1, [WitnessValidator(v) for v in vs])
+    transfers = [("transfer", {"from": "p1", "to": "p2", "amount_ntok": 10 + i, "reason": "pay", "ref": ""},
+                  3_000_000 + i) for i in range(5)]
+    if batched_helpers:
+        led.append_many(transfers)
+    else:
+        for kind, payload, ts_ms in transfers:
+            led.append(kind, payload, ts_ms)
+    led.burn("p2", 3, "penalty", 3_100_000, ref="late")
+    led.checkpoint(2, [WitnessValidator(v) for v in vs])
+    return led
+
+
+def digest(led: Ledger) -> str:
+    h = hashlib.sha256()
+    for row in led.store.rows:
+        h.update(row.hash + row.sig)
+    for cp in led.store.cps:
+        h.update(cp.statement + cp.signatures)
+    return h.hexdigest()
+
+
+def test_ledger_bytes_unchanged_by_the_fast_paths():
+    for batched in (False, True):
+        led = build(batched)
+        assert digest(led) == GOLDEN
+        assert verify_ledger(led.store).ok
+
+
+_scalar = st.one_of(st.integers(-2**70, 2**70), st.text(max_size=8), st.booleans(), st.none())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(max_size=6), st.one_of(_scalar, st.lists(_scalar, max_size=2),
+                                                      st.dictionaries(st.text(max_size=3), _scalar, max_size=2)),
+                       max_size=6),
+       st.integers(0, 2**40), st.integers(0, 2**45), st.text(min_size=1, max_size=8))
+def test_template_entry_body_equals_the_canonical_encoding(payload, seq, ts_ms, signer):
+    prev = hashlib.sha256(str(seq).encode()).digest()
+    expected = canonical.encode({"seq": seq, "prev": prev.hex(), "kind": "transfer", "signer": signer,
+                                 "ts_ms": ts_ms, "payload": payload})
+    assert entry_body(seq, prev, "transfer", signer, ts_ms, payload) == expected
