@@ -6,7 +6,8 @@ Every /v1 route needs a bearer token (portal.tokens) with the route's scope:
 |---|---|---|
 | GET /v1/token | any | the calling token (stakeholder, scopes, groups, expiry) |
 | GET /v1/fleet/groups, /v1/fleet/groups/{group} | fleet:read | per group and tier: gateways, capacity, latest vector and round |
-| GET /v1/fleet/gateways[?group=], /v1/fleet/gateways/{id} | fleet:read | the gateway digital twin |
+| GET /v1/fleet/gateways[?group=], /v1/fleet/gateways/{id} | fleet:read | the gateway digital twin (with health) |
+| GET /v1/fleet/rounds[?group=&limit=] | fleet:read | per group the newest rounds of rounds.csv (goal, achieved, per tier) |
 | GET /v1/commands[?group=&limit=] | fleet:read | the command log (control vectors published) |
 | POST /v1/goals | goals:write | submit a goal schedule -> a signed `DispatchGoal` payload |
 | GET /v1/goals, /v1/goals/{id} | goals:write | the caller's own schedules (admin: everyone's) |
@@ -14,6 +15,7 @@ Every /v1 route needs a bearer token (portal.tokens) with the route's scope:
 | GET /v1/market, /v1/market/{table} | market:read | market results as files (LEM, P2P) |
 | GET /v1/ledger, /v1/ledger/checkpoints, /v1/ledger/proofs/{seq} | market:read | settlement ledger |
 | GET /v1/audit, GET/POST /v1/tokens, DELETE /v1/tokens/{id} | admin | audit log, token admin |
+| GET /metrics | metrics:read | Prometheus text format (portal.metrics) |
 
 Errors are JSON `{"error": "<field>: <reason>"}`: 401 with `WWW-Authenticate: Bearer ...`
 (RFC 6750: no error code when no token was sent, `error="invalid_token"` for an unknown, expired
@@ -30,15 +32,16 @@ from typing import Annotated, Any, Callable
 
 from fastapi import Depends, FastAPI, Path as PathParam, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from portal import tokens as tok
 from portal.dispatcher import DispatchFailed, Dispatcher, ReturnDispatcher, Signer
-from portal.fleet import FleetView, SourceError
+from portal.fleet import MAX_SERIES_ROUNDS, FleetView, SourceError
 from portal.market import TABLES, LedgerReader, MarketResults, NotCovered
+from portal.metrics import MetricsMiddleware, PortalMetrics
 from portal.store import PortalStore
 
 log = logging.getLogger("portal.api")
@@ -208,7 +211,10 @@ def create_app(tokens: tok.TokenStore, store: PortalStore, fleet: FleetView | No
                   description="Stakeholder API: fleet state (gateway digital twin), command log, goal "
                               "schedules (signed dispatches), market results and the settlement ledger. "
                               "Bearer tokens: `colorgrid token create`.")
+    metrics = PortalMetrics(tokens, fleet, clock)
+    app.state.metrics = metrics
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)       # outermost: sees the 413s too
     bearer = HTTPBearer(auto_error=False, description="token from `colorgrid token create`")
 
     # -- errors -------------------------------------------------------------------------------
@@ -237,7 +243,7 @@ def create_app(tokens: tok.TokenStore, store: PortalStore, fleet: FleetView | No
         if request.method in WRITE_METHODS:
             rec = _token_of(request)
             if rec is not None:
-                store.audit(clock(), rec.stakeholder, rec.token_id, _action(request), request.url.path, "422",
+                write_audit(rec.stakeholder, rec.token_id, _action(request), request.url.path, "422",
                             {"errors": lines})
         return JSONResponse({"error": lines[0], "errors": lines}, status_code=422)
 
@@ -272,7 +278,7 @@ def create_app(tokens: tok.TokenStore, store: PortalStore, fleet: FleetView | No
                                                     f'error_description="{why}"'})
             if scope is not None and not res.record.has_scope(scope):
                 if request.method in WRITE_METHODS:
-                    store.audit(clock(), res.record.stakeholder, res.record.token_id, _action(request),
+                    write_audit(res.record.stakeholder, res.record.token_id, _action(request),
                                 request.url.path, "403", {"missing_scope": scope})
                 raise ApiError(403, f"scope: this call needs {scope}",
                                {"WWW-Authenticate": f'Bearer realm="{REALM}", error="insufficient_scope", '
@@ -280,8 +286,13 @@ def create_app(tokens: tok.TokenStore, store: PortalStore, fleet: FleetView | No
             return res.record
         return dependency
 
+    def write_audit(stakeholder: str, token_id: str, action: str, target: str, outcome: Any,
+                    detail: dict | None = None) -> None:
+        store.audit(clock(), stakeholder, token_id, action, target, str(outcome), detail)
+        metrics.audited(action, outcome)
+
     def audit(rec: tok.TokenRecord, action: str, target: str, outcome: Any, detail: dict | None = None) -> None:
-        store.audit(clock(), rec.stakeholder, rec.token_id, action, target, str(outcome), detail)
+        write_audit(rec.stakeholder, rec.token_id, action, target, outcome, detail)
 
     def refuse(rec, action, target, status, message, detail=None):
         audit(rec, action, target, status, dict(detail or {}, error=message))
@@ -316,13 +327,13 @@ def create_app(tokens: tok.TokenStore, store: PortalStore, fleet: FleetView | No
     # -- fleet ----------------------------------------------------------------------------------
     @app.get("/v1/fleet/groups", tags=["fleet"], summary="state per control group and tier")
     def groups(rec: Fleet) -> dict:
-        view = need_fleet()
-        return {"ts_ms": clock(), "groups": [g for name, g in view.groups().items() if rec.may_group(name)]}
+        view, now = need_fleet(), clock()
+        return {"ts_ms": now, "groups": [g for name, g in view.groups(now).items() if rec.may_group(name)]}
 
     @app.get("/v1/fleet/groups/{group}", tags=["fleet"], summary="one group's state per tier")
     def group(rec: Fleet, group: Group) -> dict:
         check_group(rec, group)
-        found = need_fleet().groups().get(group)
+        found = need_fleet().groups(clock()).get(group)
         if found is None:
             raise ApiError(404, f"group: no group {group!r} in the registry or results")
         return found
@@ -331,15 +342,26 @@ def create_app(tokens: tok.TokenStore, store: PortalStore, fleet: FleetView | No
     def gateways(rec: Fleet, group: Annotated[str | None, Query(pattern=ID_PATTERN)] = None) -> dict:
         if group is not None:
             check_group(rec, group)
-        rows = [g for g in need_fleet().gateways(group) if rec.may_group(g["group"])]
-        return {"ts_ms": clock(), "gateways": rows}
+        now = clock()
+        rows = [g for g in need_fleet().gateways(group, now) if rec.may_group(g["group"])]
+        return {"ts_ms": now, "gateways": rows}
 
     @app.get("/v1/fleet/gateways/{gateway_id}", tags=["fleet"], summary="one gateway's twin")
     def gateway(rec: Fleet, gateway_id: Group) -> dict:
-        for g in need_fleet().gateways():
+        for g in need_fleet().gateways(now_ms=clock()):
             if g["gateway_id"] == gateway_id and rec.may_group(g["group"]):
                 return g
         raise ApiError(404, f"gateway_id: no gateway {gateway_id!r} in the token's groups")
+
+    @app.get("/v1/fleet/rounds", tags=["fleet"],
+             summary="goal vs achieved: per group the newest rounds of rounds.csv, oldest first")
+    def rounds(rec: Fleet, group: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+               limit: Annotated[int, Query(ge=1, le=MAX_SERIES_ROUNDS)] = 300) -> dict:
+        if group is not None:
+            check_group(rec, group)
+        series = need_fleet().round_series(limit)
+        return {"ts_ms": clock(), "groups": [s for g, s in sorted(series.items())
+                                             if rec.may_group(g) and (group is None or g == group)]}
 
     @app.get("/v1/commands", tags=["fleet"], summary="command log: control vectors published, newest first")
     def commands(rec: Fleet, group: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
@@ -517,6 +539,13 @@ def create_app(tokens: tok.TokenStore, store: PortalStore, fleet: FleetView | No
             refuse(rec, "token.revoke", f"token:{token_id}", 404, str(exc))
         audit(rec, "token.revoke", f"token:{token_id}", 200, {"stakeholder": revoked.stakeholder})
         return revoked.public(clock())
+
+    # -- metrics --------------------------------------------------------------------------------
+    @app.get("/metrics", tags=["service"], summary="Prometheus text format (requests, tokens, audit, fleet)",
+             response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+    def prometheus(rec: Annotated[tok.TokenRecord, Depends(need("metrics:read"))]) -> Response:
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
 
     if dashboard:
         from portal.dashboard import mount

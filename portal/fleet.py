@@ -17,14 +17,28 @@ Sources, all written by the controller (`colorgrid controller --db PATH --out DI
 What the registry does not hold, the view does not invent: per-gateway freshness, fail-safe and
 store-and-forward depth live only in the controller's memory today, so they are reported per
 group (from `rounds.csv`), not per gateway.
+
+Gateway health (`HEALTH`), from what the registry can tell:
+
+- `offline`: its last session event is a death (Last Will or clean shutdown);
+- `stale`: its registry row says online, but its group's newest control vector has expired
+  (`expiry_ms`, issue time + 3 rounds) or its group never got one: the controller is not
+  controlling it now (stopped, or the group has no fresh reports), so the online flag is not
+  current and the gateway holds or goes fail-safe;
+- `online`: online, and a vector for its group is in force.
+
+`rounds.csv` is followed incrementally (`RoundsLog`): only the bytes appended since the last read
+are parsed, and the newest `MAX_SERIES_ROUNDS` rows per group are kept for the time series.
 """
 from __future__ import annotations
 
 import csv
+import io
 import json
+import os
 import sqlite3
 import threading
-from collections import Counter
+from collections import Counter, deque
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -144,6 +158,79 @@ class CsvCache:
         return columns, rows
 
 
+MAX_SERIES_ROUNDS = 5_000      # rows per group kept from rounds.csv (2 h 46 min of 2-s rounds)
+HEALTH = ("online", "stale", "offline")
+
+
+class RoundsLog:
+    """rounds.csv followed as it grows: each read parses only the complete lines appended since
+    the previous one (the controller appends and flushes a round at a time) and keeps the newest
+    `keep` rows per group. A file replaced, truncated or with another header line (a restart that
+    rewrote it, or a newer DIR/*/rounds.csv) is read again from its start."""
+
+    def __init__(self, keep: int = MAX_SERIES_ROUNDS) -> None:
+        self.keep = keep
+        self._lock = threading.Lock()
+        self._reset(None)
+
+    def _reset(self, ident) -> None:
+        self._ident = ident            # (path, st_dev, st_ino)
+        self._header = b""
+        self._offset = 0
+        self._columns: list[str] = []
+        self._rows: dict[str, deque] = {}
+
+    def _update(self, path: Path) -> None:
+        """Parse what was appended since the last call (under the lock)."""
+        try:
+            with path.open("rb") as fh:
+                st = os.fstat(fh.fileno())
+                ident = (str(path), st.st_dev, st.st_ino)
+                header = fh.readline()
+                if ident != self._ident or st.st_size < self._offset or header != self._header:
+                    self._reset(ident)
+                if not header.endswith(b"\n"):
+                    return                                  # header not complete yet
+                if self._offset == 0:
+                    self._columns = next(csv.reader([header.decode("utf-8")]))
+                    self._header, self._offset = header, len(header)
+                fh.seek(self._offset)
+                chunk = fh.read(max(0, st.st_size - self._offset))
+            end = chunk.rfind(b"\n") + 1                  # complete lines only; the rest next time
+            if not end:
+                return
+            for cells in csv.reader(io.StringIO(chunk[:end].decode("utf-8"))):
+                if len(cells) != len(self._columns):
+                    continue                                # a torn or foreign line: skipped
+                row = {k: _number(v) for k, v in zip(self._columns, cells)}
+                g = str(row.get("group"))
+                rows = self._rows.get(g)
+                if rows is None:
+                    rows = self._rows[g] = deque(maxlen=self.keep)
+                rows.append(row)
+            self._offset += end
+        except (OSError, UnicodeDecodeError, csv.Error, StopIteration) as exc:
+            self._reset(None)
+            raise SourceError(f"{path.name}: cannot read ({exc})") from None
+
+    def read(self, path: Path, limit: int | None = None) -> tuple[list[str], dict[str, list[dict]]]:
+        """(columns, {group: its newest `limit` rows (all kept if None), oldest first})."""
+        with self._lock:
+            self._update(path)
+            n = self.keep if limit is None else max(0, min(limit, self.keep))
+            return list(self._columns), {g: list(rows)[-n:] if n else [] for g, rows in self._rows.items()}
+
+    def latest(self, path: Path) -> tuple[list[str], dict[str, dict]]:
+        """(columns, {group: its newest row})."""
+        with self._lock:
+            self._update(path)
+            return list(self._columns), {g: rows[-1] for g, rows in self._rows.items() if rows}
+
+
+def _tiers_of(columns: list[str]) -> int:
+    return sum(1 for c in columns if c.startswith("enabled_t") and c.endswith("_kw"))
+
+
 def _vector(cmd: CommandRecord) -> dict:
     try:
         msg = json.loads(cmd.payload)
@@ -154,42 +241,80 @@ def _vector(cmd: CommandRecord) -> dict:
             "issued_ts_ms": msg.get("issued_ts_ms")}
 
 
+def _health(online: bool, vector: dict | None, now_ms: int) -> str:
+    if not online:
+        return "offline"
+    if vector is None or vector.get("expiry_ms") is None or now_ms > vector["expiry_ms"]:
+        return "stale"
+    return "online"
+
+
 class FleetView:
     """Gateway twin, per-group per-tier state and the command log, from a registry + results folder."""
 
     def __init__(self, registry: RegistryReader, results: ResultsFolder | None = None,
-                 csv_cache: CsvCache | None = None) -> None:
+                 rounds_log: RoundsLog | None = None) -> None:
         self.registry = registry
         self.results = results or ResultsFolder(None)
-        self.csv = csv_cache or CsvCache()
+        self.rounds_log = rounds_log or RoundsLog()
 
     # -- gateways -------------------------------------------------------------------------------
     @staticmethod
-    def gateway(rec: GatewayRecord) -> dict:
+    def gateway(rec: GatewayRecord, vector: dict | None = None, now_ms: int | None = None) -> dict:
+        """The twin of one gateway; `health` (module docstring) when `now_ms` is given, from the
+        newest vector of its group (`vector`, None if it never got one)."""
         inv = rec.inventory or {}
         events = [t for t in (rec.birth_ts_ms, rec.death_ts_ms) if t is not None]
-        return {"gateway_id": rec.gateway_id, "group": rec.group, "online": rec.online, "bd_seq": rec.bd_seq,
-                "birth_ts_ms": rec.birth_ts_ms, "death_ts_ms": rec.death_ts_ms,
-                "last_session_event_ts_ms": max(events) if events else None,
-                "devices": inv.get("devices"), "tiers": inv.get("tiers"), "capacity_w": inv.get("capacity_w"),
-                "params": inv.get("params", {})}
+        out = {"gateway_id": rec.gateway_id, "group": rec.group, "online": rec.online, "bd_seq": rec.bd_seq,
+               "birth_ts_ms": rec.birth_ts_ms, "death_ts_ms": rec.death_ts_ms,
+               "last_session_event_ts_ms": max(events) if events else None,
+               "devices": inv.get("devices"), "tiers": inv.get("tiers"), "capacity_w": inv.get("capacity_w"),
+               "params": inv.get("params", {})}
+        if now_ms is not None:
+            out["health"] = _health(rec.online, vector, now_ms)
+            out["vector_round_id"] = vector["round_id"] if vector else None
+            out["vector_expiry_ms"] = vector["expiry_ms"] if vector else None
+        return out
 
-    def gateways(self, group: str | None = None) -> list[dict]:
-        return [self.gateway(r) for r in self.registry.gateways() if group is None or r.group == group]
+    def latest_vectors(self) -> dict[str, dict]:
+        """The newest control vector per group (from the last two rounds of the command log)."""
+        last = self.registry.last_round_id()
+        vectors: dict[str, dict] = {}
+        for cmd in self.registry.commands(since_round_id=max(0, last - 1)):
+            vectors[cmd.group] = _vector(cmd)
+        return vectors
+
+    def gateways(self, group: str | None = None, now_ms: int | None = None) -> list[dict]:
+        vectors = self.latest_vectors() if now_ms is not None else {}
+        return [self.gateway(r, vectors.get(r.group), now_ms) for r in self.registry.gateways()
+                if group is None or r.group == group]
 
     # -- rounds.csv -------------------------------------------------------------------------------
+    def round_series(self, limit: int = 300) -> dict[str, dict]:
+        """Per group the newest `limit` rounds of rounds.csv as columns (oldest first): `t_s`,
+        `round_id`, `goal_kw`, `measured_enabled_kw`, `enabled_kw` (one list per tier),
+        `saturated`, `n_fresh`, `n_missing`, `n_fail_safe`; {} without the file."""
+        path = self.results.find("rounds.csv")
+        if path is None:
+            return {}
+        columns, rows = self.rounds_log.read(path, limit)
+        k = _tiers_of(columns)
+        out = {}
+        for g, series in rows.items():
+            out[g] = {"group": g, "rounds": len(series), "file": path.name,
+                      **{c: [r.get(c) for r in series] for c in
+                         ("t_s", "round_id", "goal_kw", "measured_enabled_kw", "saturated",
+                          "n_fresh", "n_missing", "n_fail_safe")},
+                      "enabled_kw": [[r.get(f"enabled_t{i}_kw") for r in series] for i in range(k)]}
+        return out
+
     def latest_rounds(self) -> dict[str, dict]:
         """The last row of rounds.csv per group, tiers gathered into lists; {} without the file."""
         path = self.results.find("rounds.csv")
         if path is None:
             return {}
-        columns, rows = self.csv.read(path)
-        k = sum(1 for c in columns if c.startswith("enabled_t") and c.endswith("_kw"))
-        latest: dict[str, dict] = {}
-        for row in rows:
-            g = str(row.get("group"))
-            if g not in latest or (row.get("round_id") or 0) >= (latest[g].get("round_id") or 0):
-                latest[g] = row
+        columns, latest = self.rounds_log.latest(path)
+        k = _tiers_of(columns)
         out = {}
         for g, row in latest.items():
             out[g] = {"t_s": row.get("t_s"), "round_id": row.get("round_id"), "goal_kw": row.get("goal_kw"),
@@ -204,21 +329,24 @@ class FleetView:
         return out
 
     # -- groups ----------------------------------------------------------------------------------
-    def groups(self) -> dict[str, dict]:
-        """Per group: gateways (total, online), devices, capacity, tier names, latest vector and round."""
+    def groups(self, now_ms: int | None = None) -> dict[str, dict]:
+        """Per group: gateways (total, online), devices, capacity, tier names, latest vector and
+        round; with `now_ms` also `health` (gateways per HEALTH state) and `vector_in_force`."""
         gws = self.registry.gateways()
         rounds = self.latest_rounds()
-        last = self.registry.last_round_id()
-        vectors: dict[str, dict] = {}
-        for cmd in self.registry.commands(since_round_id=max(0, last - 1)):   # the newest rounds only
-            vectors[cmd.group] = _vector(cmd)
+        vectors = self.latest_vectors()
         names = sorted({r.group for r in gws} | set(rounds) | set(vectors))
         out = {}
         for g in names:
             members = [r for r in gws if r.group == g]
             tiers = Counter(tuple((r.inventory or {}).get("tiers") or ()) for r in members)
+            extra = {}
+            if now_ms is not None:
+                health = Counter(_health(r.online, vectors.get(g), now_ms) for r in members)
+                extra = {"health": {h: health.get(h, 0) for h in HEALTH},
+                         "vector_in_force": bool(vectors.get(g)) and now_ms <= vectors[g]["expiry_ms"]}
             out[g] = {"group": g, "gateways": len(members), "online": sum(r.online for r in members),
-                      "offline": sum(not r.online for r in members),
+                      "offline": sum(not r.online for r in members), **extra,
                       "devices": sum(int((r.inventory or {}).get("devices") or 0) for r in members),
                       "capacity_kw": sum(float((r.inventory or {}).get("capacity_w") or 0) for r in members) / 1000.0,
                       "tiers": list(tiers.most_common(1)[0][0]) if tiers else [],

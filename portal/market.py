@@ -41,7 +41,12 @@ class MarketResults:
             path = self.results.find(file)
             if path is not None:
                 columns, rows = self.csv.read(path)
-                out[name] = {"file": str(path.relative_to(self.results.root)), "columns": columns, "rows": len(rows)}
+                try:
+                    modified = path.stat().st_mtime_ns // 1_000_000
+                except OSError as exc:
+                    raise SourceError(f"{path.name}: cannot read ({exc})") from None
+                out[name] = {"file": str(path.relative_to(self.results.root)), "columns": columns, "rows": len(rows),
+                             "modified_ts_ms": modified}
         return out
 
     def table(self, name: str) -> tuple[list[str], list[dict]] | None:

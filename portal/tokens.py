@@ -11,8 +11,9 @@ where rows live.
 
 Scopes (`SCOPES`): ``fleet:read`` (fleet state, gateways, command log of the token's groups),
 ``goals:write`` (submit / cancel goal schedules for the token's groups), ``market:read`` (market
-results, ledger checkpoints and proofs), ``admin`` (every scope, every group, every stakeholder's
-resources, the audit log). `groups` are the control groups the token's stakeholder may see and
+results, ledger checkpoints and proofs), ``metrics:read`` (`/metrics`, the operator's Prometheus
+scrape: request and token figures, fleet figures of every group), ``admin`` (every scope, every
+group, every stakeholder's resources, the audit log). `groups` are the control groups the token's stakeholder may see and
 dispatch to; ``*`` means every group.
 """
 from __future__ import annotations
@@ -28,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Iterable, Protocol
 
-SCOPES = ("fleet:read", "goals:write", "market:read", "admin")
+SCOPES = ("fleet:read", "goals:write", "market:read", "metrics:read", "admin")
 ADMIN = "admin"
 ALL_GROUPS = "*"
 PREFIX = "cgp"

@@ -248,11 +248,13 @@ def test_no_broker_returns_the_signed_payload(world):
 
 
 # ---- market results and the ledger ------------------------------------------------------------------
-def test_market_tables_as_files(portal):
+def test_market_tables_as_files(world, portal):
     token, _ = portal.token("iso", ["market:read"])
     index = portal.call("GET", "/v1market".replace("v1market", "v1/market"), token).json()
+    trades_file = world / "results" / "te" / "trades.csv"
     assert index["tables"]["trades"] == {"file": "te/trades.csv", "columns": ["interval", "trade_id", "buyer_id",
-                                                                             "seller_id", "qty_wh"], "rows": 2}
+                                                                             "seller_id", "qty_wh"], "rows": 2,
+                                         "modified_ts_ms": trades_file.stat().st_mtime_ns // 1_000_000}
     assert "dlmp" not in index["tables"] and "dlmp" in index["known_tables"]
     assert index["ledger"]["checkpoints"] == 1 and index["ledger"]["threshold_k"] == 2
     trades = portal.call("GET", "/v1/market/trades?interval=1", token).json()
