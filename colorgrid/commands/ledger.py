@@ -4,7 +4,8 @@ from __future__ import annotations
 import os
 import sys
 
-HELP = "P2P settlement ledger: verify it (chain, signatures, rules, k-of-n checkpoints, tokens) or prove an entry"
+HELP = ("settlement ledger (P2P, LEM sidechains, main chain): verify it (chain, signatures, rules, k-of-n "
+        "checkpoints, tokens, exchange pairs, main-chain records) or prove an entry")
 
 
 def operator_key(text: str) -> str:
@@ -26,6 +27,12 @@ def add_arguments(parser) -> None:
     verify.add_argument("path", metavar="PATH", help="ledger database (e.g. OUT/ledger.sqlite from `te run`), "
                         "or a PostgreSQL DSN postgresql://… (with --namespace)")
     verify.add_argument("--namespace", default="te_ledger", help="PostgreSQL table prefix (default te_ledger)")
+    verify.add_argument("--peer", metavar="PATH", action="append", default=[],
+                        help="another sidechain (SQLite file), verified too; LEM-to-LEM exchanges between the "
+                        "chains are checked pair by pair (repeatable)")
+    verify.add_argument("--main", metavar="MAIN", default=None,
+                        help="main chain (SQLite file): verified too, and every sidechain's checkpoints compared "
+                        "with the main chain's records of them")
     verify.add_argument("--trusted-operator-key", metavar="HEX", type=operator_key, default=None,
                         help="expected operator public key (64 hex); without it the genesis key is trusted")
     verify.add_argument("--workers", type=count, default=min(4, os.cpu_count() or 1),
@@ -35,6 +42,9 @@ def add_arguments(parser) -> None:
     prove.add_argument("path", metavar="PATH", help="ledger database or postgresql:// DSN")
     prove.add_argument("seq", type=non_negative_int, help="entry sequence number")
     prove.add_argument("--namespace", default="te_ledger", help="PostgreSQL table prefix (default te_ledger)")
+    prove.add_argument("--main", metavar="MAIN", default=None,
+                       help="main chain (SQLite file): a cross-chain proof, entry -> sidechain checkpoint -> "
+                       "main-chain record -> main-chain checkpoint")
     add_out_argument(prove)
     anchor = sub.add_parser("anchor", help="anchor checkpoint roots in the Ethereum contract (extra [evm]); check them")
     anchor.add_argument("path", metavar="PATH", help="ledger database or postgresql:// DSN")
@@ -62,12 +72,27 @@ def run(args) -> int:
 
     from colorgrid.args import error
     from market.settlement.errors import SettlementError
+    from market.settlement.sqlite_store import SQLiteStore
 
     prog = f"colorgrid ledger {args.action}"
     try:
         store = _open(args)
     except SettlementError as exc:
         return error(prog, f"argument PATH: {exc}")
+    extra = {}
+    try:
+        for flag, paths in (("--main", [getattr(args, "main", None)]), ("--peer", getattr(args, "peer", []))):
+            for path in paths:
+                if path is not None:
+                    extra.setdefault(flag, []).append(SQLiteStore(path, create=False))
+    except SettlementError as exc:
+        for stores in extra.values():
+            for other in stores:
+                other.close()
+        store.close()
+        return error(prog, f"argument {flag}: {exc}")
+    args.main_store = (extra.get("--main") or [None])[0]
+    args.peer_stores = extra.get("--peer", [])
     try:
         return {"verify": _verify, "prove": _prove, "anchor": _anchor}[args.action](args, store)
     except sqlite3.DatabaseError as exc:  # a damaged file read outside verify (which reports how far it got)
@@ -79,6 +104,9 @@ def run(args) -> int:
         return 1
     finally:
         store.close()
+        for stores in extra.values():
+            for other in stores:
+                other.close()
 
 
 def _prove(args, store) -> int:
@@ -90,6 +118,8 @@ def _prove(args, store) -> int:
     from market.settlement.ledger import Ledger, verify_proof
 
     ledger = Ledger(store)
+    if args.main_store is not None:
+        return _prove_cross(args, ledger)
     proof = ledger.prove(args.seq)
     ok = verify_proof(proof, dict(ledger.state.validators), ledger.state.threshold_k)
     doc = {"seq": proof.seq, "entry_hash": proof.entry_hash.hex(), "leaf_index": proof.index,
@@ -108,6 +138,33 @@ def _prove(args, store) -> int:
         out.finish()
     print(text)
     return 0 if ok else 1
+
+
+def _prove_cross(args, side) -> int:
+    """Cross-chain proof as JSON (proof.json under --out); exit 1 if it does not verify offline."""
+    import json
+
+    from colorgrid.results import RunOutput
+    from market.settlement.chains import prove_cross, verify_cross_proof
+    from market.settlement.ledger import Ledger
+
+    main = Ledger(args.main_store)
+    proof = prove_cross(side, main, args.seq)
+    problem = verify_cross_proof(proof, dict(main.state.validators), main.state.threshold_k)
+    doc = dict(proof.to_json(), main_validators=dict(sorted(main.state.validators.items())),
+               main_threshold_k=main.state.threshold_k, verified=not problem, reason=problem)
+    text = json.dumps(doc, indent=2, sort_keys=True)
+    out = RunOutput(args.out, "ledger prove", {"path": str(args.path), "seq": args.seq, "main": str(args.main)})
+    path = out.path("proof.json")
+    if path is not None:
+        path.write_text(text + "\n")
+    out.figure("verified", not problem)
+    if out.enabled:
+        out.finish()
+    print(text)
+    if problem:
+        print(f"colorgrid ledger prove: cross-chain proof does not verify: {problem}", file=sys.stderr)
+    return 1 if problem else 0
 
 
 def _anchor(args, store) -> int:
@@ -141,6 +198,8 @@ def _verify(args, store) -> int:
     from market.settlement.verify import verify_ledger
 
     report = verify_ledger(store, args.trusted_operator_key, max(1, args.workers))
+    problems = [] if report.ok else [f"{args.path}: {report.describe()}"]
+    problems += _verify_chains(args, store, max(1, args.workers), report.ok)
     out = RunOutput(args.out, "ledger verify", {"path": str(args.path), "trusted_operator_key": args.trusted_operator_key})
     out.figure("ledger_ok", report.ok)
     out.figure("entries_checked", report.entries_checked)
@@ -151,9 +210,41 @@ def _verify(args, store) -> int:
     out.figure("uncovered_entries", report.uncovered_entries)
     out.figure("minted_ntok", report.minted_ntok, "ntok")
     out.figure("burned_ntok", report.burned_ntok, "ntok")
+    out.figure("chain_problems", problems[1:] if not report.ok else problems)
     if report.ok:
         out.write_csv("balances.csv", ("account", "balance_ntok"), sorted(report.balances_ntok.items()))
     if out.enabled:  # summary.json (its versions block imports the whole stack: only when asked)
         out.finish()
     print(report.describe(), file=sys.stdout if report.ok else sys.stderr)
-    return 0 if report.ok else 1
+    for problem in problems[0 if report.ok else 1:]:
+        print(problem, file=sys.stderr)
+    return 0 if not problems else 1
+
+
+def _verify_chains(args, store, workers: int, primary_ok: bool) -> list[str]:
+    """--peer and --main: each ledger verified, exchange pairs between them, records on the main chain."""
+    from market.settlement.chains import check_against_main, check_exchange_pairs
+    from market.settlement.verify import verify_ledger
+
+    problems = []
+    sides = [(str(args.path), store)] + [(p, s) for p, s in zip(args.peer, args.peer_stores)]
+    for path, other in sides[1:] + ([(args.main, args.main_store)] if args.main_store is not None else []):
+        rep = verify_ledger(other, workers=workers)
+        if rep.ok:
+            print(f"{path}: {rep.describe()}")
+        else:
+            problems.append(f"{path}: {rep.describe()}")
+    if problems or not primary_ok:
+        return problems  # pairs and records are only compared between ledgers that verify
+    if len(sides) > 1:
+        pairs = check_exchange_pairs([s for _, s in sides])
+        problems += pairs
+        if not pairs:
+            print(f"exchange pairs OK between {len(sides)} chains")
+    if args.main_store is not None:
+        for path, side in sides:
+            found, unrecorded = check_against_main(side, args.main_store)
+            problems += [f"{path}: {p}" for p in found]
+            if not found:
+                print(f"{path}: every recorded checkpoint matches the main chain ({unrecorded} not recorded yet)")
+    return problems

@@ -12,6 +12,19 @@ Entry kinds and payloads (integers in the units of `market.settlement.units`):
     transfer       from, to, amount_ntok, reason, [reading_seq, qty_wh, price_uusd_per_kwh], ref
     burn           account, amount_ntok, reason (one of the genesis burn_reasons), ref
 
+Sidechains and the main chain (`chains.py`) use three more kinds, on the same state machine:
+
+    register_chain    (main chain) ledger_id, operator_public_hex, validators [[id, public_hex]...],
+                      threshold_k — a sidechain and the validator set its checkpoints need
+    chain_checkpoint  (main chain) ledger_id, statement (the sidechain's checkpoint statement as
+                      text), signatures [[validator_id, sig_hex]...] — recorded in order: period
+                      increases, seq ranges follow on, prev_checkpoint links, >= k valid signatures
+    exchange          (sidechain) exchange_id, direction (export|import), counter_chain (the other
+                      sidechain's ledger_id), account, qty_wh, price_uusd_per_kwh, amount_ntok
+                      [, counter_seq, counter_hash on the import side: the export entry it matches];
+                      export credits `account` and debits the clearing account "chain:<counter>",
+                      import the reverse; an exchange_id settles once per chain
+
 Token rules: tokens are minted only against verified delivery — a meter reading signed by the
 registered meter of the account's owner; every payment for energy to a seller (mint from the
 grid's purchase, or a P2P `transfer` with reason "trade") claims Wh against the seller's reading
@@ -20,11 +33,15 @@ sum(balances) == minted - burned, always.
 """
 from __future__ import annotations
 
+import hashlib
+
 from market.settlement import canonical
 from market.settlement.errors import KeyError_, LedgerError, SignatureError
 from market.settlement.keys import KeyRegistry, verify
 
-KINDS = ("genesis", "register_key", "meter_reading", "mint", "transfer", "burn")
+KINDS = ("genesis", "register_key", "meter_reading", "mint", "transfer", "burn",
+         "register_chain", "chain_checkpoint", "exchange")
+CLEARING_PREFIX = "chain:"  # account of another sidechain on this one (exempt from the credit limit)
 READING_FIELDS = ("meter_id", "participant_id", "interval", "export_wh", "import_wh", "ts_ms")
 
 
@@ -61,6 +78,11 @@ class LedgerState:
         self.burned_ntok = 0
         self.readings: dict[int, list] = {}  # seq -> [participant_id, interval, export_wh, claimed_wh]
         self._reading_keys: set[tuple[str, int]] = set()
+        self.chains: dict[str, dict] = {}       # main chain: ledger_id -> registration and last record
+        self.exchanges: dict[str, int] = {}     # sidechain: exchange_id -> seq of its entry
+        self._handlers = {"register_key": self._register, "mint": self._mint, "transfer": self._transfer,
+                          "burn": self._burn, "register_chain": self._register_chain,
+                          "chain_checkpoint": self._chain_checkpoint, "exchange": self._exchange}
 
     # -- dispatch ---------------------------------------------------------------------------
     def apply(self, seq: int, kind: str, signer: str, payload: dict, check_meter_sig: bool = True) -> None:
@@ -75,8 +97,9 @@ class LedgerState:
             raise LedgerError(f"entry {seq}: payload must be a dict")
         if kind == "meter_reading":
             return self._reading(seq, payload, check_meter_sig)
-        handler = {"register_key": self._register, "mint": self._mint,
-                   "transfer": self._transfer, "burn": self._burn}.get(kind)
+        if kind == "chain_checkpoint":
+            return self._chain_checkpoint(seq, payload, check_meter_sig)
+        handler = self._handlers.get(kind)
         if handler is None:
             raise LedgerError(f"entry {seq}: unknown kind {kind!r}")
         return handler(seq, payload)
@@ -185,6 +208,99 @@ class LedgerState:
             raise LedgerError(f"entry {seq}: burn reason {reason!r} not in policy {self.burn_reasons}")
         self.balances[account] = self._check_debit(seq, account, amount)
         self.burned_ntok += amount
+
+    # -- sidechains (main-chain records) and exchanges between sidechains -------------------
+    def _register_chain(self, seq: int, p: dict) -> None:
+        chain = _str(p, "ledger_id")
+        if chain in self.chains:
+            raise LedgerError(f"entry {seq}: chain {chain!r} is already registered")
+        validators = p.get("validators")
+        if not isinstance(validators, list) or not validators:
+            raise LedgerError(f"entry {seq}: chain {chain!r}: validators must be a non-empty list")
+        registry = KeyRegistry()
+        try:
+            registry.register("operator", "operator", _str(p, "operator_public_hex"))
+            keys = {}
+            for vid, public_hex in validators:
+                registry.register(vid, "validator", public_hex)
+                keys[vid] = public_hex
+        except (KeyError_, TypeError, ValueError) as exc:
+            raise LedgerError(f"entry {seq}: chain {chain!r}: {exc}") from None
+        k = _int(p, "threshold_k", 1)
+        if k > len(keys):
+            raise LedgerError(f"entry {seq}: chain {chain!r}: threshold_k {k} > {len(keys)} validators")
+        self.chains[chain] = {"validators": keys, "threshold_k": k, "operator_public_hex": p["operator_public_hex"],
+                              "period": -1, "last_seq": -1, "statement_hash": "00" * 32, "records": []}
+
+    def chain_checkpoint_problem(self, p: dict) -> tuple[dict, dict, list] | str:
+        """(chain, statement, signatures) of a main-chain record if it follows the chain's last one."""
+        chain = self.chains.get(p.get("ledger_id"))
+        if chain is None:
+            return f"chain {p.get('ledger_id')!r} is not registered"
+        text, sigs = p.get("statement"), p.get("signatures")
+        if not isinstance(text, str) or not isinstance(sigs, list):
+            return "statement must be text and signatures a list"
+        try:
+            st = canonical.decode(text.encode("ascii"))
+            first, last, period = st["first_seq"], st["last_seq"], st["period"]
+        except (ValueError, KeyError, TypeError, UnicodeEncodeError):
+            return "statement is not a checkpoint statement"
+        if st.get("ledger_id") != p["ledger_id"]:
+            return f"statement of ledger {st.get('ledger_id')!r} recorded for chain {p['ledger_id']!r}"
+        if not isinstance(period, int) or period <= chain["period"]:
+            return f"period {period} does not follow the last recorded period {chain['period']}"
+        if first != chain["last_seq"] + 1 or not isinstance(last, int) or last < first:
+            return f"covers {first}..{last}, expected to start at {chain['last_seq'] + 1}"
+        if st.get("prev_checkpoint") != chain["statement_hash"]:
+            return "prev_checkpoint does not link to the last recorded checkpoint of the chain"
+        ids = [s[0] if isinstance(s, list) and len(s) == 2 else None for s in sigs]
+        if None in ids or len(set(ids)) != len(ids) or not set(ids) <= set(chain["validators"]):
+            return "signatures must be [validator_id, sig_hex] pairs of distinct validators of the chain"
+        if len(ids) < chain["threshold_k"]:
+            return f"{len(ids)} validator signatures, the chain needs {chain['threshold_k']}"
+        return chain, st, sigs
+
+    def _chain_checkpoint(self, seq: int, p: dict, check_sigs: bool = True) -> None:
+        found = self.chain_checkpoint_problem(p)
+        if isinstance(found, str):
+            raise LedgerError(f"entry {seq}: chain checkpoint refused: {found}")
+        chain, st, sigs = found
+        if check_sigs:
+            message = p["statement"].encode("ascii")
+            for vid, sig in sigs:
+                try:
+                    verify(chain["validators"][vid], bytes.fromhex(sig), message, f"validator {vid!r}")
+                except (SignatureError, ValueError) as exc:
+                    raise LedgerError(f"entry {seq}: chain checkpoint refused: {exc}") from None
+        chain.update(period=st["period"], last_seq=st["last_seq"],
+                     statement_hash=hashlib.sha256(p["statement"].encode("ascii")).hexdigest())
+        chain["records"].append(seq)
+
+    def _exchange(self, seq: int, p: dict) -> None:
+        xid, direction, counter = _str(p, "exchange_id"), _str(p, "direction"), _str(p, "counter_chain")
+        account = _str(p, "account")
+        qty, price, amount = _int(p, "qty_wh", 1), _int(p, "price_uusd_per_kwh"), _int(p, "amount_ntok", 1)
+        if direction not in ("export", "import"):
+            raise LedgerError(f"entry {seq}: exchange direction {direction!r} (export|import)")
+        if counter == self.ledger_id:
+            raise LedgerError(f"entry {seq}: exchange {xid!r} with this chain itself")
+        if xid in self.exchanges:
+            raise LedgerError(f"entry {seq}: exchange {xid!r} already settled at entry {self.exchanges[xid]} (replay)")
+        if amount != qty * price:
+            raise LedgerError(f"entry {seq}: amount_ntok {amount} != qty_wh {qty} x price {price}")
+        if account.startswith(CLEARING_PREFIX):
+            raise LedgerError(f"entry {seq}: exchange account {account!r} is a clearing account")
+        clearing = CLEARING_PREFIX + counter
+        if direction == "import":
+            _int(p, "counter_seq")
+            if not isinstance(p.get("counter_hash"), str) or len(p["counter_hash"]) != 64:
+                raise LedgerError(f"entry {seq}: import of exchange {xid!r} needs counter_seq and counter_hash")
+            self.balances[account] = self._check_debit(seq, account, amount)
+            self.balances[clearing] = self.balances.get(clearing, 0) + amount
+        else:
+            self.balances[account] = self.balances.get(account, 0) + amount
+            self.balances[clearing] = self.balances.get(clearing, 0) - amount
+        self.exchanges[xid] = seq
 
     def conservation_gap_ntok(self) -> int:
         """sum(balances) - (minted - burned); zero when tokens are conserved."""
