@@ -17,12 +17,13 @@ DEFAULT_DB = "portal.db"
 
 def add_arguments(parser) -> None:
     from colorgrid.args import positive_float
+    from portal.tokens import SCOPES
 
     sub = parser.add_subparsers(dest="action", required=True, metavar="create|list|revoke")
     create = sub.add_parser("create", help="create a token; its last line is the token (shown once)")
     create.add_argument("--stakeholder", required=True, help="who the token is for (1-64 of A-Z a-z 0-9 _ . -)")
     create.add_argument("--scope", action="append", required=True, metavar="SCOPE",
-                        help="fleet:read, goals:write, market:read or admin (repeatable)")
+                        help=", ".join(SCOPES[:-1]) + f" or {SCOPES[-1]} (repeatable)")
     create.add_argument("--group", action="append", default=[], metavar="GROUP",
                         help="control group the token may see and dispatch to (repeatable; '*' = all)")
     create.add_argument("--ttl", type=positive_float, required=True, metavar="S", help="lifetime in seconds")
