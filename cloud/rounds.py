@@ -112,6 +112,10 @@ class ControllerCore:
         self._txn = 0
         self.pending_txns: dict[str, str] = {}   # txn -> gateway id (request/response pairs)
         self.session_ms: int | None = None       # set by the first status (the first connect)
+        self._online_status: bytes | None = None  # the last `online: true` we published (retained)
+        self._status_reassert_ms: int | None = None
+        self._status_pending = False
+        self.status_reasserted = 0                # foreign retained statuses overwritten
         self.responses: dict[str, dict] = {}
         self._resume_from_registry()
 
@@ -154,6 +158,8 @@ class ControllerCore:
             return self._reject(topic, f"topic: {exc}")
         if where == "dispatch":
             return self._dispatch(topic, name, payload, now_ms)
+        if where == "status":
+            return self._status_seen(payload, now_ms)
         if where != "gw":
             return []  # our own status / vectors echoed back: nothing to do
         if kind == "state" and not self.aggregator.accepts_state(name):
@@ -386,6 +392,8 @@ class ControllerCore:
     def control_round(self, now_ms: int) -> list[Publish]:
         """One control round for every group; returns the signed vectors to publish (QoS 1)."""
         out = self._rebirth_commands(now_ms)
+        if self._status_pending:
+            out.append(self._reassert_status(now_ms))
         self.round_id = max(self.round_id + 1, int(now_ms) // self.round_ms)
         for group in self.group_list():
             try:
@@ -448,8 +456,33 @@ class ControllerCore:
                            n_outliers=len(outliers), outliers=outliers)
 
     def status_payload(self, online: bool, now_ms: int) -> bytes:
-        """Signed retained status; `session_ms` (this core's start) orders controller restarts."""
+        """Signed retained status; `session_ms` (this core's start) orders controller restarts.
+        An `online: true` payload is remembered as what the retained status must hold."""
         if self.session_ms is None:
             self.session_ms = now_ms
-        return security.make_status(self.controller_id, online, now_ms, self.session_ms,
-                                    self.key_id, self.key)
+        payload = security.make_status(self.controller_id, online, now_ms, self.session_ms,
+                                       self.key_id, self.key)
+        if online:
+            self._online_status = payload
+        return payload
+
+    def _status_seen(self, payload: Any, now_ms: int) -> list[Publish]:
+        """The retained status topic must hold our own `online: true` while we run. Anything else
+        (a forged status, a replay of our own signed Will, another client's message: possible on
+        a broker without ACLs) is overwritten by a fresh signed online status — at once, then at
+        most once per round (the rest is folded into the next `control_round`), so two
+        controllers misconfigured onto one broker cannot ping-pong at wire speed."""
+        if self._online_status is None or bytes(payload) == self._online_status:
+            return []                                   # not online yet, or our own echo
+        log.warning("foreign controller status on the retained topic (%d bytes); re-asserting ours",
+                    len(payload))
+        if self._status_reassert_ms is not None and now_ms - self._status_reassert_ms < self.round_ms:
+            self._status_pending = True
+            return []
+        return [self._reassert_status(now_ms)]
+
+    def _reassert_status(self, now_ms: int) -> Publish:
+        self._status_pending = False
+        self._status_reassert_ms = now_ms
+        self.status_reasserted += 1
+        return (topics.controller_status(), self.status_payload(True, now_ms), 1, True)

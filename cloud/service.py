@@ -6,8 +6,9 @@
 Behaviour:
 - connects with a persistent session (client id `ctl-{controller_id}`, clean_session False) and a
   Last Will that sets the retained controller status to offline; on every (re)connect it publishes
-  the retained status online and subscribes to every gateway topic and to the dispatch topics
-  (QoS 1);
+  the retained status online and subscribes to every gateway topic, to the dispatch topics and
+  to its own status topic (QoS 1): a foreign retained status (forged, or a replay of its Will)
+  is overwritten with a fresh online one (`ControllerCore._status_seen`);
 - reconnects when the broker goes away with the project's one reconnect policy,
   `edge_agent.reconnect.Backoff`: min(cap, base · 2^n) · (½ + U(0, ½)), base 0.5 s and cap 10 s by
   default (`backoff_base_ms`, `backoff_cap_ms`); rounds are not run while disconnected (gateways fall back to fail-safe on their own);
@@ -124,6 +125,9 @@ class ControllerService:
             await client.subscribe(topic_filter, qos=1)
         await client.publish(topics.controller_status(), self.core.status_payload(True, self.clock.now_ms()),
                              qos=1, retain=True)
+        # after our own online status: a foreign one seen here (forged, a replayed Will) is
+        # overwritten by the core (ControllerCore._status_seen)
+        await client.subscribe(topics.controller_status(), qos=1)
         self._live = client
         self.connected.set()
         log.info("controller %s connected to %s:%d", self.core.controller_id, self.host, self.port)

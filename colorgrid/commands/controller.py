@@ -189,6 +189,7 @@ def _figures(out, core, service) -> None:
     out.figure("vectors_rejected_by_gateways", sum(core.vectors_rejected_by_gateways.values()))
     out.figure("vectors_rejected_by_gateways_by_reason", dict(sorted(core.vectors_rejected_by_gateways.items())))
     out.figure("recovery_ramps", sum(step.recoveries for step in core._rounds.values()))
+    out.figure("status_reasserted", core.status_reasserted)
     if core.dispatches is not None:
         out.figure("dispatches_accepted", core.dispatches.accepted)
         out.figure("dispatches_rejected", sum(core.dispatches.rejected.values()))

@@ -1,6 +1,7 @@
 """The lab broker config (deploy/mosquitto/) with password auth and per-gateway ACLs, run as is
 on a private mosquitto: a gateway cannot publish as another, cannot forge control topics, cannot
 read another gateway's commands; the real agent works within its ACL."""
+import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -62,10 +63,13 @@ def test_gateway_reads_only_its_own_commands(lab_broker):
 
 
 def test_real_agent_within_its_acl_and_an_impostor_is_silenced(lab_broker):
+    """gw-2's credential running an agent that claims to be gw-1: the broker gives it client id
+    gw-2 (use_username_as_clientid), so it cannot take gw-1's session, and the ACL drops every
+    message it publishes under gw-1's subtree."""
     ctl = Observer(lab_broker, subscribe=("colorgrid/v1/gw/#",), username="controller",
                    password="ctl-secret")
     agent = make_agent(lab_broker, "gw-1", username="gw-1", password="pw-1")
-    impostor = make_agent(lab_broker, "gw-2", username="gw-1", password="pw-1")  # logs in as gw-1
+    impostor = make_agent(lab_broker, "gw-1", username="gw-2", password="pw-2")  # claims to be gw-1
     agent.tick(T0)
     impostor.tick(T0)
     ctl.publish(topics.vector("bus1.a"),
@@ -73,13 +77,50 @@ def test_real_agent_within_its_acl_and_an_impostor_is_silenced(lab_broker):
     pump(agent, T0 + 100, lambda: agent.metrics["vectors_accepted"] == 1, what="vector via ACL")
     agent.tick(T0 + 2000)
     impostor.tick(T0 + 2000)
+    pump(impostor, T0 + 2100, lambda: impostor.metrics["reports_sent"] >= 2, what="impostor reports")
+    time.sleep(0.3)        # the impostor's publishes reach the broker before the barrier below
     agent.tick(T0 + 4000)  # a barrier: gw-1's third report arrives after everything above
     states = ctl.wait_topic(topics.state("gw-1"), 3)
+    time.sleep(0.3)
+    assert len(ctl.on(topics.state("gw-1"))) == 3          # the impostor's two never arrived
     assert codec.decode_state(states[1].payload)["vector_round_id"] == 1
-    assert codec.decode_birth(ctl.on(topics.birth("gw-1"))[0].payload)["gateway_id"] == "gw-1"
-    assert not [m for m in ctl.messages if "/gw-2/" in m.topic]
+    assert len(ctl.on(topics.birth("gw-1"))) == 1            # the real agent's birth only
+    assert agent.metrics["connects"] == 1                    # never kicked off by the impostor
     assert impostor.metrics["reports_sent"] >= 2  # it believed it published: the broker dropped
     ctl.close()
+
+
+def _session(broker, client_id, username, password, events):
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
+    client.username_pw_set(username, password)
+    client.on_connect = lambda c, u, flags, rc, p: events.append((client_id, "connect", rc.value))
+    client.on_disconnect = lambda c, u, flags, rc, p: events.append((client_id, "disconnect", rc.value))
+    client.reconnect_delay_set(30, 30)         # a kicked session stays down for the whole test
+    client.connect(broker.host, broker.port, keepalive=10)
+    client.loop_start()
+    return client
+
+
+def test_client_ids_are_bound_to_user_names(lab_broker):
+    """A second connection with a client id in use kicks the first off (MQTT). The lab config
+    sets use_username_as_clientid, so whatever id a client asks for, it gets its user name:
+    gw-2's credential asking for gw-1's (or the controller's) id leaves those sessions alone."""
+    events = []
+    victims = [_session(lab_broker, "colorgrid-gw-gw-1", "gw-1", "pw-1", events),
+               _session(lab_broker, "ctl-ctl1", "controller", "ctl-secret", events)]
+    deadline = time.monotonic() + 5
+    while len(events) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    for client_id in ("colorgrid-gw-gw-1", "gw-1", "ctl-ctl1", "controller"):
+        intruder = _session(lab_broker, client_id, "gw-2", "pw-2", [])
+        time.sleep(0.3)
+        intruder.disconnect()
+        intruder.loop_stop()
+    time.sleep(0.3)
+    assert sorted(events) == [("colorgrid-gw-gw-1", "connect", 0), ("ctl-ctl1", "connect", 0)], events
+    for client in victims:
+        client.disconnect()
+        client.loop_stop()
 
 
 def test_only_the_dispatcher_writes_dispatches_and_gateways_cannot_read_them(lab_broker):
