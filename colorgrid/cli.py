@@ -32,6 +32,8 @@ COMMANDS: dict[str, str] = {
     "portal": "portal",
     "token": "token",
     "market": "market",
+    "vpp": "vpp",
+    "day": "day",
 }
 
 

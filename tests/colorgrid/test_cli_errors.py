@@ -142,6 +142,26 @@ CASES = {
         ("market clear --feeder ieee13 --offers {key} --horizon rtm --out {missing}", "--horizon"),
         ("market clear --feeder ieee13 --offers {key} --bogus --out {missing}", "--bogus"),
     ],
+    "vpp": [  # more in tests/colorgrid/test_cli_vpp.py
+        ("vpp ingest --portfolio {missing} --db {missing} --rounds {key}", "--portfolio"),
+        ("vpp ingest --portfolio {key} --db {missing} --rounds {empty}", "--rounds"),
+        ("vpp ingest --portfolio {key} --db {missing} --rounds {key}", "--portfolio"),
+        ("vpp curve --portfolio {key} --db {missing} --out {missing}", "--db"),
+        ("vpp curve --portfolio {key} --db {key} --confidence 2 --out {missing}", "--confidence"),
+        ("vpp dispatch --portfolio {key} --curves {key} --schedule {key} --hmac-key-file {empty} --out {missing}",
+         "--hmac-key-file"),
+        ("vpp dispatch --portfolio {key} --curves {key} --schedule {key} --hmac-key-file {key} --bogus --out x",
+         "--bogus"),
+    ],
+    "day": [  # more in tests/colorgrid/test_cli_day.py
+        ("day --feeder {missing} --out {missing}", "--feeder"),
+        ("day --iso-price {empty} --out {missing}", "--iso-price"),
+        ("day --iso-price {key} --out {missing}", "--iso-price"),
+        ("day --devices 0 --out {missing}", "--devices"),
+        ("day --confidence nan --out {missing}", "--confidence"),
+        ("day --sim-s-per-interval 10 --out {missing}", "--sim-s-per-interval"),
+        ("day --bogus", "--bogus"),
+    ],
 }
 ROWS = [case for cmd in CASES for case in CASES[cmd]]
 
