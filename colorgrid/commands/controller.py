@@ -68,20 +68,25 @@ def add_arguments(parser) -> None:
     add_out_argument(parser)
 
 
-def core_from_args(args, key_id: str, key: bytes, start_ms: int, controller_id: str = "ctl1"):
-    """The ControllerCore the controller/demo flags describe (cloud.config does the wiring)."""
+def core_from_args(args, key_id: str, key: bytes, start_ms: int, controller_id: str = "ctl1",
+                   policy=None, ttl_ms: int | None = None):
+    """The ControllerCore the controller/demo flags describe (cloud.config does the wiring);
+    `policy` (a cloud.enrollment.GatewayPolicy) replaces the one the enrollment flags give."""
     from cloud.config import build_core, gateway_policy, parse_goal, read_keys
 
     dispatch_keys = None
     if getattr(args, "dispatch_key_file", None):
         dispatch_keys = read_keys(args.dispatch_key_file, args.dispatch_key_id)
-    return build_core(parse_goal(args.goal, start_ms, dispatch_keys), key_id, key, start_ms,
+    if policy is None:
+        policy = gateway_policy(getattr(args, "enrollment", None), getattr(args, "max_device_kw", None),
+                                getattr(args, "max_gateway_kw", None))
+    core = build_core(parse_goal(args.goal, start_ms, dispatch_keys), key_id, key, start_ms,
                       controller_id, round_s=args.round_s, db=args.db,
                       sample_fraction=getattr(args, "sample_fraction", 1.0),
-                      ramp_pct_per_round=getattr(args, "ramp_pct_per_round", 3.0),
-                      policy=gateway_policy(getattr(args, "enrollment", None),
-                                            getattr(args, "max_device_kw", None),
-                                            getattr(args, "max_gateway_kw", None)))
+                      ramp_pct_per_round=getattr(args, "ramp_pct_per_round", 3.0), policy=policy)
+    if ttl_ms is not None:
+        core.ttl_ms = int(ttl_ms)
+    return core
 
 
 SUMMARY_EVERY_ROUNDS = 30   # summary.json ("complete": false) rewritten this often while running

@@ -32,9 +32,31 @@ def add_arguments(parser) -> None:
     parser.add_argument("--id-prefix", default="gw", help="gateway ids are PREFIX-00000 ... (default gw)")
     parser.add_argument("--seed", type=non_negative_int, default=1, help="device/PRNG seed (default 1)")
     parser.add_argument("--duration-s", type=positive_float, default=None, help="stop after this many wall seconds")
+    parser.add_argument("--report-key-seed", type=existing_file, default=None, metavar="FILE",
+                        help="file holding a hex seed (>= 16 bytes): every gateway signs its reports with "
+                             "its own key HMAC-SHA256(seed, gateway id) (default: unsigned reports)")
+    parser.add_argument("--enrollment-out", default=None, metavar="PATH",
+                        help="write the enrollment list of these gateways and their report keys here "
+                             "(mode 600), for `colorgrid controller --enrollment PATH`; needs --report-key-seed")
     parser.add_argument("--username", default=None)
     parser.add_argument("--password-file", type=existing_file, default=None)
     add_out_argument(parser)
+
+
+def write_enrollment(path: str, spec) -> None:
+    """The fleet's enrollment (cloud.enrollment.enroll_fleet) as JSON, readable by the owner only
+    (it holds every gateway's report key); replaced atomically."""
+    import json
+    import os
+
+    from cloud.enrollment import enroll_fleet
+
+    text = json.dumps(enroll_fleet(spec.report_keys()), sort_keys=True, indent=1) + "\n"
+    tmp = f"{path}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
 
 
 def run(args) -> int:
@@ -50,11 +72,18 @@ def run(args) -> int:
         key_id, key = read_key(args.hmac_key_file, args.key_id)
         clock = SimClock.from_spec(args.clock) if args.clock else SimClock(args.speed)
         password = open(args.password_file).read().strip() if args.password_file else None
+        seed = None
+        if args.report_key_seed:
+            _, seed = read_key(args.report_key_seed, "seed", "--report-key-seed")
+        elif args.enrollment_out:
+            raise ValueError("--enrollment-out: needs --report-key-seed (the enrolled gateways' keys)")
         spec = FleetSpec(host, port, gateways=args.gateways, devices_per_gateway=args.devices_per_gateway,
                          groups=args.groups, seed=args.seed, round_s=args.round_s, fail_safe_s=args.fail_safe_s,
                          clock_spec=clock.spec(), key_id=key_id, key=key,
                          thermostatic_fraction=args.thermostatic_fraction, id_prefix=args.id_prefix,
-                         username=args.username, password=password)
+                         username=args.username, password=password, report_key_seed=seed)
+        if args.enrollment_out:
+            write_enrollment(args.enrollment_out, spec)
         processes = args.processes or max(1, (args.gateways + 499) // 500)
         stop = threading.Event()  # SIGINT/SIGTERM (also to the whole process group) stop the fleet
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -64,7 +93,8 @@ def run(args) -> int:
         print(f"colorgrid fleet: error: {exc}", file=sys.stderr)
         return 2
     print(f"fleet: {args.gateways} gateways x {args.devices_per_gateway} devices in {processes} "
-          f"process(es) on {args.broker}; Ctrl-C to stop", flush=True)
+          f"process(es) on {args.broker}{', signed reports' if seed else ''}"
+          f"{', enrollment in ' + args.enrollment_out if args.enrollment_out else ''}; Ctrl-C to stop", flush=True)
     t0 = time.monotonic()
     while not stop.is_set() and (args.duration_s is None or time.monotonic() - t0 < args.duration_s):
         stop.wait(0.2)

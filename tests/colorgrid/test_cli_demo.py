@@ -48,6 +48,9 @@ def test_demo_private_broker_writes_results(tmp_path):
     assert max(err) < 0.1 * demand
     assert f["rms_pct_of_capacity"] < 15.0 and f["pjm_score"] > 0.8   # 300 devices: noisy but tracking
     assert f["missed_rounds"] == 0 and f["messages_rejected_by_controller"] == 0
+    # enrolled, signed reports by default: the controller heard only signed reports of the 12
+    assert f["gateways_enrolled"] == 12 and "enrolled, signed reports" in proc.stdout
+    assert f["vector_ttl_s"] == 30.0       # 1.5 s of wall clock at 20x (3 rounds would be 0.3 s)
 
 
 def test_demo_uses_given_broker_and_rejects_bad_goal(tmp_path):
