@@ -113,3 +113,45 @@ def test_dispatch_refuses_a_schedule_without_vpp_resources(work, capsys):
                  "--schedule", str(bad), "--hmac-key-file", str(work / "key.hex"), "--out", str(work / "x")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--schedule" in err and "no VPP resource" in err
+
+
+@pytest.mark.broker
+def test_dispatch_publishes_retained_schedules_on_a_real_broker(work, capsys):
+    """--broker: each location's signed schedule is retained on colorgrid/v1/dispatch/<location>;
+    a subscriber arriving later (as a controller would) gets them and cloud accepts them."""
+    import threading
+
+    import paho.mqtt.client as mqtt
+
+    from firmware_sim.broker import MosquittoBroker
+
+    curves = work / "curve" / "curves.json"
+    if not curves.exists():
+        pytest.skip("needs test_ingest_curve_dispatch's curves")
+    with MosquittoBroker() as broker:
+        assert main(["vpp", "dispatch", "--portfolio", str(work / "portfolio.toml"), "--curves", str(curves),
+                     "--schedule", str(work / "schedule.csv"), "--hmac-key-file", str(work / "key.hex"),
+                     "--issued-ms", "0", "--dispatch-id", "8", "--broker", broker.url, "--out", str(work / "pub")]) == 0
+        assert "published 2 to" in capsys.readouterr().out
+        got, done = {}, threading.Event()
+
+        def on_message(client, userdata, msg):
+            got[msg.topic] = (msg.payload, msg.retain)
+            if len(got) == 2:
+                done.set()
+
+        sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="vpp-test-sub")
+        sub.on_message = on_message
+        sub.on_connect = lambda c, u, f, rc, p=None: c.subscribe("colorgrid/v1/dispatch/#", qos=1)
+        sub.connect("127.0.0.1", broker.port)
+        sub.loop_start()
+        try:
+            assert done.wait(10.0), got
+        finally:
+            sub.loop_stop()
+            sub.disconnect()
+    goal = DispatchGoal({"vpp": bytes.fromhex(KEY_HEX)})
+    for loc in ("671.1", "675.3"):
+        payload, retained = got[f"colorgrid/v1/dispatch/{loc}"]
+        assert retained and payload.strip() == (work / "pub" / "dispatch" / f"{loc}.json").read_bytes().strip()
+        assert goal.offer(loc, payload, now_ms=0) == ""
