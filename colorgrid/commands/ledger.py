@@ -53,6 +53,9 @@ def add_arguments(parser) -> None:
     anchor.add_argument("--contract", metavar="ADDRESS", default=None,
                         help="an existing deployment (otherwise the contract is deployed and its address printed)")
     anchor.add_argument("--check-only", action="store_true", help="anchor nothing, only compare")
+    anchor.add_argument("--main", metavar="MAIN", default=None,
+                        help="main chain (SQLite file) of the sidechain PATH: the main chain's checkpoints are "
+                        "anchored, and PATH's checkpoints checked through them (record -> main checkpoint -> anchor)")
     anchor.add_argument("--namespace", default="te_ledger", help="PostgreSQL table prefix (default te_ledger)")
     add_out_argument(anchor)
 
@@ -168,29 +171,53 @@ def _prove_cross(args, side) -> int:
 
 
 def _anchor(args, store) -> int:
-    """Anchor the not-yet-anchored checkpoints, then compare all; exit 1 on any mismatch."""
+    """Anchor the not-yet-anchored checkpoints, then compare all; exit 1 on any mismatch.  With
+    --main, the anchored ledger is the main chain and PATH (a sidechain) is checked through it."""
     from colorgrid.results import RunOutput
-    from market.settlement.evm.anchor import EvmSettlementChain, anchor_checkpoints, check_anchors
+    from market.settlement.evm.anchor import (EvmSettlementChain, anchor_checkpoints, check_anchors,
+                                              check_side_through_main)
     from market.settlement.evm.backends import JsonRpcBackend
+    from market.settlement.ledger import Ledger
 
+    side = store if args.main_store is not None else None
+    anchored_store = args.main_store if side is not None else store
     chain = EvmSettlementChain(JsonRpcBackend(args.rpc) if args.rpc else None, address=args.contract)
-    anchored = [] if args.check_only else anchor_checkpoints(store, chain)
-    mismatched = check_anchors(store, chain)
+    anchored = [] if args.check_only else anchor_checkpoints(anchored_store, chain)
+    mismatched = check_anchors(anchored_store, chain)
     out = RunOutput(args.out, "ledger anchor", {"path": str(args.path), "rpc": args.rpc, "contract": args.contract,
-                                                "check_only": args.check_only})
+                                                "check_only": args.check_only, "main": args.main})
     out.figure("contract", chain.address)
-    out.figure("checkpoints", len(store.checkpoints()))
+    out.figure("checkpoints", len(anchored_store.checkpoints()))
     out.figure("anchored_now", len(anchored))
     out.figure("mismatched_periods", mismatched)
+    what = "main-chain checkpoint(s)" if side is not None else "checkpoint(s)"
+    print(f"contract {chain.address}: anchored {len(anchored)} {what} now"
+          + (f" (periods {anchored[0]}..{anchored[-1]})" if anchored else ""))
+    problems = []
+    if mismatched:
+        problems.append(f"checkpoints of periods {mismatched} differ from the chain's anchors (or are not anchored)")
+    else:
+        print(f"all {len(anchored_store.checkpoints())} {what} match their anchors")
+    chains = Ledger(anchored_store).state.chains
+    if chains and side is None:  # a main chain: what its anchors cover
+        covered = sum(len(c["records"]) for c in chains.values())
+        print(f"main chain: {len(chains)} sidechain(s) registered, {covered} sidechain checkpoint(s) recorded")
+    if side is not None:
+        rep = check_side_through_main(side, anchored_store, chain)
+        problems += [f"{args.path}: {p}" for p in rep.problems]
+        out.figure("side_checkpoints", rep.checkpoints)
+        out.figure("side_anchored_through_main", rep.anchored)
+        out.figure("side_not_recorded", rep.not_recorded)
+        out.figure("side_not_in_main_checkpoint", rep.not_in_main_checkpoint)
+        if not rep.problems:
+            print(f"{args.path}: {rep.anchored} of {rep.checkpoints} checkpoint(s) anchored through the main chain "
+                  f"({rep.not_recorded} not recorded yet, {rep.not_in_main_checkpoint} not in a main checkpoint yet)")
+    out.figure("problems", problems)
     if out.enabled:  # summary.json (its versions block imports the whole stack: only when asked)
         out.finish()
-    print(f"contract {chain.address}: anchored {len(anchored)} checkpoint(s) now"
-          + (f" (periods {anchored[0]}..{anchored[-1]})" if anchored else ""))
-    if mismatched:
-        print(f"checkpoints of periods {mismatched} differ from the chain's anchors (or are not anchored)", file=sys.stderr)
-        return 1
-    print(f"all {len(store.checkpoints())} checkpoints match their anchors")
-    return 0
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    return 1 if problems else 0
 
 
 def _verify(args, store) -> int:

@@ -6,7 +6,10 @@ token and a write-once checkpoint anchor, compiled offline from `SettlementToken
 interval** (mints, then transfers, then burns; reordering keeps every balance non-negative when
 the ledger's own credit limit is 0), and anchors each checkpoint's Merkle root and statement hash.
 `anchor_checkpoints` anchors the checkpoints of any ledger (credit accounts included) that are not
-on the chain yet; `check_anchors` compares the ledger's checkpoints with what the chain holds.  Accounts are
+on the chain yet; `check_anchors` compares the ledger's checkpoints with what the chain holds.
+With sidechains, the anchored ledger is the **main chain**: its checkpoints cover its records of
+every sidechain checkpoint, so `check_side_through_main` follows a sidechain checkpoint to its
+main-chain record, the main checkpoint covering that record, and that checkpoint's anchor.  Accounts are
 mapped to deterministic addresses (first 20 bytes of SHA-256("colorgrid.te|" + account)); the
 operator, who deployed the contract, moves tokens on the participants' behalf as the ledger did.
 """
@@ -170,3 +173,56 @@ def check_anchors(store: LedgerStore, chain: EvmSettlementChain) -> list[int]:
         if root.hex() != canonical.decode(cp.statement)["root"] or statement_hash != hashlib.sha256(cp.statement).digest():
             bad.append(cp.period)
     return bad
+
+
+@dataclass
+class SideAnchorReport:
+    """A sidechain's checkpoints as the public anchor of the main chain covers them."""
+    ledger_id: str
+    checkpoints: int = 0
+    anchored: int = 0             # recorded on main, in a main checkpoint whose anchor matches
+    not_recorded: int = 0         # not on the main chain yet (the next record round takes them)
+    not_in_main_checkpoint: int = 0   # recorded, but no main checkpoint covers the record yet
+    problems: list = field(default_factory=list)
+
+
+def check_side_through_main(side_store: LedgerStore, main_store: LedgerStore,
+                            chain: EvmSettlementChain) -> SideAnchorReport:
+    """Sidechain checkpoint -> main-chain record of it -> main checkpoint covering the record ->
+    that checkpoint's anchor on the public chain.  The anchor holds main-chain checkpoints only;
+    a sidechain is anchored through them.  Problems name the sidechain period and the main period."""
+    from market.settlement.chains import check_against_main
+    from market.settlement.ledger import Ledger
+
+    side, main = Ledger(side_store), Ledger(main_store)
+    report = SideAnchorReport(side.state.ledger_id)
+    cps = side_store.checkpoints()
+    report.checkpoints = len(cps)
+    found, _ = check_against_main(side_store, main_store)
+    report.problems.extend(found)
+    record = main.state.chains.get(side.state.ledger_id)
+    if record is None:
+        report.not_recorded = len(cps)
+        return report
+    main_cps = main_store.checkpoints()
+    anchors: dict[int, bool] = {}
+    for i, cp in enumerate(cps):
+        if i >= len(record["records"]):
+            report.not_recorded += 1
+            continue
+        main_seq = record["records"][i]
+        covering = next((m for m in main_cps if m.first_seq <= main_seq <= m.last_seq), None)
+        if covering is None:
+            report.not_in_main_checkpoint += 1
+            continue
+        if covering.period not in anchors:
+            root, statement_hash = chain.anchored(covering.period)
+            anchors[covering.period] = (root.hex() == canonical.decode(covering.statement)["root"]
+                                        and statement_hash == hashlib.sha256(covering.statement).digest())
+        if anchors[covering.period]:
+            report.anchored += 1
+        else:
+            report.problems.append(f"chain {report.ledger_id!r}: checkpoint {cp.period} is recorded at main entry "
+                                   f"{main_seq}, in main checkpoint {covering.period}, which differs from the "
+                                   "public anchor (or is not anchored)")
+    return report

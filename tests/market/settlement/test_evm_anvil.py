@@ -18,6 +18,7 @@ from market.settlement.evm.backends import EvmError, JsonRpcBackend
 from market.settlement.store import FakeLedgerStore
 
 from .conftest import add_meter, new_ledger
+from .test_chains import world  # noqa: F401  (the fixture)
 
 LOCAL = Path(__file__).resolve().parent / "anvil" / "node_modules" / ".bin" / "anvil"
 
@@ -86,3 +87,25 @@ def test_cli_anchors_a_te_run_ledger_and_catches_a_rewritten_checkpoint(rpc_url,
     db.close()
     assert main(["ledger", "anchor", str(db_path), "--rpc", rpc_url, "--contract", address, "--check-only"]) == 1
     assert "periods [2]" in capsys.readouterr().err
+
+
+def test_cli_anchors_the_main_chain_on_anvil_and_checks_sidechains_through_it(rpc_url, world, capsys):  # noqa: F811
+    p = world["paths"]
+    capsys.readouterr()
+    assert main(["ledger", "anchor", str(p["main"]), "--rpc", rpc_url]) == 0
+    printed = capsys.readouterr().out
+    address = printed.split()[1].rstrip(":")
+    assert "anchored 1 checkpoint(s) now" in printed and "main chain: 2 sidechain(s) registered" in printed
+    for side, n in (("a", 2), ("b", 1)):
+        assert main(["ledger", "anchor", str(p[side]), "--main", str(p["main"]), "--rpc", rpc_url,
+                     "--contract", address, "--check-only"]) == 0
+        assert f"{n} of {n} checkpoint(s) anchored through the main chain" in capsys.readouterr().out
+    db = sqlite3.connect(p["main"])  # the main chain's checkpoint rewritten after it was anchored
+    statement = db.execute("SELECT statement FROM checkpoints WHERE period=1").fetchone()[0]
+    db.execute("UPDATE checkpoints SET statement=? WHERE period=1", (statement.replace(b'"period":1', b'"period": 1'),))
+    db.commit()
+    db.close()
+    assert main(["ledger", "anchor", str(p["a"]), "--main", str(p["main"]), "--rpc", rpc_url, "--contract", address,
+                 "--check-only"]) == 1
+    err = capsys.readouterr().err
+    assert "periods [1]" in err and "in main checkpoint 1, which differs from the public anchor" in err
