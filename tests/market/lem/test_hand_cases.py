@@ -73,8 +73,10 @@ def test_storage_never_charges_and_discharges_at_once():
 
 def test_commitment_unit_honours_min_up_time():
     # The unit (p_min 20, p_max 100 kW at 60 USD/MWh) beats the ISO only in interval 1 (ISO 200 there,
-    # 10 elsewhere). With a minimum up time of 3 intervals it must stay on in 2 and 3 at p_min, then stop.
-    iso = [10.0, 200.0, 10.0, 10.0, 10.0, 10.0]
+    # 10 after, 5 before). With a minimum up time of 3 intervals it must stay on in 2 and 3 at p_min, then
+    # stop (on in 0–2 instead would displace ISO energy at 5, not 10: dearer by 20·5/1000 USD; with
+    # 10 in interval 0 both are optimal and the solver may return either).
+    iso = [5.0, 200.0, 10.0, 10.0, 10.0, 10.0]
     mk = load_market({"intervals": 6, "iso": {"import_price_usd_per_mwh": iso},
                       "units": [{"id": "dg", "location": "3.1", "p_min_kw": 20.0, "p_max_kw": 100.0,
                                  "price_usd_per_mwh": 60.0, "min_up_intervals": 3}]})

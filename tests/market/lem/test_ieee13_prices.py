@@ -65,3 +65,13 @@ def test_envelope_finite_differences_bracket_the_dlmp(ieee13_net, congested, loc
     assert (f0 - down) / eps - tol <= g <= (up - f0) / eps + tol, ((f0 - down) / eps, g, (up - f0) / eps)
     # and the bracket is tight here (no kink within ±ε): the price is the derivative
     assert abs((up - down) / (2 * eps) - g) < 1e-4 * max(1.0, abs(g))
+
+
+def test_pricing_lp_re_solved_in_place_matches_a_fresh_build(ieee13_net, congested):
+    """clear_dam re-solves the MIP's own HiGHS model as the LP; pricing_lp builds it afresh."""
+    from market.lem.pricing import dlmp_components
+
+    market, c = congested
+    lp, obj = pricing_lp(market, ieee13_net, CRITICAL, c.integers)
+    assert abs(obj - c.pricing_objective_usd) <= 1e-7 * max(1.0, abs(obj))
+    assert np.allclose(dlmp_components(lp).dlmp_usd_per_mwh, c.prices.dlmp_usd_per_mwh, atol=1e-6)
