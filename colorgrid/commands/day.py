@@ -29,7 +29,7 @@ PROG = "colorgrid day"
 DAY_START_MS = 1_719_792_000_000          # 2024-07-01T00:00:00Z: interval 0 starts at 00:00 UTC
 HOUR_MS = 3_600_000
 NOTICE_MS = 12 * HOUR_MS                  # day-ahead: the dispatch is issued at noon the day before
-STAGES = 9
+STAGES = 10
 
 
 def add_arguments(parser) -> None:
@@ -105,7 +105,7 @@ def vpp_locations(feeder, limit: int | None) -> list[tuple[str, float]]:
 
 
 class _Compressed:
-    """A goal schedule in market time asked in simulated time: window t of `window_ms` (after
+    """A goal schedule (cloud.goals.GoalSchedule's two methods) in market time asked in simulated time: window t of `window_ms` (after
     `warm_ms`) is market interval t of `interval_ms` from `start_ms`; the warm-up lies before the
     first interval (the schedule's fallback)."""
 
@@ -261,6 +261,31 @@ class _Day:
         run = self.fleet_dispatched(plan)
         return self.report(curves, plan, cleared, run, lem)
 
+    def ac_with_delivered(self, market, result, delivered: dict) -> tuple[list, list]:
+        """The AC power flow of every interval with the VPP's delivered (not cleared) reduction:
+        (violations, those the market's final AC check did not have)."""
+        import numpy as np
+
+        from market.lem import ACPowerFlow, node_injections
+        from market.lem.iteration import violations_of
+        from market.vpp import parse_offer_id
+
+        schedule = {k: np.asarray(v, float).copy() for k, v in result.clearing.schedule_kw.items()}
+        for loc in self.locs:
+            ids = [r for r in schedule if (parse_offer_id(r) or ("", ""))[0] == loc]
+            for t in range(self.n):
+                total = sum(schedule[r][t] for r in ids)
+                want = delivered[(loc, t)]
+                for r in ids:                       # scale the location's tiers to what was delivered
+                    schedule[r][t] = schedule[r][t] * want / total if total > 1e-9 else 0.0
+                if total <= 1e-9 and ids and abs(want) > 1e-9:
+                    schedule[ids[0]][t] = want
+        inj = node_injections(market, result.net, schedule)
+        ac = ACPowerFlow(self.feeder)
+        found = [v for t in range(self.n) for v in violations_of(ac.solve(t, self.shape[t], inj[:, t]))]
+        known = {(v.interval, v.kind, v.where) for v in result.violations}
+        return found, [v for v in found if (v.interval, v.kind, v.where) not in known]
+
     def _group_devices(self, g: int):
         return range(g * self.per_loc, (g + 1) * self.per_loc)
 
@@ -383,13 +408,20 @@ class _Day:
         f("time_compression", {"sim_s_per_interval": a.sim_s_per_interval, "settle_s": a.settle_s,
                                "baseline_s_per_hour": a.baseline_s_per_hour, "round_s": run.config.round_s,
                                "interval_h": curves.interval_h})
+        self.stages.start("ac_delivered", "AC power flow with the delivered reductions")
+        found, new = self.ac_with_delivered(market, result, {(r[0], r[1]): r[4] for r in rows})
+        f("ac_delivered_violations", len(found))
+        f("ac_delivered_new_violations", len(new))
+        out.write_csv("violations_delivered.csv", ["interval", "kind", "where", "value", "limit", "unit", "new"],
+                      [[v.interval, v.kind, v.where, v.value, v.limit, v.unit, v in new] for v in found])
         self.plot(rows, out.path("delivery.png"))
         for name in ("objective_usd", "vpp_cleared_kwh", "vpp_delivered_kwh", "vpp_revenue_usd", "vpp_revenue_cleared_usd",
-                     "delivery_rms_pct", "balance_gap_usd"):
+                     "delivery_rms_pct", "balance_gap_usd", "ac_delivered_violations", "ac_delivered_new_violations"):
             v = out.figures[name]
-            print(f"{name:<24} {v:.4f} {out.units.get(name, '')}".rstrip())
+            shown = f"{v:.4f}" if isinstance(v, float) else str(v)
+            print(f"{name:<28} {shown} {out.units.get(name, '')}".rstrip())
         worst = max(rms, key=rms.get)
-        print(f"{'worst location':<24} {worst} ({rms[worst]:.3f} % RMS of its baseline)")
+        print(f"{'worst location':<28} {worst} ({rms[worst]:.3f} % RMS of its baseline)")
         self.stages.stop()
         return 0
 

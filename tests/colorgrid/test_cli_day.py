@@ -38,14 +38,15 @@ def day(tmp_path_factory):
 
 def test_files_and_columns(day):
     for name in ("dlmp.csv", "schedule.csv", "settlement.csv", "delivery.csv", "vpp_settlement.csv", "curve.csv",
-                 "offers.json", "curves.json", "portfolio.json", "devices.csv", "delivery.png", "summary.json"):
+                 "offers.json", "curves.json", "portfolio.json", "devices.csv", "delivery.png", "summary.json",
+                 "violations_delivered.csv"):
         assert (day / name).is_file(), name
     assert list(_rows(day / "delivery.csv")[0]) == ["location", "interval", "baseline_kw", "cleared_kw",
                                                     "delivered_kw", "error_kw"]
     assert list(_rows(day / "dlmp.csv")[0])[:4] == ["bus", "phase", "interval", "dlmp_usd_per_mwh"]
     summary = json.loads((day / "summary.json").read_text())["figures"]
     for key in ("objective_usd", "vpp_revenue_usd", "delivery_rms_pct", "delivery_rms_pct_by_location",
-                "stage_times_s", "balance_gap_usd"):
+                "stage_times_s", "balance_gap_usd", "ac_delivered_violations", "ac_delivered_new_violations"):
         assert key in summary, key
     assert set(summary["delivery_rms_pct_by_location"]) == {r["location"] for r in _rows(day / "delivery.csv")}
 
