@@ -91,13 +91,14 @@ def parse_goal(spec: str, start_ms: int, dispatch_keys: dict | None = None) -> G
 def build_core(goal: GoalSchedule, key_id: str, key: bytes, start_ms: int, controller_id: str = "ctl1",
                round_s: float = 2.0, db: str | None = None, sample_fraction: float = 1.0,
                ramp_pct_per_round: float = 100.0 * ControlParams.ramp_share_per_round,
-               policy: GatewayPolicy | None = None) -> ControllerCore:
+               policy: GatewayPolicy | None = None, regions=None) -> ControllerCore:
     """A ControllerCore with the service's aggregator timing (stale after 1.5 rounds, reports
     carried 5 rounds, rebirth hold-off 5 rounds), its registry (`db`: SQLite path or None for
     memory), the recovery ramp (`ramp_pct_per_round` % of a group's demand per round after a
     restart or fail-safe; 0 = off; cloud.round_step), the gateway policy (`gateway_policy`:
-    enrollment, kW limits; default: every id heard, 100 kW per device) and, for a DispatchGoal,
-    the dispatch inbox."""
+    enrollment, kW limits; default: every id heard, 100 kW per device), the region mode
+    (`regions`: a `cloud.region.RegionView` from `region_view`; the controller then takes signed
+    region sums instead of gateway states) and, for a DispatchGoal, the dispatch inbox."""
     if not round_s >= MIN_ROUND_S:
         raise ConfigError(f"--round-s: must be >= {MIN_ROUND_S}")
     if not 0.0 <= ramp_pct_per_round <= 100.0:     # NaN fails too
@@ -108,7 +109,21 @@ def build_core(goal: GoalSchedule, key_id: str, key: bytes, start_ms: int, contr
     inbox = goal if isinstance(goal, DispatchGoal) else None
     return ControllerCore(controller_id, goal, key_id, key, registry=open_registry(db), aggregator=agg,
                           params=ControlParams(round_s=round_s, ramp_share_per_round=ramp_pct_per_round / 100.0),
-                          round_ms=round_ms, dispatches=inbox, policy=policy)
+                          round_ms=round_ms, dispatches=inbox, policy=policy, regions=regions)
+
+
+def region_view(regions_path: str, key_path: str, key_id: str = "region", round_s: float = 2.0):
+    """The `--regions FILE` and `--region-key-file F` flags → a `cloud.region.RegionView`
+    (ConfigError naming the flag). The aggregators' keys should not be the vector key: a
+    compromised aggregator host must not be able to sign control vectors."""
+    from cloud.region import RegionError, RegionMap, RegionView
+
+    try:
+        region_map = RegionMap.from_file(regions_path, "--regions")
+    except RegionError as exc:
+        raise ConfigError(str(exc)) from None
+    keys = read_keys(key_path, key_id, "--region-key-file")
+    return RegionView(region_map, keys, int(round(round_s * 1000)))
 
 
 def gateway_policy(enrollment_path: str | None = None, max_device_kw: float | None = None,

@@ -61,6 +61,13 @@ def add_arguments(parser) -> None:
                              "enrollment's max_device_kw)")
     parser.add_argument("--max-gateway-kw", type=positive_float, default=None,
                         help="largest kW a birth may declare in all, for gateways without an enrollment max_kw")
+    parser.add_argument("--regions", default=None, metavar="FILE", type=existing_file,
+                        help="region map JSON {\"regions\": {R: {\"prefixes\": [...], \"gateways\": [...]}}}: "
+                             "take the signed per-region sums of `colorgrid aggregator` instead of gateway "
+                             "states for the gateways in a region (docs/scale-out.md; needs --region-key-file)")
+    parser.add_argument("--region-key-file", default=None, type=existing_file,
+                        help="keys the aggregators sign region sums with: JSON {key_id: hex}, or hex text "
+                             "for key id 'region' (keep them apart from --hmac-key-file)")
     parser.add_argument("--duration-s", type=positive_float, default=None, help="stop after this many wall seconds")
     parser.add_argument("--username", default=None)
     parser.add_argument("--password-file", default=None, type=existing_file)
@@ -72,7 +79,7 @@ def core_from_args(args, key_id: str, key: bytes, start_ms: int, controller_id: 
                    policy=None, ttl_ms: int | None = None):
     """The ControllerCore the controller/demo flags describe (cloud.config does the wiring);
     `policy` (a cloud.enrollment.GatewayPolicy) replaces the one the enrollment flags give."""
-    from cloud.config import build_core, gateway_policy, parse_goal, read_keys
+    from cloud.config import ConfigError, build_core, gateway_policy, parse_goal, read_keys, region_view
 
     dispatch_keys = None
     if getattr(args, "dispatch_key_file", None):
@@ -80,10 +87,16 @@ def core_from_args(args, key_id: str, key: bytes, start_ms: int, controller_id: 
     if policy is None:
         policy = gateway_policy(getattr(args, "enrollment", None), getattr(args, "max_device_kw", None),
                                 getattr(args, "max_gateway_kw", None))
+    regions = None
+    if getattr(args, "regions", None) or getattr(args, "region_key_file", None):
+        if not (args.regions and args.region_key_file):
+            raise ConfigError("--regions: needs --region-key-file too (and the other way round)")
+        regions = region_view(args.regions, args.region_key_file, round_s=args.round_s)
     core = build_core(parse_goal(args.goal, start_ms, dispatch_keys), key_id, key, start_ms,
                       controller_id, round_s=args.round_s, db=args.db,
                       sample_fraction=getattr(args, "sample_fraction", 1.0),
-                      ramp_pct_per_round=getattr(args, "ramp_pct_per_round", 3.0), policy=policy)
+                      ramp_pct_per_round=getattr(args, "ramp_pct_per_round", 3.0), policy=policy,
+                      regions=regions)
     if ttl_ms is not None:
         core.ttl_ms = int(ttl_ms)
     return core
