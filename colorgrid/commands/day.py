@@ -248,6 +248,7 @@ class _Day:
                                            for s in self.fleet_shares)
                    for g, name in enumerate(gof)}
         portfolio = default_portfolio(tier_kw, {loc: self.per_loc for loc in self.locs}, tiers)
+        self.portfolio = portfolio
         import json
         out.path("portfolio.json").write_text(json.dumps(portfolio_dict(portfolio), indent=1, sort_keys=True) + "\n")
         curves = build_supply(portfolio, stats, self.starts, 1.0, a.confidence, priority=self.prices,
@@ -408,6 +409,8 @@ class _Day:
         f("time_compression", {"sim_s_per_interval": a.sim_s_per_interval, "settle_s": a.settle_s,
                                "baseline_s_per_hour": a.baseline_s_per_hour, "round_s": run.config.round_s,
                                "interval_h": curves.interval_h})
+        out.write_csv("money_per_tier.csv", ["tier", "delivered_kwh", "revenue_usd", "events", "customer_pay_usd",
+                                             "margin_usd"], self.money_per_tier(plan, curves, rows, prices, col))
         self.stages.start("ac_delivered", "AC power flow with the delivered reductions")
         found, new = self.ac_with_delivered(market, result, {(r[0], r[1]): r[4] for r in rows})
         f("ac_delivered_violations", len(found))
@@ -424,6 +427,35 @@ class _Day:
         print(f"{'worst location':<28} {worst} ({rms[worst]:.3f} % RMS of its baseline)")
         self.stages.stop()
         return 0
+
+    def money_per_tier(self, plan, curves, rows, prices, col) -> list[list]:
+        """Per sheddable tier: the delivered reduction split over tiers as the plan split it (shed
+        order), its revenue at the DLMPs, the customers' pay by their contracts (per kWh delivered and
+        per event = run of consecutive curtailed intervals) and the VPP's margin."""
+        dt = curves.interval_h
+        out = []
+        for tier in plan.tiers:
+            kwh = usd = pay = 0.0
+            events = 0
+            for loc, t, _, _, delivered, _ in rows:
+                r = plan.reduction_kw.get((loc, t), 0.0)
+                part = plan.tier_kw.get((loc, tier, t), 0.0)
+                if r <= 1e-9 or part <= 0.0:
+                    continue
+                share = delivered * part / r
+                kwh += share * dt
+                usd += share * float(prices.dlmp_usd_per_mwh[col[loc], t]) * dt / 1000.0
+                c = self.portfolio.holding(loc, tier).contract
+                pay += share * dt * c.compensation_usd_per_kwh
+            for loc in self.locs:
+                ts = plan.curtailed_intervals(loc, tier)
+                n_ev = sum(1 for i, t in enumerate(ts) if i == 0 or ts[i - 1] != t - 1)
+                events += n_ev
+                h = self.portfolio.holding(loc, tier)
+                if h is not None and h.contract is not None:
+                    pay += n_ev * h.contract.compensation_usd_per_event
+            out.append([tier, kwh, usd, events, pay, usd - pay])
+        return out
 
     def plot(self, rows, path) -> None:
         import matplotlib

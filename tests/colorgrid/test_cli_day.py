@@ -39,7 +39,7 @@ def day(tmp_path_factory):
 def test_files_and_columns(day):
     for name in ("dlmp.csv", "schedule.csv", "settlement.csv", "delivery.csv", "vpp_settlement.csv", "curve.csv",
                  "offers.json", "curves.json", "portfolio.json", "devices.csv", "delivery.png", "summary.json",
-                 "violations_delivered.csv"):
+                 "violations_delivered.csv", "money_per_tier.csv"):
         assert (day / name).is_file(), name
     assert list(_rows(day / "delivery.csv")[0]) == ["location", "interval", "baseline_kw", "cleared_kw",
                                                     "delivered_kw", "error_kw"]
@@ -96,3 +96,13 @@ def test_bad_flags_are_one_line(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "--devices" in err
     assert main(["day", "--settle-s", "400", "--out", str(tmp_path)]) == 2
     assert "--settle-s" in capsys.readouterr().err
+
+
+def test_money_per_tier_adds_up_to_the_vpp_revenue(day):
+    money = _rows(day / "money_per_tier.csv")
+    assert [r["tier"] for r in money] == ["green", "yellow"]
+    summary = json.loads((day / "summary.json").read_text())["figures"]
+    assert sum(float(r["revenue_usd"]) for r in money) == pytest.approx(summary["vpp_revenue_usd"], rel=1e-9)
+    assert sum(float(r["delivered_kwh"]) for r in money) == pytest.approx(summary["vpp_delivered_kwh"], rel=1e-9)
+    for r in money:
+        assert float(r["margin_usd"]) == pytest.approx(float(r["revenue_usd"]) - float(r["customer_pay_usd"]))
