@@ -250,7 +250,7 @@ def _verify(args, store) -> int:
 
 def _verify_chains(args, store, workers: int, primary_ok: bool) -> list[str]:
     """--peer and --main: each ledger verified, exchange pairs between them, records on the main chain."""
-    from market.settlement.chains import check_against_main, check_exchange_pairs
+    from market.settlement.chains import check_against_main, check_conservation, check_exchange_pairs
     from market.settlement.verify import verify_ledger
 
     problems = []
@@ -268,6 +268,12 @@ def _verify_chains(args, store, workers: int, primary_ok: bool) -> list[str]:
         problems += pairs
         if not pairs:
             print(f"exchange pairs OK between {len(sides)} chains")
+        rows, supply_problems = check_conservation([s for _, s in sides])
+        problems += supply_problems
+        if not supply_problems:
+            minted, burned = sum(r["minted_ntok"] for r in rows), sum(r["burned_ntok"] for r in rows)
+            print(f"supply conserved across {len(sides)} chains: minted {minted} ntok, burned {burned} ntok, "
+                  f"circulating {minted - burned} ntok, clearing accounts net to zero")
     if args.main_store is not None:
         for path, side in sides:
             found, unrecorded = check_against_main(side, args.main_store)

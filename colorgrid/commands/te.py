@@ -33,6 +33,10 @@ def add_arguments(parser) -> None:
     run.add_argument("--checkpoint-every", type=count, default=4, help="intervals per ledger checkpoint (default 4)")
     run.add_argument("--threshold-k", type=int_at_least(1), choices=(1, 2, 3), default=2, help="validator signatures needed of 3 (default 2)")
     run.add_argument("--penalty-uusd-per-kwh", type=non_negative_int, default=0, help="burned per undelivered Wh sold")
+    run.add_argument("--periodic-burn-ppm", type=non_negative_int, default=0,
+                     help="token policy: burn this share (ppm) of every positive balance each burn period (default 0: none)")
+    run.add_argument("--periodic-burn-every", type=non_negative_int, default=0,
+                     help="intervals per burn period (with --periodic-burn-ppm)")
     run.add_argument("--verify-workers", type=count, default=1, help="processes for ledger signature checks")
     run.add_argument("--ledger-pg", metavar="DSN", default=None,
                      help="keep the ledger in PostgreSQL (e.g. postgresql://127.0.0.1/test; needs psycopg) "
@@ -71,7 +75,8 @@ def run(args) -> int:
     try:
         cfg = SimConfig(args.participants, args.intervals, args.seed, args.mechanism, args.pv_share,
                         args.grid_sell_usd_per_mwh, args.grid_buy_usd_per_mwh, k_num, k_den, args.tie_break,
-                        args.charges, args.checkpoint_every, args.threshold_k, args.penalty_uusd_per_kwh)
+                        args.charges, args.checkpoint_every, args.threshold_k, args.penalty_uusd_per_kwh,
+                        args.periodic_burn_ppm, args.periodic_burn_every)
     except (TeError, ValueError) as exc:
         return error(prog, str(exc))
     try:
@@ -152,6 +157,7 @@ def _figures(out, cfg, day) -> None:
     f("operator_surplus_ntok", sum(r[12] for r in day.intervals), "ntok")
     f("minted_ntok", day.totals["minted_ntok"], "ntok")
     f("burned_ntok", day.totals["burned_ntok"], "ntok")
+    f("periodic_burned_ntok", day.totals["periodic_burned_ntok"], "ntok")
     f("conservation_gap_ntok", day.totals["conservation_gap_ntok"], "ntok")
     f("ledger_entries", day.totals["ledger_entries"])
     f("checkpoints", day.totals["checkpoints"])

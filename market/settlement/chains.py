@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from market.settlement import canonical
 from market.settlement.errors import LedgerError
 from market.settlement.ledger import InclusionProof, Ledger, verify_proof
+from market.settlement.ledger_state import CLEARING_PREFIX
 from market.settlement.store import LedgerStore
 
 
@@ -183,24 +184,31 @@ def settle_exchange(exporter: Ledger, importer: Ledger, exchange_id: str, export
         "exchange_id": exchange_id, "direction": "export", "counter_chain": importer.state.ledger_id,
         "account": export_account, "qty_wh": qty_wh, "price_uusd_per_kwh": price_uusd_per_kwh,
         "amount_ntok": amount}, ts_ms)
-    return export_seq, settle_exchange_import(exporter.store, importer, exchange_id, import_account, ts_ms)
+    return export_seq, settle_exchange_import(exporter.store, importer, exchange_id, import_account, ts_ms,
+                                              export_seq)
 
 
 def settle_exchange_import(exporter_store: LedgerStore, importer: Ledger, exchange_id: str, import_account: str,
-                           ts_ms: int) -> int:
-    """Book the import side of an exchange whose export is on `exporter_store` (also a crash recovery)."""
-    for row in exporter_store.entries():
+                           ts_ms: int, export_seq: int | None = None) -> int:
+    """Book the import side of an exchange whose export is on `exporter_store` (also a crash recovery).
+    `export_seq`, when known, reads that one entry instead of scanning the exporting chain."""
+    rows = exporter_store.entries(export_seq, export_seq) if export_seq is not None else exporter_store.entries()
+    for row in rows:
         if row.kind != "exchange":
             continue
         payload = canonical.decode(row.body)["payload"]
         if payload["exchange_id"] == exchange_id and payload["direction"] == "export":
+            if payload["counter_chain"] != importer.state.ledger_id:
+                raise LedgerError(f"exchange {exchange_id!r}: exported to {payload['counter_chain']!r}, "
+                                  f"not to {importer.state.ledger_id!r}")
             return importer.append("exchange", {
                 "exchange_id": exchange_id, "direction": "import",
                 "counter_chain": canonical.decode(_entry(exporter_store, 0).body)["payload"]["ledger_id"],
                 "account": import_account, "qty_wh": payload["qty_wh"],
                 "price_uusd_per_kwh": payload["price_uusd_per_kwh"], "amount_ntok": payload["amount_ntok"],
                 "counter_seq": row.seq, "counter_hash": row.hash.hex()}, ts_ms)
-    raise LedgerError(f"exchange {exchange_id!r}: no export on the exporting chain")
+    raise LedgerError(f"exchange {exchange_id!r}: no export on the exporting chain"
+                      + (f" at entry {export_seq}" if export_seq is not None else ""))
 
 
 def _exchanges(store: LedgerStore) -> tuple[str, list[tuple[int, bytes, dict]]]:
@@ -252,10 +260,97 @@ def check_exchange_pairs(stores: list[LedgerStore]) -> list[str]:
     return problems
 
 
+def supply(store: LedgerStore) -> dict:
+    """Token totals of one chain recomputed from its entries (not from the replayed state):
+    minted (delivery), burned (policy burns + periodic burns), transferred, exported / imported
+    per counter chain, and the balances the entries add up to (clearing accounts "chain:*" apart)."""
+    row = {"ledger_id": "", "minted_ntok": 0, "burned_ntok": 0, "periodic_burned_ntok": 0, "transferred_ntok": 0,
+           "exported_ntok": {}, "imported_ntok": {}, "balances_ntok": {}}
+    bal = row["balances_ntok"]
+
+    def add(account: str, amount: int) -> None:
+        bal[account] = bal.get(account, 0) + amount
+
+    for entry in store.entries():
+        kind = entry.kind
+        if kind not in ("genesis", "mint", "burn", "transfer", "periodic_burn", "exchange"):
+            continue
+        p = canonical.decode(entry.body)["payload"]
+        if kind == "genesis":
+            row["ledger_id"] = p["ledger_id"]
+        elif kind == "mint":
+            row["minted_ntok"] += p["amount_ntok"]
+            add(p["account"], p["amount_ntok"])
+        elif kind == "burn":
+            row["burned_ntok"] += p["amount_ntok"]
+            add(p["account"], -p["amount_ntok"])
+        elif kind == "periodic_burn":
+            for account, amount in p["burns"]:
+                row["burned_ntok"] += amount
+                row["periodic_burned_ntok"] += amount
+                add(account, -amount)
+        elif kind == "transfer":
+            row["transferred_ntok"] += p["amount_ntok"]
+            add(p["from"], -p["amount_ntok"])
+            add(p["to"], p["amount_ntok"])
+        else:
+            key = "exported_ntok" if p["direction"] == "export" else "imported_ntok"
+            row[key][p["counter_chain"]] = row[key].get(p["counter_chain"], 0) + p["amount_ntok"]
+            sign = 1 if p["direction"] == "export" else -1
+            add(p["account"], sign * p["amount_ntok"])
+            add(CLEARING_PREFIX + p["counter_chain"], -sign * p["amount_ntok"])
+    row["circulating_ntok"] = sum(v for a, v in bal.items() if not a.startswith(CLEARING_PREFIX))
+    return row
+
+
+def check_conservation(stores: list[LedgerStore]) -> tuple[list[dict], list[str]]:
+    """Supply rule across sidechains: on each chain sum(balances) == minted - burned (the replayed
+    ledger state agreeing with the totals of the entries), and between every two chains the clearing
+    accounts net to zero (A's "chain:B" == -B's "chain:A": every export met its import), so the tokens
+    circulating on all chains together == all minted - all burned.  Returns (rows per chain, problems)."""
+    rows, problems = [], []
+    for store in stores:
+        row = supply(store)
+        state = Ledger(store).state
+        nonzero = lambda balances: {a: v for a, v in balances.items() if v}  # noqa: E731
+        if nonzero(state.balances) != nonzero(row["balances_ntok"]):
+            problems.append(f"chain {row['ledger_id']!r}: balances replayed by the ledger differ from its entries' totals")
+        gap = sum(row["balances_ntok"].values()) - (row["minted_ntok"] - row["burned_ntok"])
+        if gap:
+            problems.append(f"chain {row['ledger_id']!r}: sum of balances - (minted - burned) = {gap} ntok")
+        rows.append(row)
+    by_id = {r["ledger_id"]: r for r in rows}
+    for a in sorted(by_id):
+        for b in sorted(by_id):
+            if a < b:
+                ab = by_id[a]["balances_ntok"].get(CLEARING_PREFIX + b, 0)
+                ba = by_id[b]["balances_ntok"].get(CLEARING_PREFIX + a, 0)
+                if ab + ba:
+                    problems.append(f"chains {a!r} and {b!r}: clearing accounts do not net to zero ({a} holds {ab} "
+                                    f"ntok for {b}, {b} holds {ba} for {a}; an exchange is half-settled)")
+    return rows, problems
+
+
+def half_settled(stores: list[LedgerStore]) -> list[tuple[str, str, str, int]]:
+    """Exports among `stores` whose importing chain (also among them) has no import yet:
+    (exchange_id, exporter ledger_id, importer ledger_id, export seq) — what `settle_exchange_import`
+    completes after a crash between the two halves."""
+    found, imports, chains = [], set(), set()
+    for store in stores:
+        ledger_id, rows = _exchanges(store)
+        chains.add(ledger_id)
+        for seq, _, p in rows:
+            if p["direction"] == "import":
+                imports.add((p["exchange_id"], ledger_id))
+            else:
+                found.append((p["exchange_id"], ledger_id, p["counter_chain"], seq))
+    return [x for x in found if x[2] in chains and (x[0], x[2]) not in imports]
+
+
 def main_validators(main: Ledger) -> tuple[dict[str, str], int]:
     return dict(main.state.validators), main.state.threshold_k
 
 
-__all__ = ["CrossChainProof", "check_against_main", "check_exchange_pairs", "main_validators", "prove_cross",
-           "record_checkpoints", "register_sidechain", "registration_payload", "settle_exchange",
-           "settle_exchange_import", "verify_cross_proof"]
+__all__ = ["CrossChainProof", "check_against_main", "check_conservation", "check_exchange_pairs", "half_settled",
+           "main_validators", "prove_cross", "record_checkpoints", "register_sidechain", "registration_payload",
+           "settle_exchange", "settle_exchange_import", "supply", "verify_cross_proof"]

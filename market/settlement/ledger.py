@@ -87,14 +87,21 @@ class Ledger:
     @classmethod
     def create(cls, store: LedgerStore, operator: KeyPair, validators: list[tuple[str, str]],
                threshold_k: int, ledger_id: str, ts_ms: int = 0, credit_limit_ntok: int = 0,
-               burn_reasons: tuple[str, ...] = ("grid_purchase", "penalty")) -> "Ledger":
+               burn_reasons: tuple[str, ...] = ("grid_purchase", "penalty"),
+               periodic_burn: dict | None = None) -> "Ledger":
+        """`periodic_burn` = {"period_ms", "rate_ppm"[, "start_ts_ms" (default ts_ms), "exempt": [...]]}:
+        rate_ppm of every positive balance is burned once per period (`burn_periodic`)."""
         if store.count():
             raise LedgerError("create: the store already holds a ledger")
         ledger = cls(store, operator)
-        ledger.append("genesis", {
+        genesis = {
             "ledger_id": ledger_id, "operator": {"key_id": operator.key_id, "public_hex": operator.public_hex},
             "validators": [[vid, pub] for vid, pub in validators], "threshold_k": threshold_k,
-            "credit_limit_ntok": credit_limit_ntok, "burn_reasons": list(burn_reasons)}, ts_ms)
+            "credit_limit_ntok": credit_limit_ntok, "burn_reasons": list(burn_reasons)}
+        if periodic_burn is not None:  # absent otherwise: genesis bytes of ledgers without it are unchanged
+            genesis["periodic_burn"] = {"start_ts_ms": ts_ms, "exempt": [], **periodic_burn}
+            genesis["periodic_burn"]["exempt"] = sorted(genesis["periodic_burn"]["exempt"])
+        ledger.append("genesis", genesis, ts_ms)
         return ledger
 
     def _replay(self) -> None:
@@ -107,7 +114,7 @@ class Ledger:
         self._uncovered: list[bytes] = []  # hashes of committed entries after the last checkpoint
         for row in self.store.entries():
             body = canonical.decode(row.body)
-            self.state.apply(row.seq, row.kind, row.signer, body["payload"], check_meter_sig=False)
+            self.state.apply(row.seq, row.kind, row.signer, body["payload"], check_meter_sig=False, ts_ms=body["ts_ms"])
             self._head_seq, self._head_hash = row.seq, row.hash
             if row.seq > covered:
                 self._uncovered.append(row.hash)
@@ -120,7 +127,7 @@ class Ledger:
         seq = self._head_seq + 1
         signer = self.operator.key_id
         body = canonical.encode_entry(seq, self._head_hash.hex(), kind, signer, ts_ms, payload)
-        self.state.apply(seq, kind, signer, payload)  # raises before anything changes
+        self.state.apply(seq, kind, signer, payload, ts_ms=ts_ms)  # raises before anything changes
         digest = _sha256(body).digest()
         self._head_seq, self._head_hash = seq, digest
         if self._pending is not None:
@@ -142,7 +149,7 @@ class Ledger:
             try:
                 for kind, payload, ts_ms in entries:
                     body = encode(seq + 1, head.hex(), kind, signer, ts_ms, payload)
-                    apply(seq + 1, kind, signer, payload)
+                    apply(seq + 1, kind, signer, payload, True, ts_ms)
                     seq, head = seq + 1, _sha256(body).digest()
                     pending.append((seq, kind, signer, body, head))
             except BaseException:
@@ -206,6 +213,14 @@ class Ledger:
 
     def burn(self, account: str, amount_ntok: int, reason: str, ts_ms: int, ref: str = "") -> int:
         return self.append("burn", {"account": account, "amount_ntok": amount_ntok, "reason": reason, "ref": ref}, ts_ms)
+
+    def burn_periodic(self, ts_ms: int) -> list[int]:
+        """Book every periodic burn due at `ts_ms` (periods that ended at or before it); their seqs."""
+        seqs = []
+        while self.state.burn_due_ms is not None and ts_ms >= self.state.burn_due_ms:
+            seqs.append(self.append("periodic_burn", {"period": self.state.next_burn_period,
+                                                      "burns": self.state.periodic_burns()}, ts_ms))
+        return seqs
 
     # -- checkpoints and proofs -------------------------------------------------------------
     def checkpoint(self, period: int, validators: list[Validator]) -> CheckpointRow:

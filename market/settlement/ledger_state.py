@@ -25,6 +25,15 @@ Sidechains and the main chain (`chains.py`) use three more kinds, on the same st
                       export credits `account` and debits the clearing account "chain:<counter>",
                       import the reverse; an exchange_id settles once per chain
 
+Periodic burn (the article's token policy; only when genesis declares it):
+
+    genesis        + periodic_burn {start_ts_ms, period_ms, rate_ppm, exempt [...]}
+    periodic_burn  period k, burns [[account, amount_ntok]...] — exactly floor(balance x rate_ppm / 1e6)
+                   of every positive balance (clearing accounts "chain:*" and `exempt` accounts
+                   excepted), sorted by account; booked once per period, in order, at a ts_ms at or
+                   after the period's end (start + (k+1) x period_ms); while it is due, every other
+                   entry stamped at or after that end is refused — so a ledger cannot skip a burn
+
 Token rules: tokens are minted only against verified delivery — a meter reading signed by the
 registered meter of the account's owner; every payment for energy to a seller (mint from the
 grid's purchase, or a P2P `transfer` with reason "trade") claims Wh against the seller's reading
@@ -40,7 +49,8 @@ from market.settlement.errors import KeyError_, LedgerError, SignatureError
 from market.settlement.keys import KeyRegistry, verify
 
 KINDS = ("genesis", "register_key", "meter_reading", "mint", "transfer", "burn",
-         "register_chain", "chain_checkpoint", "exchange")
+         "register_chain", "chain_checkpoint", "exchange", "periodic_burn")
+PPM = 1_000_000
 CLEARING_PREFIX = "chain:"  # account of another sidechain on this one (exempt from the credit limit)
 READING_FIELDS = ("meter_id", "participant_id", "interval", "export_wh", "import_wh", "ts_ms")
 
@@ -80,17 +90,31 @@ class LedgerState:
         self._reading_keys: set[tuple[str, int]] = set()
         self.chains: dict[str, dict] = {}       # main chain: ledger_id -> registration and last record
         self.exchanges: dict[str, int] = {}     # sidechain: exchange_id -> seq of its entry
+        self.periodic_burn: dict | None = None  # genesis policy, if any
+        self.next_burn_period = 0
+        self.burn_due_ms: int | None = None     # end of the next period to burn (None: no policy)
         self._handlers = {"register_key": self._register, "mint": self._mint, "transfer": self._transfer,
                           "burn": self._burn, "register_chain": self._register_chain,
-                          "chain_checkpoint": self._chain_checkpoint, "exchange": self._exchange}
+                          "chain_checkpoint": self._chain_checkpoint, "exchange": self._exchange,
+                          "periodic_burn": self._periodic_burn}
 
     # -- dispatch ---------------------------------------------------------------------------
-    def apply(self, seq: int, kind: str, signer: str, payload: dict, check_meter_sig: bool = True) -> None:
-        """Check `payload` against the rules and the current state, then update the state."""
+    def apply(self, seq: int, kind: str, signer: str, payload: dict, check_meter_sig: bool = True,
+              ts_ms: int | None = None) -> None:
+        """Check `payload` against the rules and the current state, then update the state.  `ts_ms`
+        (the entry's time) is needed by the periodic-burn rules; without it they are not checked."""
         if kind == "genesis":
             return self._genesis(seq, signer, payload)
         if self.operator_id is None:
             raise LedgerError(f"entry {seq}: ledger has no genesis")
+        if self.burn_due_ms is not None and ts_ms is not None:
+            if kind == "periodic_burn":
+                if ts_ms < self.burn_due_ms:
+                    raise LedgerError(f"entry {seq}: periodic burn of period {self.next_burn_period} booked at "
+                                      f"ts_ms {ts_ms}, before the period ends at {self.burn_due_ms}")
+            elif ts_ms >= self.burn_due_ms:
+                raise LedgerError(f"entry {seq}: periodic burn of period {self.next_burn_period} is due "
+                                  f"(ts_ms {ts_ms} >= {self.burn_due_ms}); book it first")
         if signer != self.operator_id:
             raise LedgerError(f"entry {seq}: signer {signer!r} is not the operator {self.operator_id!r}")
         if not isinstance(payload, dict):
@@ -124,6 +148,16 @@ class LedgerState:
         self.credit_limit_ntok = _int(p, "credit_limit_ntok")
         self.burn_reasons = tuple(p.get("burn_reasons") or ())
         self.ledger_id = _str(p, "ledger_id")
+        policy = p.get("periodic_burn")
+        if policy is not None:
+            if not isinstance(policy, dict) or not isinstance(policy.get("exempt", []), list) \
+                    or not all(isinstance(a, str) for a in policy.get("exempt", [])):
+                raise LedgerError("genesis: periodic_burn must be {start_ts_ms, period_ms, rate_ppm, exempt [...]}")
+            _int(policy, "start_ts_ms"), _int(policy, "period_ms", 1)
+            if not 1 <= _int(policy, "rate_ppm", 1) <= PPM:
+                raise LedgerError(f"genesis: periodic_burn rate_ppm must be 1..{PPM}")
+            self.periodic_burn = policy
+            self.burn_due_ms = policy["start_ts_ms"] + policy["period_ms"]
         self.operator_id = signer
 
     def _register(self, seq: int, p: dict) -> None:
@@ -301,6 +335,30 @@ class LedgerState:
             self.balances[account] = self.balances.get(account, 0) + amount
             self.balances[clearing] = self.balances.get(clearing, 0) - amount
         self.exchanges[xid] = seq
+
+    def periodic_burns(self) -> list[list]:
+        """The burns the next periodic_burn entry must book: [[account, amount_ntok]...] by account."""
+        if self.periodic_burn is None:
+            return []
+        rate, exempt = self.periodic_burn["rate_ppm"], set(self.periodic_burn.get("exempt", []))
+        return [[a, b * rate // PPM] for a, b in sorted(self.balances.items())
+                if b > 0 and b * rate >= PPM and a not in exempt and not a.startswith(CLEARING_PREFIX)]
+
+    def _periodic_burn(self, seq: int, p: dict) -> None:
+        if self.periodic_burn is None:
+            raise LedgerError(f"entry {seq}: periodic burn, but genesis declares no periodic_burn policy")
+        period = _int(p, "period")
+        if period != self.next_burn_period:
+            raise LedgerError(f"entry {seq}: periodic burn of period {period}, expected period {self.next_burn_period}")
+        expected = self.periodic_burns()
+        if p.get("burns") != expected:
+            raise LedgerError(f"entry {seq}: periodic burn of period {period} does not burn exactly "
+                              f"{self.periodic_burn['rate_ppm']} ppm of every positive balance")
+        for account, amount in expected:
+            self.balances[account] -= amount
+            self.burned_ntok += amount
+        self.next_burn_period += 1
+        self.burn_due_ms += self.periodic_burn["period_ms"]
 
     def conservation_gap_ntok(self) -> int:
         """sum(balances) - (minted - burned); zero when tokens are conserved."""

@@ -78,7 +78,7 @@ def _entry_problem(row, expected_seq: int, prev: bytes, state: LedgerState, trus
             _meter_task(row.seq, payload, state, sig_tasks)
         elif row.kind == "chain_checkpoint" and isinstance(payload, dict):
             _chain_checkpoint_tasks(row.seq, payload, state, sig_tasks)
-        state.apply(row.seq, row.kind, row.signer, payload, check_meter_sig=False)
+        state.apply(row.seq, row.kind, row.signer, payload, check_meter_sig=False, ts_ms=body.get("ts_ms"))
     except (LedgerError, KeyError_, TypeError, ValueError) as exc:
         return f"rule violated: {exc}"
     return ""

@@ -176,3 +176,18 @@ def test_ledger_prove_gives_a_checkable_inclusion_proof(tmp_path, capsys):
     assert len(good) >= proof["threshold_k"] == 2
     assert main(["ledger", "prove", str(out / "ledger.sqlite"), "10000000"]) == 1
     assert "not covered by a checkpoint" in capsys.readouterr().err
+
+
+def test_te_run_with_a_periodic_burn(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert te_run(out, "--periodic-burn-ppm", "20000", "--periodic-burn-every", "4") == 0
+    fig = json.loads((out / "summary.json").read_text())["figures"]
+    assert fig["periodic_burned_ntok"] > 0 and fig["conservation_gap_ntok"] == 0 and fig["ledger_ok"] is True
+    db = sqlite3.connect(out / "ledger.sqlite")
+    kinds = [r[0] for r in db.execute("SELECT kind FROM entries ORDER BY seq")]
+    uncovered = db.execute("SELECT MAX(last_seq) FROM checkpoints").fetchone()[0] == len(kinds) - 1
+    db.close()
+    assert kinds.count("periodic_burn") == 12 // 4 and uncovered  # one per 4 of the 12 intervals, all checkpointed
+    assert main(["ledger", "verify", str(out / "ledger.sqlite")]) == 0
+    assert te_run(tmp_path / "bad", "--periodic-burn-ppm", "5") == 2
+    assert "periodic burn" in capsys.readouterr().err

@@ -47,6 +47,8 @@ class SimConfig:
     checkpoint_every: int = 4
     threshold_k: int = 2
     penalty_uusd_per_kwh: int = 0
+    periodic_burn_ppm: int = 0      # share of every positive balance burned per burn period (0: none)
+    periodic_burn_every: int = 0    # intervals per burn period (0: none)
 
     def __post_init__(self) -> None:
         if self.mechanism not in MECHANISMS:
@@ -54,6 +56,10 @@ class SimConfig:
         if self.participants < 1 or self.intervals < 1 or self.checkpoint_every < 1:
             raise TeError("participants, intervals and checkpoint_every must be >= 1")
         AuctionConfig(self.k_num, self.k_den, self.tie_break)  # validates the k-rule and tie-break
+        if not 0 <= self.periodic_burn_ppm <= 1_000_000 or self.periodic_burn_every < 0 \
+                or (self.periodic_burn_ppm > 0) != (self.periodic_burn_every > 0):
+            raise TeError("periodic burn: give both periodic_burn_ppm (1..1000000) and periodic_burn_every (>= 1), "
+                          "or neither")
         if self.charges not in ("dlmp", "none"):
             raise TeError(f"charges must be 'dlmp' or 'none', got {self.charges!r}")
 
@@ -112,11 +118,16 @@ def _clear(t: int, orders: list[Order], cfg: SimConfig, grid: GridOfLastResort) 
     return res.trades, res.fill_of(), res.result.price_uusd_per_kwh
 
 
-def _setup_ledger(store: LedgerStore, cfg: SimConfig, sc, pkeys, mkeys) -> tuple[Ledger, list, KeyPair]:
+def _setup_ledger(store: LedgerStore, cfg: SimConfig, sc, pkeys, mkeys,
+                  ledger_id: str | None = None) -> tuple[Ledger, list, KeyPair]:
     operator = KeyPair.derive(cfg.seed, "operator")
     validators = [KeyPair.derive(cfg.seed, v) for v in VALIDATORS]
+    burn = None
+    if cfg.periodic_burn_ppm:
+        burn = {"period_ms": cfg.periodic_burn_every * (86_400_000 // cfg.intervals), "rate_ppm": cfg.periodic_burn_ppm}
     ledger = Ledger.create(store, operator, [(v.key_id, v.public_hex) for v in validators], cfg.threshold_k,
-                           f"colorgrid-te-seed{cfg.seed}", DAY_START_MS, credit_limit_ntok=10**18)
+                           ledger_id or f"colorgrid-te-seed{cfg.seed}", DAY_START_MS, credit_limit_ntok=10**18,
+                           periodic_burn=burn)
     with ledger.batch():
         for p in sc.participants:
             ledger.register_key(p.key_id, "participant", pkeys[p.participant_id].public_hex, p.participant_id, DAY_START_MS)
@@ -153,6 +164,7 @@ def run_day(cfg: SimConfig, store: LedgerStore, prices: PriceLookup | None = Non
         orders = _orders(t, sc, cfg, grid_sell, grid_buy, pkeys, registry)
         trades, fills, price = _clear(t, orders, cfg, grid)
         with ledger.batch():
+            ledger.burn_periodic(ts_ms)  # the periods that ended by this interval (only with a policy)
             readings = {}
             for i, p in enumerate(sc.participants):
                 net = int(sc.actual_net_wh[i, t])
@@ -164,6 +176,8 @@ def run_day(cfg: SimConfig, store: LedgerStore, prices: PriceLookup | None = Non
                 stats[p.participant_id][4] += max(-net, 0)
             st = settle_interval(ledger, trades, readings, location_of, charge, grid_sell, grid_buy, ts_ms,
                                  SettlementPolicy(cfg.penalty_uusd_per_kwh))
+        if t == cfg.intervals - 1:  # the periods ending with the day, before its last checkpoint
+            ledger.burn_periodic(DAY_START_MS + cfg.intervals * interval_ms)
         if (t + 1) % cfg.checkpoint_every == 0 or t == cfg.intervals - 1:
             ledger.checkpoint((t + 1 + cfg.checkpoint_every - 1) // cfg.checkpoint_every, validators)
         _record(out, t, ts_ms, orders, fills, trades, st, price, grid_sell, grid_buy, location_of, stats)
@@ -206,5 +220,6 @@ def _balances(out: DayResult, ledger: Ledger, sc, stats) -> None:
     for account in ("dso", "operator"):
         out.balances.append((account, account, "", False, balances.get(account, 0), 0, 0, 0, 0, 0))
     out.totals = {"minted_ntok": ledger.state.minted_ntok, "burned_ntok": ledger.state.burned_ntok,
+                  "periodic_burned_ntok": ledger.state.burned_ntok - sum(r[14] for r in out.intervals),
                   "conservation_gap_ntok": ledger.state.conservation_gap_ntok(),
                   "ledger_entries": ledger.head_seq + 1, "checkpoints": len(ledger.store.checkpoints())}
