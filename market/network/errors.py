@@ -45,3 +45,7 @@ class PowerFlowNotConverged(NetworkError):
         super().__init__(message)
         self.iterations = iterations
         self.mismatch = mismatch
+
+
+class UnknownElementError(NetworkError):
+    """A control or lookup names an element that the feeder does not hold."""

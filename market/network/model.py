@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from market.network.errors import (InvalidLimitError, NetworkError, NonPositiveImpedanceError,
-                                   PhaseMismatchError, UnknownBusError)
+from market.network.errors import UnknownBusError, UnknownElementError  # noqa: F401 (re-exported)
+from market.network.validation import _check_amps, _check_limits, validate_feeder
 
 Terminal = tuple[str, tuple[int, ...]]
 
@@ -119,6 +119,10 @@ class Regulator:
     max_tap_change: int = 16
     enabled: bool = True
     delay_s: float = 15.0
+    pt_select: str = "phase"  # "phase" (pt_phase) | "max" | "min": the phase of highest/lowest |V| (OpenDSS ptphase=max|min)
+    regulated_bus: str | None = None  # remote regulated bus (OpenDSS bus=): its node's voltage replaces the winding's
+    regulated_node: int = 1
+    remote_pt_ratio: float = 60.0  # PT ratio applied to the remote bus voltage (OpenDSS remoteptratio)
 
 
 @dataclass
@@ -141,7 +145,10 @@ class Capacitor:
 
 @dataclass
 class CapControl:
-    """Voltage ('voltage') or reactive-power ('kvar') switching of a capacitor, OpenDSS semantics."""
+    """Switching of a capacitor, OpenDSS semantics, by `kind`: 'voltage' (V, volts on the PT base),
+    'kvar' (kvar into the monitored terminal), 'current' (A on the CT base), 'pf' (power factor,
+    settings in −1…1, negative = leading) or 'time' (hour of day). `pt_select`/`ct_select`:
+    'phase' (`phase`/`ct_phase`) or 'avg'/'max'/'min' over the phases."""
     name: str
     capacitor: str
     kind: str  # "voltage" | "kvar"
@@ -158,6 +165,23 @@ class CapControl:
     enabled: bool = True
     delay_s: float = 15.0
     delay_off_s: float = 15.0
+    pt_select: str = "phase"
+    ct_phase: int = 1
+    ct_select: str = "phase"
+    pct_min_kvar: float = 50.0  # pf type: close only if the terminal's kvar > this % of the bank
+    element_phases: int = 0  # phases of the monitored element (voltage avg/max/min); 0 = terminal 1's conductors
+
+
+@dataclass
+class ShuntReactor:
+    """Shunt element (OpenDSS Reactor with no second bus, or with every bus-2 conductor grounded,
+    e.g. a neutral grounding reactor): admittance `y_s` (siemens) over `nodes` of `bus`, terminal 1
+    only (a grounded terminal 2 is folded in). Its id reads "reactor.<name>"."""
+    name: str
+    bus: str
+    nodes: tuple[int, ...]
+    y_s: np.ndarray
+    dss_class: str = "reactor"
 
 
 @dataclass
@@ -216,6 +240,8 @@ class Feeder:
     base_frequency_hz: float = 60.0
     controls_on: bool = True  # False: taps/capacitor states are held (OpenDSS `set controlmode=off`)
     inv_controls: list = field(default_factory=list)  # der.InvControl (volt-var / volt-watt)
+    shunts: list[ShuntReactor] = field(default_factory=list)  # shunt reactors
+    time_h: float = 0.0  # hour of the solution (OpenDSS's hour + sec/3600): time-type capacitor controls
 
     def transformer(self, name: str) -> Transformer:
         for tr in self.transformers:
@@ -270,140 +296,8 @@ class Feeder:
             bus.v_min_pu, bus.v_max_pu = lo, hi
 
 
-class UnknownElementError(NetworkError):
-    """A control or lookup names an element that the feeder does not hold."""
-
-
 def _find(items, name: str, element: str):
     for el in items:
         if el.name == name:
             return el
     raise UnknownElementError(f"no element named {element!r}")
-
-
-def _check_amps(where: str, attr: str, value: float) -> None:
-    if not np.isfinite(value) or value < 0:
-        raise InvalidLimitError(f"{where}: {attr} must be a finite number >= 0 (0 = unrated), got {value!r}")
-
-
-def _check_limits(where: str, v_min_pu: float, v_max_pu: float) -> None:
-    if not (np.isfinite(v_min_pu) and np.isfinite(v_max_pu) and 0 < v_min_pu < v_max_pu):
-        raise InvalidLimitError(f"{where}: voltage limits need 0 < v_min_pu < v_max_pu, "
-                                        f"got {v_min_pu!r}, {v_max_pu!r}")
-
-
-def _check_terminal(feeder: Feeder, where: str, bus: str, nodes: tuple[int, ...]) -> None:
-    if bus not in feeder.buses:
-        raise UnknownBusError(f"{where}: unknown bus {bus!r}")
-    known = set(feeder.buses[bus].nodes) | {0}
-    bad = [n for n in nodes if n not in known]
-    if bad:
-        raise PhaseMismatchError(f"{where}: bus {bus!r} has no node(s) {bad} (has {feeder.buses[bus].nodes})")
-
-
-def _check_square(where: str, name: str, m: np.ndarray | None, n: int) -> None:
-    if m is None:
-        return
-    m = np.asarray(m)
-    if m.shape != (n, n):
-        raise PhaseMismatchError(f"{where}: {name} is {m.shape}, expected ({n}, {n}) for {n} conductors")
-    if not np.all(np.isfinite(m)):
-        raise NonPositiveImpedanceError(f"{where}: {name} has non-finite entries")
-
-
-def _line_conditions(lines: list[Line]) -> list[float | None]:
-    """cond(z_ohm) of every line with a square, finite z (None otherwise: its own checks name it),
-    one stacked SVD per conductor count instead of one call per line."""
-    out: list[float | None] = [None] * len(lines)
-    groups: dict[int, list[int]] = {}
-    for i, line in enumerate(lines):
-        z = np.asarray(line.z_ohm)
-        if z.ndim == 2 and z.shape[0] == z.shape[1] and np.all(np.isfinite(z)):
-            groups.setdefault(z.shape[0], []).append(i)
-    for members in groups.values():
-        conds = np.linalg.cond(np.stack([np.asarray(lines[i].z_ohm, dtype=complex) for i in members]))
-        for i, c in zip(members, conds):
-            out[i] = float(c)
-    return out
-
-
-def _validate_line(feeder: Feeder, line: Line, cond: float | None = None) -> None:
-    where = f"line {line.name!r}"
-    _check_terminal(feeder, where, line.bus1, line.nodes1)
-    _check_terminal(feeder, where, line.bus2, line.nodes2)
-    n = len(line.nodes1)
-    if len(line.nodes2) != n:
-        raise PhaseMismatchError(f"{where}: {n} conductors at bus1 but {len(line.nodes2)} at bus2")
-    _check_square(where, "z_ohm", line.z_ohm, n)
-    _check_square(where, "y_shunt_s", line.y_shunt_s, n)
-    z = np.asarray(line.z_ohm, dtype=complex)
-    if np.any(z.diagonal().real < 0) or np.any(np.abs(z.diagonal()) <= 0):
-        raise NonPositiveImpedanceError(f"{where}: self impedances must have R >= 0 and |Z| > 0")
-    if (np.linalg.cond(z) if cond is None else cond) > 1e14:
-        raise NonPositiveImpedanceError(f"{where}: z_ohm is singular")
-    _check_amps(where, "norm_amps", line.norm_amps)
-    _check_amps(where, "emerg_amps", line.emerg_amps)
-
-
-def _validate_transformer(feeder: Feeder, tr: Transformer) -> None:
-    where = f"transformer {tr.name!r}"
-    if len(tr.windings) < 2:
-        raise PhaseMismatchError(f"{where}: needs at least 2 windings")
-    need_x = len(tr.windings) * (len(tr.windings) - 1) // 2
-    if len(tr.xsc_pct) != need_x:
-        raise PhaseMismatchError(f"{where}: {len(tr.xsc_pct)} xsc_pct values, expected {need_x}")
-    for i, w in enumerate(tr.windings, 1):
-        _check_terminal(feeder, f"{where} winding {i}", w.bus, w.nodes)
-        if len(w.nodes) != tr.phases + 1:
-            raise PhaseMismatchError(f"{where} winding {i}: {len(w.nodes)} nodes, expected phases+1 = {tr.phases + 1}")
-        if w.conn not in ("wye", "delta"):
-            raise PhaseMismatchError(f"{where} winding {i}: conn must be wye or delta, got {w.conn!r}")
-        if w.kv <= 0 or w.kva <= 0 or w.tap_pu <= 0:
-            raise NonPositiveImpedanceError(f"{where} winding {i}: kv, kva and tap_pu must be > 0")
-        _check_amps(f"{where} winding {i}", "norm_amps", w.norm_amps)
-        _check_amps(f"{where} winding {i}", "emerg_amps", w.emerg_amps)
-    if any(x <= 0 for x in tr.xsc_pct):
-        raise NonPositiveImpedanceError(f"{where}: leakage reactances xsc_pct must be > 0")
-
-
-def _validate_shunts(feeder: Feeder) -> None:
-    for cap in feeder.capacitors:
-        where = f"capacitor {cap.name!r}"
-        _check_terminal(feeder, where, cap.bus, cap.nodes)
-        if cap.kv <= 0 or any(k < 0 for k in cap.kvar_steps):
-            raise NonPositiveImpedanceError(f"{where}: kv must be > 0 and kvar_steps >= 0")
-        if len(cap.states) != len(cap.kvar_steps):
-            raise PhaseMismatchError(f"{where}: {len(cap.states)} states for {len(cap.kvar_steps)} steps")
-    for kind, items in (("load", feeder.loads), ("generator", feeder.generators)):
-        for el in items:
-            where = f"{kind} {el.name!r}"
-            _check_terminal(feeder, where, el.bus, el.nodes)
-            need = el.phases + 1 if el.conn == "wye" else max(el.phases, 2)
-            if len(el.nodes) != need:
-                raise PhaseMismatchError(f"{where}: {len(el.nodes)} nodes for {el.phases}-phase {el.conn}, expected {need}")
-            if el.kv <= 0:
-                raise NonPositiveImpedanceError(f"{where}: kv must be > 0")
-
-
-def validate_feeder(feeder: Feeder) -> None:
-    """Check every reference and shape; raise the first named error found."""
-    for bus in feeder.buses.values():
-        _check_limits(f"bus {bus.name!r}", bus.v_min_pu, bus.v_max_pu)
-    src = feeder.source
-    _check_terminal(feeder, f"source {src.name!r}", src.bus, src.nodes)
-    _check_square(f"source {src.name!r}", "z_ohm", src.z_ohm, len(src.nodes))
-    if src.kv_ll <= 0 or np.linalg.cond(np.asarray(src.z_ohm, dtype=complex)) > 1e14:
-        raise NonPositiveImpedanceError(f"source {src.name!r}: kv_ll must be > 0 and z_ohm non-singular")
-    for line, cond in zip(feeder.lines, _line_conditions(feeder.lines)):
-        _validate_line(feeder, line, cond)
-    for tr in feeder.transformers:
-        _validate_transformer(feeder, tr)
-    _validate_shunts(feeder)
-    names = {tr.name for tr in feeder.transformers}
-    for reg in feeder.regulators:
-        if reg.transformer not in names:
-            raise UnknownElementError(f"regulator {reg.name!r}: unknown transformer {reg.transformer!r}")
-    caps = {c.name for c in feeder.capacitors}
-    for cc in feeder.cap_controls:
-        if cc.capacitor not in caps:
-            raise UnknownElementError(f"capcontrol {cc.name!r}: unknown capacitor {cc.capacitor!r}")
