@@ -16,7 +16,7 @@ from market.network.errors import (InvalidLimitError, IslandedSectionError, Netw
                                    PowerFlowNotConverged, UnknownBusError, UnsupportedElementError)
 from market.network.locations import UnknownLocationError, branch_id, parse_branch_id
 from market.network.model import (V_MAX_PU, V_MIN_PU, Bus, CapControl, Capacitor, Feeder, Generator, Line, Load,
-                                  Regulator, Source, Transformer, Winding)
+                                  Regulator, ShuntReactor, Source, Transformer, Winding)
 from market.network.opendss_import import feeder_from_engine, load_dss
 from market.network.sensitivity import Sensitivities, SensitivityModel, sensitivities
 from market.network.snapshot import CurrentsUnavailableError, Overload, Snapshot, VoltageViolation
@@ -28,7 +28,7 @@ __all__ = [
     "Bus", "CapControl", "Capacitor", "CurrentsUnavailableError", "FakeNetworkModel", "Feeder", "FeederNetwork",
     "Generator", "InvalidLimitError", "IslandedSectionError", "Line", "Load", "Network", "NetworkError",
     "NetworkModel", "NonPositiveImpedanceError", "OpenDSSImportError", "Overload", "PhaseMismatchError",
-    "PowerFlowNotConverged", "PowerFlowResult", "QSTSResult", "Regulator", "Sensitivities", "SensitivityModel", "Snapshot",
+    "PowerFlowNotConverged", "PowerFlowResult", "QSTSResult", "Regulator", "Sensitivities", "SensitivityModel", "ShuntReactor", "Snapshot",
     "Source", "Transformer", "UnknownBusError", "UnknownLocationError", "UnsupportedElementError", "V_MAX_PU",
     "V_MIN_PU", "VoltageViolation", "Winding", "branch_id", "build_network", "feeder_from_engine", "load_dss",
     "parse_branch_id", "qsts", "run_qsts", "sensitivities", "solve", "solve_feeder", "solve_with_controls",

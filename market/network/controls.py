@@ -6,14 +6,15 @@ ends when no control wants to act. Tap and capacitor changes rebuild and refacto
 Q(V) updates only change injections.
 
 Regulator (OpenDSS RegControl): V_c = V_winding[pt_phase]/PT + (R + jX)·I_in/CT_primary
-(I_in flows into the regulated winding's terminal, so this is V − Z·I_load). If
+(I_in flows into the regulated winding's terminal, so this is V − Z·I_load; `pt_select` max/min:
+the phase of highest/lowest |V_winding|, whose current then feeds the LDC; a remote regulated bus:
+V_c = V_bus·node / remote PT, no LDC). If
 |vreg − |V_c|| > band/2: boost = (vreg − |V_c|)·PT/Vbase_winding (pu), pending =
 round(boost/step)·step, applied as max(1, trunc(0.7·|pending|/step)) steps (≤ max_tap_change),
 clamped to [min_tap, max_tap]; step = (max_tap − min_tap)/num_taps.
 
-Capacitor (OpenDSS CapControl): 'voltage': close below ON, open above OFF (volts on the PT base);
-'kvar': close when the monitored terminal's kvar > ON, open when < OFF; voltage override
-closes below vmin and opens above vmax.
+Capacitor (OpenDSS CapControl): voltage, kvar, current, power-factor and time types, one step per
+action, voltage override (`capcontrol.py`).
 
 Q(V): a generator with `qv_curve` [(v_pu, q_kvar), …] gets kvar = interp(|V| pu averaged over its
 phases), relaxed by ½ per iteration until the change is below 0.01 kvar.
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from market.network.capcontrol import cap_decision, control_current, control_voltage, switch_step
 from market.network.der import control_target
 from market.network.errors import PowerFlowNotConverged
 from market.network.model import CapControl, Feeder, Regulator, Transformer
@@ -89,14 +91,28 @@ def winding_voltage(res: PowerFlowResult, tr: Transformer, w: int, phase: int) -
     return _cond_voltage(res, blk, base + i) - _cond_voltage(res, blk, base + nxt)
 
 
+def _control_voltage(res: PowerFlowResult, tr: Transformer, reg: Regulator) -> tuple[complex, int]:
+    """(V_c before LDC, controlled phase): the regulated bus node / remote PT, or the winding
+    voltage of `pt_phase` — or of the phase of highest/lowest |V| (`pt_select` max/min) — / PT."""
+    if reg.regulated_bus is not None:
+        return complex(res.v[res.network.index[(reg.regulated_bus, reg.regulated_node)]]) / reg.remote_pt_ratio, 1
+    w = reg.winding - 1
+    if reg.pt_select == "phase":
+        return winding_voltage(res, tr, w, reg.pt_phase) / reg.pt_ratio, reg.pt_phase
+    v = [winding_voltage(res, tr, w, k) for k in range(1, tr.phases + 1)]
+    mags = np.abs(v)
+    k = int(np.argmax(mags) if reg.pt_select == "max" else np.argmin(mags))  # first of equals, as OpenDSS
+    return v[k] / reg.pt_ratio, k + 1
+
+
 def _regulator_action(feeder: Feeder, res: PowerFlowResult, reg: Regulator) -> Action | None:
     tr = feeder.transformer(reg.transformer)
     w = reg.winding - 1
     wd = tr.windings[w]
     blk, sl = block_slice(res, "transformer", tr.name)
-    v_c = winding_voltage(res, tr, w, reg.pt_phase) / reg.pt_ratio
-    if reg.r_ldc_v or reg.x_ldc_v:
-        i_in = _currents(res)[sl][w * (tr.phases + 1) + reg.pt_phase - 1]
+    v_c, phase = _control_voltage(res, tr, reg)
+    if reg.regulated_bus is None and (reg.r_ldc_v or reg.x_ldc_v):  # no LDC with a regulated bus (OpenDSS)
+        i_in = _currents(res)[sl][w * (tr.phases + 1) + phase - 1]
         v_c += complex(reg.r_ldc_v, reg.x_ldc_v) * i_in / reg.ct_primary_a
     v_act = abs(v_c)
     if abs(reg.vreg_v - v_act) <= reg.band_v / 2.0:
@@ -116,45 +132,31 @@ def _regulator_action(feeder: Feeder, res: PowerFlowResult, reg: Regulator) -> A
     return Action(reg.delay_s, "tap", apply, ("transformer", tr.name))
 
 
-def _monitored(res: PowerFlowResult, cc: CapControl) -> tuple[complex, complex]:
-    """(voltage of the PT phase, total complex power into the monitored terminal, VA)."""
+def _cap_action(feeder: Feeder, res: PowerFlowResult, cc: CapControl) -> Action | None:
+    """One capacitor control's pending action (capcontrol.py: the kinds and their tests)."""
+    cap = next(c for c in feeder.capacitors if c.name == cc.capacitor)
     kind, name = cc.element.split(".", 1)
     blk, sl = block_slice(res, kind, name)
     n1 = blk.n_terminal1
-    lo = 0 if cc.terminal == 1 else n1
-    hi = n1 if cc.terminal == 1 else len(blk.index)
-    s = res.element_powers_va()[sl][lo:hi].sum()
-    v = _cond_voltage(res, blk, lo + cc.phase - 1)
-    return v, s
+    lo = 0 if cc.terminal == 1 else n1 * (cc.terminal - 1)
+    cache: dict[str, object] = {}
 
+    def measure(what: str):
+        if what not in cache:
+            if what == "v":
+                cache[what] = control_voltage(res, blk, lo, n1, cc, cap)
+            elif what == "s":
+                cache[what] = complex(res.element_powers_va()[sl][lo:lo + n1].sum())
+            else:
+                cache[what] = control_current(_currents(res)[sl], lo, cc, cap)
+        return cache[what]
 
-def _cap_action(feeder: Feeder, res: PowerFlowResult, cc: CapControl) -> Action | None:
-    cap = next(c for c in feeder.capacitors if c.name == cc.capacitor)
-    v, s = _monitored(res, cc)
-    v_pt = abs(v) / cc.pt_ratio
-    closed = any(cap.states)
-    want: bool | None = None
-    if cc.kind == "voltage":
-        if closed and v_pt > cc.off_setting:
-            want = False
-        elif not closed and v_pt < cc.on_setting:
-            want = True
-    else:
-        q_kvar = s.imag / 1000.0 / (cc.pt_ratio * cc.ct_ratio) if cc.pt_ratio * cc.ct_ratio != 1 else s.imag / 1000.0
-        if closed and q_kvar < cc.off_setting:
-            want = False
-        elif not closed and q_kvar > cc.on_setting:
-            want = True
-    if cc.volt_override:
-        if v_pt < cc.vmin_v and not closed:
-            want = True
-        elif v_pt > cc.vmax_v and closed:
-            want = False
+    want = cap_decision(feeder, cc, cap, measure)
     if want is None:
         return None
 
     def apply() -> None:
-        cap.states = [1 if want else 0] * len(cap.states)
+        switch_step(cap, want)
 
     return Action(cc.delay_s if want else cc.delay_off_s, "cap", apply, ("capacitor", cap.name))
 

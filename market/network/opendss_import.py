@@ -1,7 +1,7 @@
 """Convert a circuit compiled in the OpenDSS engine (opendssdirect.py) into the data model.
 
 The engine resolves line codes, geometries, units, `like=` and edits; we read every element
-after compile: lines and series reactors by their primitive matrix (Z and shunt Y in ohms and
+after compile: lines, series and shunt reactors by their primitive matrix (Z and shunt Y in ohms and
 siemens, total), transformers, capacitors, loads and generators by their engineering
 parameters, the source by its Thevenin matrix. Ampere ratings come from the engine as well
 (`CktElement.NormalAmps/EmergAmps`: a line's normamps/emergamps; a transformer's winding-1 rating,
@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from market.network.errors import OpenDSSImportError, UnsupportedElementError
-from market.network.model import (Bus, CapControl, Capacitor, Feeder, Generator, Line, Load, Regulator,
-                                  Source, Transformer, Winding)
+from market.network.model import (Bus, Capacitor, Feeder, Generator, Line, Load, ShuntReactor, Source,
+                                  Transformer, Winding)
 
 SUPPORTED = {"vsource", "line", "transformer", "capacitor", "load", "generator", "regcontrol",
              "capcontrol", "reactor", "pvsystem", "storage", "invcontrol"}
@@ -187,9 +187,12 @@ def _lines() -> list[Line]:
     return _series_batch(raws)
 
 
-def _reactors(unsupported: list[str]) -> list[Line]:
+def _reactors() -> tuple[list[Line], list[ShuntReactor]]:
+    """Series reactors (as lines) and shunt reactors: no second bus, or every bus-2 conductor
+    grounded (a neutral grounding reactor bus1=sub.4 bus2=sub.0); a shunt keeps the engine's
+    Yprim over its terminal-1 conductors (the grounded terminal drops out of the Ybus anyway)."""
     dss = _dss()
-    raws = []
+    raws, shunts = [], []
     for full in dss.Circuit.AllElementNames():
         if full.split(".")[0].lower() != "reactor":
             continue
@@ -197,11 +200,13 @@ def _reactors(unsupported: list[str]) -> list[Line]:
         if not dss.CktElement.Enabled():
             continue
         terms = _terminals()
+        name = full.split(".", 1)[1].lower()
         if len(terms) < 2 or all(k == 0 for k in terms[1][1]):
-            unsupported.append(full + " (shunt reactor)")
+            bus, nodes = terms[0]
+            shunts.append(ShuntReactor(name, bus, nodes, _yprim()[:len(nodes), :len(nodes)].copy()))
             continue
-        raws.append(_series_raw(full.split(".", 1)[1].lower(), False, "reactor"))
-    return _series_batch(raws)
+        raws.append(_series_raw(name, False, "reactor"))
+    return _series_batch(raws), shunts
 
 
 def _transformers() -> list[Transformer]:
@@ -314,54 +319,6 @@ def _generators(unsupported: list[str]) -> list[Generator]:
     return out
 
 
-def _regulators(unsupported: list[str]) -> list[Regulator]:
-    """All regcontrols, disabled ones too (held taps are still reported)."""
-    dss = _dss()
-    out = []
-    for name in dss.RegControls.AllNames():
-        if name.lower() == "none":
-            continue
-        dss.RegControls.Name(name)
-        _activate(f"regcontrol.{name}")
-        pt_phase = _query(f"regcontrol.{name}.ptphase")
-        if not pt_phase.isdigit():
-            unsupported.append(f"regcontrol.{name} (ptphase={pt_phase}; only a fixed phase is supported)")
-        if _query(f"regcontrol.{name}.bus"):
-            unsupported.append(f"regcontrol.{name} (remote regulated bus)")
-        out.append(Regulator(name, dss.RegControls.Transformer().lower(), int(dss.RegControls.Winding()),
-                             float(dss.RegControls.ForwardVreg()), float(dss.RegControls.ForwardBand()),
-                             float(dss.RegControls.PTRatio()), float(dss.RegControls.CTPrimary()),
-                             float(dss.RegControls.ForwardR()), float(dss.RegControls.ForwardX()),
-                             int(pt_phase) if pt_phase.isdigit() else 1, int(dss.RegControls.MaxTapChange()),
-                             bool(dss.CktElement.Enabled()), float(dss.RegControls.Delay())))
-    return out
-
-
-def _cap_controls(unsupported: list[str]) -> list[CapControl]:
-    dss = _dss()
-    kinds = {1: "voltage", 2: "kvar"}
-    out = []
-    ok = dss.CapControls.First()
-    while ok:
-        name = dss.CapControls.Name()
-        _activate(f"capcontrol.{name}")
-        mode = int(dss.CapControls.Mode())
-        if mode not in kinds:
-            unsupported.append(f"capcontrol.{name} (type code {mode}; only voltage and kvar are supported)")
-        else:
-            phase = _query(f"capcontrol.{name}.ptphase")
-            out.append(CapControl(name, dss.CapControls.Capacitor().lower(), kinds[mode],
-                                  dss.CapControls.MonitoredObj().lower(), int(dss.CapControls.MonitoredTerm()),
-                                  float(dss.CapControls.ONSetting()), float(dss.CapControls.OFFSetting()),
-                                  float(dss.CapControls.PTRatio()), float(dss.CapControls.CTRatio()),
-                                  int(phase) if phase.isdigit() else 1, bool(dss.CapControls.UseVoltOverride()),
-                                  float(dss.CapControls.Vmin()), float(dss.CapControls.Vmax()),
-                                  bool(dss.CktElement.Enabled()), float(dss.CapControls.Delay()),
-                                  float(dss.CapControls.DelayOff())))
-        ok = dss.CapControls.Next()
-    return out
-
-
 def feeder_from_engine(strict: bool = True) -> tuple[Feeder, ImportReport]:
     """Read the circuit currently compiled in the engine; raise UnsupportedElementError if strict."""
     dss = _dss()
@@ -385,14 +342,20 @@ def feeder_from_engine(strict: bool = True) -> tuple[Feeder, ImportReport]:
             (unsupported if dss.CktElement.Enabled() else report.disabled).append(full)
     from market.network import opendss_der  # PVSystem, Storage, InvControl (imports this module's helpers)
 
+    from market.network import opendss_controls  # RegControl, CapControl
+
+    if dss.Solution.SystemYChanged():  # elements added after the last solve: their Yprims are not formed yet
+        dss.Solution.BuildYMatrix(1, 0)
     ders = opendss_der.pvsystems(unsupported) + opendss_der.storages(unsupported)
+    series_reactors, shunts = _reactors()
     feeder = Feeder(
         name=dss.Circuit.Name(), buses=_buses(), source=_source(),
-        lines=_lines() + _reactors(unsupported), transformers=_transformers(), capacitors=_capacitors(),
+        lines=_lines() + series_reactors, transformers=_transformers(), capacitors=_capacitors(),
         loads=_loads(float(dss.Solution.LoadMult())), generators=_generators(unsupported) + ders,
-        regulators=_regulators(unsupported), cap_controls=_cap_controls(unsupported),
+        regulators=opendss_controls.regulators(unsupported), cap_controls=opendss_controls.cap_controls(unsupported),
         base_frequency_hz=float(dss.Solution.Frequency()), controls_on=report.controls_on,
-        inv_controls=opendss_der.inv_controls(unsupported, ders))
+        inv_controls=opendss_der.inv_controls(unsupported, ders), shunts=shunts,
+        time_h=float(dss.Solution.DblHour()))
     if unsupported and strict:
         raise UnsupportedElementError(
             f"{len(unsupported)} unsupported element(s): {', '.join(unsupported[:20])}", unsupported)

@@ -228,6 +228,8 @@ def all_branch_elements(feeder: Feeder):
         yield "transformer", tr
     for cap in feeder.capacitors:
         yield "capacitor", cap
+    for sh in feeder.shunts:
+        yield "shunt", sh
 
 
 def element_primitive(kind: str, el, freq_hz: float) -> tuple[list[tuple[str, int]], np.ndarray]:
@@ -235,6 +237,8 @@ def element_primitive(kind: str, el, freq_hz: float) -> tuple[list[tuple[str, in
         return line_yprim(el)
     if kind == "transformer":
         return transformer_yprim(el)
+    if kind == "shunt":
+        return [(el.bus, k) for k in el.nodes], np.array(el.y_s, dtype=complex)
     return capacitor_yprim(el, freq_hz)
 
 

@@ -13,7 +13,8 @@ functionals g·[dRe V; dIm V]:
 - |V_i| (pu):  (Re V_i dRe_i + Im V_i dIm_i)/(|V_i|·Vbase_i)
 - P at an element conductor c (sending end), I_c = Σ_k Yp[c,k] V_k:
       dP = Re(dV_c conj(I_c)) + Re(conj(V_c) Σ_k Yp[c,k] dV_k)
-- total losses: the sum of dP over every conductor of every line, transformer and capacitor.
+- total losses: the sum of dP over every conductor of every line, transformer and capacitor
+  (shunt reactors excluded, as in OpenDSS's Losses).
 When there are fewer outputs than injections the adjoint (Mᵀ λ = gᵀ) is used instead.
 Units: PTDF in kW/kW, dV/dP in pu/kW, dV/dQ in pu/kvar, loss factors in kW/kW.
 """
@@ -132,7 +133,7 @@ class SensitivityModel:
     def _loss_gradient(self) -> np.ndarray:
         net = self.res.network
         nodes = net.term_rows
-        ok = nodes >= 0
+        ok = (nodes >= 0) & net.loss_mask  # shunt reactors are not losses (OpenDSS Losses)
         v_c = np.where(ok, self.res.v[np.maximum(nodes, 0)], 0.0)
         a = net.term_y.T @ np.conj(v_c)  # Σ_r conj(V_c(r)) Yp[r, :]
         i_r = net.term_y @ self.res.v

@@ -156,6 +156,6 @@ def snapshot_from_result(res, branches: BranchIndex, limits: NodeLimits,
     s_all_va = res.v_ext()[res.network.term_rows] * np.conj(cur)  # = res.element_powers_va()
     s_va = s_all_va[branches.rows]
     return Snapshot(list(res.network.nodes), res.v_pu, list(branches.keys), s_va.real / 1000.0,
-                    float(s_all_va.sum().real) / 1000.0, res.iterations, limits=limits, line_q_kvar=s_va.imag / 1000.0,
+                    float(s_all_va[res.network.loss_mask].sum().real) / 1000.0, res.iterations, limits=limits, line_q_kvar=s_va.imag / 1000.0,
                     branches=branches, currents=branch_currents(cur, branches),
                     locations=locations or res.network.locations)

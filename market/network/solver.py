@@ -61,8 +61,9 @@ class PowerFlowResult:
         return self.v_ext()[self.network.term_rows] * np.conj(self.terminal_currents())
 
     def losses_va(self) -> complex:
-        """Total series + shunt losses of lines, transformers and capacitors (OpenDSS `Losses`)."""
-        return complex(self.element_powers_va().sum())
+        """Total series + shunt losses of lines, transformers and capacitors (OpenDSS `Losses`:
+        shunt reactors are left out, `Network.loss_mask`)."""
+        return complex(self.element_powers_va()[self.network.loss_mask].sum())
 
     def branch_flows(self):
         """Rows (element, node, i_amps, p_kw, q_kvar) at the sending end (terminal 1) of lines and

@@ -125,6 +125,7 @@ class _Run:
         self.switchings = {c.name: 0 for c in feeder.capacitors}
 
     def set_time(self, hr: float) -> None:
+        self.feeder.time_h = hr  # time-type capacitor controls
         for li in self.inputs.loads:
             ld = self.loads[li.name]
             ld.kw, ld.kvar = load_kw_kvar(self.inputs, li, self.mode, hr)

@@ -63,6 +63,13 @@ class Network:
         return self.lu.solve(rhs)
 
     @cached_property
+    def loss_mask(self) -> np.ndarray:
+        """Stacked rows that count as losses: every element but shunt reactors (OpenDSS's
+        `Circuit.Losses` leaves shunt elements out; their power is consumption, like a load's)."""
+        return np.concatenate([np.full(len(b.index), b.kind != "shunt") for b in self.blocks]) if self.blocks \
+            else np.zeros(0, bool)
+
+    @cached_property
     def locations(self) -> LocationIndex:
         """Node positions by location id ("671.1") as well as by (bus, node)."""
         return LocationIndex(self.nodes)
