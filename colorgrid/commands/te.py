@@ -38,6 +38,12 @@ def add_arguments(parser) -> None:
     run.add_argument("--periodic-burn-every", type=non_negative_int, default=0,
                      help="intervals per burn period (with --periodic-burn-ppm)")
     run.add_argument("--verify-workers", type=count, default=1, help="processes for ledger signature checks")
+    run.add_argument("--communities", type=count, default=1,
+                     help="N >= 2: N P2P communities of --participants each, each on its own sidechain ledger "
+                          "(OUT/community-<c>.sqlite), trading residual orders with each other through LEM-to-LEM "
+                          "exchanges, and a main chain (OUT/main.sqlite) recording their checkpoints (default 1)")
+    run.add_argument("--exchange-capacity-wh", type=non_negative_int, default=50_000,
+                     help="with --communities: Wh per interval and direction between two communities (default 50000)")
     run.add_argument("--ledger-pg", metavar="DSN", default=None,
                      help="keep the ledger in PostgreSQL (e.g. postgresql://127.0.0.1/test; needs psycopg) "
                           "instead of OUT/ledger.sqlite; the namespace's tables are replaced")
@@ -88,6 +94,12 @@ def run(args) -> int:
     if params.get("ledger_pg"):  # never write a password into summary.json
         params["ledger_pg"] = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", re.sub(r"password=\S+", "password=***", params["ledger_pg"]))
     out = RunOutput(args.out, "te run", params, args.seed)
+    if args.communities > 1:
+        if args.ledger_pg or args.dlmp_csv:
+            flag = "--ledger-pg" if args.ledger_pg else "--dlmp-csv"
+            return error(prog, f"argument --communities: not with {flag} (the communities keep SQLite ledgers "
+                         "under --out and use synthetic DLMPs)")
+        return _run_communities(args, cfg, out)
     try:
         store = _store(out, args.ledger_pg, args.ledger_namespace)
     except failures as exc:
@@ -106,6 +118,89 @@ def run(args) -> int:
         out.finish()
     _print(out, day)
     return 0 if day.report.ok else 1
+
+
+def _fresh_sqlite(out, name: str):
+    from market.settlement.sqlite_store import SQLiteStore
+    from market.settlement.store import MemoryLedgerStore
+
+    path = out.path(name)
+    if path is None:
+        return MemoryLedgerStore()
+    for suffix in ("", "-wal", "-shm"):  # a rerun into the same folder starts a fresh ledger
+        stale = path.with_name(path.name + suffix)
+        if stale.exists():
+            stale.unlink()
+    return SQLiteStore(path)
+
+
+def _run_communities(args, cfg, out) -> int:
+    """--communities N: the sidechains, the main chain, exchanges.csv; everything verified and cross-checked."""
+    import time
+
+    from market.settlement.chains import check_against_main, check_conservation, check_exchange_pairs
+    from market.settlement.errors import SettlementError
+    from market.settlement.verify import verify_ledger
+    from market.te.auction.communities import EXCHANGE_COLUMNS, community_id, run_communities
+    from market.te.auction.errors import TeError
+
+    t0 = time.perf_counter()
+    n = args.communities
+    stores = [_fresh_sqlite(out, f"{community_id(c)}.sqlite") for c in range(n)]
+    main_store = _fresh_sqlite(out, "main.sqlite")
+    try:
+        res = run_communities(cfg, n, stores, main_store, args.exchange_capacity_wh)
+        reports = [verify_ledger(s, workers=max(1, args.verify_workers)) for s in stores]
+        main_report = verify_ledger(main_store, workers=max(1, args.verify_workers))
+        problems = [f"{community_id(c)}: {r.describe()}" for c, r in enumerate(reports) if not r.ok]
+        if not main_report.ok:
+            problems.append(f"main: {main_report.describe()}")
+        problems += check_exchange_pairs(stores)
+        rows, supply_problems = check_conservation(stores)
+        problems += supply_problems
+        for c, s in enumerate(stores):
+            found, unrecorded = check_against_main(s, main_store)
+            problems += [f"{community_id(c)}: {p}" for p in found]
+            if unrecorded:
+                problems.append(f"{community_id(c)}: {unrecorded} checkpoint(s) not recorded on the main chain")
+    except (TeError, SettlementError) as exc:
+        print(f"colorgrid te run: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        for s in stores + [main_store]:
+            s.close()
+    out.write_csv("exchanges.csv", EXCHANGE_COLUMNS, res.exchanges)
+    f = out.figure
+    f("communities", n)
+    f("participants_per_community", cfg.participants)
+    f("intervals", cfg.intervals)
+    f("exchanges", len(res.exchanges))
+    f("exchange_traded_wh", sum(x[4] for x in res.exchanges), "Wh")
+    f("exchange_delivered_wh", sum(x[5] for x in res.exchanges), "Wh")
+    f("exchange_value_ntok", sum(x[7] for x in res.exchanges), "ntok")
+    f("ledger_entries", [r.entries_checked for r in reports])
+    f("checkpoints", [r.checkpoints_checked for r in reports])
+    f("main_entries", main_report.entries_checked)
+    f("main_checkpoints", main_report.checkpoints_checked)
+    f("minted_ntok", sum(r["minted_ntok"] for r in rows), "ntok")
+    f("burned_ntok", sum(r["burned_ntok"] for r in rows), "ntok")
+    f("periodic_burned_ntok", sum(r["periodic_burned_ntok"] for r in rows), "ntok")
+    f("circulating_ntok", sum(r["circulating_ntok"] for r in rows), "ntok")
+    f("problems", problems)
+    f("all_ok", not problems)
+    total_s = time.perf_counter() - t0
+    if out.enabled:  # summary.json: the total time is its wall block's wall_time_s
+        out.finish()
+    width = max(len(k) for k in out.figures)
+    for name, value in out.figures.items():
+        print(f"{name:<{width}}  {value} {out.units.get(name, '')}".rstrip())
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    print(f"total time {total_s:.1f} s for {n} communities x {cfg.participants} participants x {cfg.intervals} "
+          "intervals (simulation, settlement, main chain, verification of every ledger, pair and supply checks)")
+    if out.enabled:
+        print(f"wrote {', '.join(sorted(set(out.files) | {'summary.json'}))} to {out.out_dir}")
+    return 0 if not problems else 1
 
 
 def _store(out, pg_dsn: str | None, namespace: str):

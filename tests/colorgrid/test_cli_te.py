@@ -191,3 +191,45 @@ def test_te_run_with_a_periodic_burn(tmp_path, capsys):
     assert main(["ledger", "verify", str(out / "ledger.sqlite")]) == 0
     assert te_run(tmp_path / "bad", "--periodic-burn-ppm", "5") == 2
     assert "periodic burn" in capsys.readouterr().err
+
+
+def test_te_run_communities_sidechains_exchanges_and_main_chain(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert te_run(out, "--communities", "3", "--exchange-capacity-wh", "20000", "--periodic-burn-ppm", "10000",
+                  "--periodic-burn-every", "6") == 0
+    printed = capsys.readouterr().out
+    assert "total time" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    fig = summary["figures"]
+    assert set(summary["files"]) >= {"community-0.sqlite", "community-1.sqlite", "community-2.sqlite", "main.sqlite",
+                                     "exchanges.csv", "summary.json"}
+    assert fig["all_ok"] is True and fig["problems"] == [] and summary["wall"]["wall_time_s"] > 0
+    exchanges = rows(out / "exchanges.csv")
+    assert fig["exchanges"] == len(exchanges) > 0 and fig["periodic_burned_ntok"] > 0
+    for x in exchanges:  # delivered within traded, paid at the exchange's price, both halves booked
+        assert 0 < int(x["delivered_wh"]) <= int(x["traded_wh"]) <= 20_000
+        assert int(x["amount_ntok"]) == int(x["delivered_wh"]) * int(x["price_uusd_per_kwh"])
+    assert fig["circulating_ntok"] == fig["minted_ntok"] - fig["burned_ntok"]
+    paths = [str(out / f"community-{c}.sqlite") for c in range(3)]
+    for path in paths + [str(out / "main.sqlite")]:
+        assert main(["ledger", "verify", path]) == 0
+    capsys.readouterr()
+    assert main(["ledger", "verify", paths[0], "--peer", paths[1], "--peer", paths[2],
+                 "--main", str(out / "main.sqlite")]) == 0
+    printed = capsys.readouterr().out
+    assert "exchange pairs OK between 3 chains" in printed and "supply conserved across 3 chains" in printed
+    x = exchanges[0]  # a cross-chain proof of an exchange's export half
+    exporter = out / f"{x['exporter']}.sqlite"
+    assert main(["ledger", "prove", str(exporter), x["export_seq"], "--main", str(out / "main.sqlite")]) == 0
+    # the import half of one exchange removed from the importer: the pair check names it
+    db = sqlite3.connect(out / f"{x['importer']}.sqlite")
+    db.execute("DELETE FROM checkpoints")
+    db.execute("DELETE FROM entries WHERE seq >= ?", (int(x["import_seq"]),))
+    db.commit()
+    db.close()
+    capsys.readouterr()
+    importer = str(out / f"{x['importer']}.sqlite")
+    assert main(["ledger", "verify", str(exporter), "--peer", importer]) == 1
+    assert f"exchange '{x['exchange_id']}': export at" in capsys.readouterr().err
+    assert te_run(tmp_path / "bad", "--communities", "2", "--ledger-pg", "postgresql://x/y") == 2
+    assert "argument --communities" in capsys.readouterr().err
