@@ -56,9 +56,11 @@ def register_sidechain(main: Ledger, side: Ledger, ts_ms: int) -> int:
     return main.append("register_chain", registration_payload(side), ts_ms)
 
 
-def record_checkpoints(main: Ledger, side_store: LedgerStore, ts_ms: int) -> list[int]:
-    """Record on the main chain, in order, every checkpoint of the sidechain not recorded yet."""
-    side = Ledger(side_store)
+def record_checkpoints(main: Ledger, side_store: LedgerStore | Ledger, ts_ms: int) -> list[int]:
+    """Record on the main chain, in order, every checkpoint of the sidechain not recorded yet.
+    `side_store` may be the sidechain's open `Ledger` (no replay of its store then)."""
+    side = side_store if isinstance(side_store, Ledger) else Ledger(side_store)
+    side_store = side.store
     chain = main.state.chains.get(side.state.ledger_id)
     if chain is None:
         raise LedgerError(f"chain {side.state.ledger_id!r} is not registered on the main chain")

@@ -141,7 +141,7 @@ def run_communities(cfg: SimConfig, n: int, stores: list[LedgerStore], main_stor
                 cm.ledger.checkpoint(period, cm.validators)
             with main.batch():
                 for cm in comms:
-                    record_checkpoints(main, cm.ledger.store, ts_ms)
+                    record_checkpoints(main, cm.ledger, ts_ms)
             main.checkpoint(period, main_witnesses)
     return out
 
