@@ -45,6 +45,11 @@ CONTRACTS_3 = [((1.0, 0.0, 0.0), 0.3), ((0.0, 1.0, 0.0), 0.2), ((0.5, 0.5, 0.0),
                ((0.6, 0.2, 0.2), 0.2), ((0.0, 0.0, 1.0), 0.1)]
 
 
+# a gateway round run more than round_ms / LATE_ROUND_DIV after it was due counts as late: half a
+# round late, its report lands in the next round's bucket and both rounds are incomplete
+LATE_ROUND_DIV = 2
+
+
 class FleetError(ValueError):
     """Bad fleet parameters (field named in the message)."""
 
@@ -59,7 +64,7 @@ class FleetSpec:
                  thermostatic_fraction: float = 0.2, id_prefix: str = "gw",
                  vector_max_ttl_s: float = 60.0, keepalive_s: int = 10,
                  username: str | None = None, password: str | None = None,
-                 report_key_seed: bytes | None = None) -> None:
+                 report_key_seed: bytes | None = None, shared_speed=None) -> None:
         if gateways < 1 or devices_per_gateway < 1:
             raise FleetError("gateways, devices_per_gateway: expected >= 1")
         if k != 3:
@@ -73,12 +78,15 @@ class FleetSpec:
         self.groups, self.k, self.seed = groups, k, seed
         self.round_s, self.fail_safe_s, self.t_ref_s = round_s, fail_safe_s, tuple(t_ref_s)
         self.clock_spec = clock_spec or SimClock().spec()
+        # an adaptive clock's cloud.clock.SharedSpeed: workers follow its speed changes (it reaches
+        # them as a Process argument inside this spec; None: the fixed clock of clock_spec)
+        self.shared_speed = shared_speed
         self.key_id, self.key = key_id, key
         self.thermostatic_fraction = thermostatic_fraction
         self.id_prefix = id_prefix
         self.vector_max_ttl_s = vector_max_ttl_s
         self.keepalive_s = keepalive_s
-        self.username, self.password = username, password
+        self.username, self.password = username, password   # "{gateway_id}" in them: per gateway
         if report_key_seed is not None and len(report_key_seed) < 16:
             raise FleetError("report_key_seed: at least 16 bytes required")
         self.report_key_seed = report_key_seed   # set: every gateway signs its reports
@@ -133,11 +141,17 @@ def make_agent(spec: FleetSpec, i: int, loop: MuxLoop, log_fn=None) -> GatewayAg
     gid = spec.gateway_id(i)
     core = GatewayCore(gid, make_devices(spec, i), params, seed=spec.seed * 1_000_003 + i)
     transport = MuxTransport(loop, gid, spec.host, spec.port, keepalive_s=spec.keepalive_s,
-                             username=spec.username, password=spec.password)
+                             username=_per_gateway(spec.username, gid), password=_per_gateway(spec.password, gid))
     return GatewayAgent(core, transport, gid, spec.group_of(i), {spec.key_id: spec.key},
                         Prng(spec.seed * 7 + i), vector_max_ttl_ms=int(spec.vector_max_ttl_s * 1000),
                         backoff_base_ms=200, backoff_cap_ms=5000, log=log_fn or _quiet_log,
                         report_key=spec.report_key(gid))
+
+
+def _per_gateway(text: str | None, gateway_id: str) -> str | None:
+    """A credential with "{gateway_id}" in it names each gateway's own (the lab ACL's user name
+    is the gateway id); any other text is the same for every gateway."""
+    return None if text is None else text.replace("{gateway_id}", gateway_id)
 
 
 def _quiet_log(level: str, message: str) -> None:
@@ -181,9 +195,12 @@ class FleetStats:
 class FleetWorker:
     """Runs gateways [lo, hi) of a FleetSpec on one thread until `should_stop()`."""
 
-    def __init__(self, spec: FleetSpec, lo: int, hi: int) -> None:
+    def __init__(self, spec: FleetSpec, lo: int, hi: int, counters=None, slot: int = 0) -> None:
         self.spec = spec
-        self.clock = SimClock.from_spec(spec.clock_spec)
+        # live progress for the parent (FleetProcesses.progress): [rounds, late, without a fresh
+        # vector] of this worker at counters[3 * slot ...], a shared array only this worker writes
+        self.counters, self._slot = counters, 3 * slot
+        self.clock = SimClock.from_spec(spec.clock_spec, spec.shared_speed)
         self.loop = MuxLoop()
         self.agents = [make_agent(spec, i, self.loop) for i in range(lo, hi)]
         self.stats = FleetStats(spec.k)
@@ -213,9 +230,17 @@ class FleetWorker:
 
     def _tick(self, j: int, now: int) -> None:
         agent = self.agents[j]
-        before = agent.metrics["rounds"]
+        before, due, applied = agent.metrics["rounds"], agent.next_round_ms, agent.metrics["vectors_applied"]
         agent.tick(now)
-        self._after_tick(j, agent, agent.metrics["rounds"] != before, now)
+        ran = agent.metrics["rounds"] != before
+        if ran and self.counters is not None:
+            c, o = self.counters, self._slot
+            c[o] += 1
+            if now - due > self.spec.round_ms // LATE_ROUND_DIV:
+                c[o + 1] += 1
+            if agent.metrics["vectors_applied"] == applied:
+                c[o + 2] += 1
+        self._after_tick(j, agent, ran, now)
 
     def run(self, should_stop, progress=None) -> FleetStats:
         now = self.clock.now_ms()
@@ -262,7 +287,8 @@ class FleetWorker:
         return self.stats
 
 
-def _worker_main(spec: FleetSpec, lo: int, hi: int, stop, ready, results, log_level: int) -> None:
+def _worker_main(spec: FleetSpec, lo: int, hi: int, stop, ready, results, log_level: int,
+                 counters=None, slot: int = 0) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C reaches the parent, which sets `stop`
     # SIGTERM to the process group (systemd's stop, `kill -TERM -- -PGID`) reaches every worker
     # too: treat it like the parent's stop — finish the round, send deaths, report the stats
@@ -270,7 +296,7 @@ def _worker_main(spec: FleetSpec, lo: int, hi: int, stop, ready, results, log_le
     signal.signal(signal.SIGTERM, lambda *_: terminated.append(True))
     logging.basicConfig(level=log_level)
     try:
-        worker = FleetWorker(spec, lo, hi)
+        worker = FleetWorker(spec, lo, hi, counters, slot)
         ready.put(hi - lo)
         stats = worker.run(lambda: bool(terminated) or stop.is_set())
         results.put(stats)
@@ -292,10 +318,13 @@ class FleetProcesses:
         self.ready = ctx.Queue()
         self.results = ctx.Queue()
         n = spec.gateways
-        bounds = [(p * n // processes, (p + 1) * n // processes) for p in range(processes)]
+        bounds = [(lo, hi) for lo, hi in ((p * n // processes, (p + 1) * n // processes)
+                                          for p in range(processes)) if hi > lo]
+        self.counters = ctx.RawArray("q", 3 * len(bounds))    # see FleetWorker.counters
         self.procs = [ctx.Process(target=_worker_main, daemon=True,
-                                  args=(spec, lo, hi, self.stop_event, self.ready, self.results, log_level))
-                      for lo, hi in bounds if hi > lo]
+                                  args=(spec, lo, hi, self.stop_event, self.ready, self.results, log_level,
+                                        self.counters, slot))
+                      for slot, (lo, hi) in enumerate(bounds)]
 
     def start(self, timeout_s: float = 120.0) -> "FleetProcesses":
         for p in self.procs:
@@ -316,6 +345,12 @@ class FleetProcesses:
                 raise FleetError("a fleet worker failed to start (see its log)")
             waiting -= 1
         return self
+
+    def progress(self) -> tuple[int, int, int]:
+        """While running: gateway rounds so far, how many ran late (more than round_ms /
+        LATE_ROUND_DIV after they were due) and how many ran without a fresh vector."""
+        c = self.counters[:]
+        return sum(c[0::3]), sum(c[1::3]), sum(c[2::3])
 
     def stop(self, timeout_s: float = 60.0) -> FleetStats:
         self.stop_event.set()
