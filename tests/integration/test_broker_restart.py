@@ -47,14 +47,15 @@ def test_broker_restart_reconnect_rebirth_no_vector_lost(tmp_path, hard):
         deadline = time.monotonic() + 10.0
         while svc.connects < 2 and time.monotonic() < deadline:
             time.sleep(0.02)
+        assert svc.connects == 2, "controller not back within 10 s of the broker"
         first_after = core.round_id + 1
         time.sleep(4 * ROUND_S)       # ≥ 3 vectors published while every gateway is away
-        fleet.paused.clear()
+        fleet.paused.clear()          # from here the gateways may reconnect: control back ≤ 10 s
+        t_gateways = time.monotonic()
         fleet.wait_for(lambda ag: all(a.connected for a in ag), 10.0)
         resumed = fleet.wait_for(lambda ag: all(not a.fail_safe and a.vector_round_id > round_before
                                                 for a in ag), 10.0)
-        assert time.monotonic() - t_up <= 10.0 and resumed <= 10.0
-        assert svc.connects == 2
+        assert time.monotonic() - t_gateways <= 10.0 and resumed <= 10.0
         for a in fleet.agents:    # re-birth: a new session counter, one more connect and birth
             assert a.bd_seq == (bd_before[a.gateway_id] + 1) % 256
             assert a.metrics["connects"] == 2 and a.metrics["births"] >= 2
