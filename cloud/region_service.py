@@ -22,13 +22,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 
 import aiomqtt
 
 from cloud.clock import SimClock
 from cloud.region import RegionCore
-from cloud.service import ServiceError, _cancel_all
+from cloud.service import ServiceError, _cancel_all, run_reconnecting
 from edge_agent.reconnect import Backoff
 
 log = logging.getLogger("colorgrid.cloud.region_service")
@@ -67,21 +66,7 @@ class RegionService:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set; survives broker restarts."""
-        self.backoff.success()
-        while not stop.is_set():
-            try:
-                async with self._client() as client:
-                    self.backoff.success()
-                    await self._session(client, stop)
-            except aiomqtt.MqttError as exc:
-                self.connected.clear()
-                delay = self.backoff.failure(int(time.monotonic() * 1000)) / 1000.0
-                log.warning("broker connection lost (%s); reconnect in %.1f s", exc, delay)
-                try:
-                    await asyncio.wait_for(stop.wait(), timeout=delay)
-                except asyncio.TimeoutError:
-                    pass
-        self.connected.clear()
+        await run_reconnecting(self, stop, log)
 
     async def _session(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
         self.connects += 1

@@ -59,6 +59,27 @@ async def _cancel_all(tasks, attempts: int = 20) -> None:
             task.exception()      # retrieved: no "exception never retrieved" warning
 
 
+async def run_reconnecting(service, stop: asyncio.Event, logger: logging.Logger = log) -> None:
+    """The one reconnect loop of the cloud's MQTT services: `service._client()` → an aiomqtt
+    client, `service._session(client, stop)` runs one connection; on a lost connection wait
+    `service.backoff` (edge_agent.reconnect) and connect again, until `stop` is set."""
+    service.backoff.success()
+    while not stop.is_set():
+        try:
+            async with service._client() as client:
+                service.backoff.success()
+                await service._session(client, stop)
+        except aiomqtt.MqttError as exc:
+            service.connected.clear()
+            delay = service.backoff.failure(int(time.monotonic() * 1000)) / 1000.0
+            logger.warning("broker connection lost (%s); reconnect in %.1f s", exc, delay)
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+            except asyncio.TimeoutError:
+                pass
+    service.connected.clear()
+
+
 def parse_broker_url(url: str, field: str = "broker") -> tuple[str, int]:
     """'mqtt://host[:port]' → (host, port) by `edge_agent.urls` (the one parser; the service has no
     TLS set-up, so mqtts:// is refused); errors raise ServiceError naming `field`."""
@@ -103,21 +124,7 @@ class ControllerService:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set; survives broker restarts."""
-        self.backoff.success()
-        while not stop.is_set():
-            try:
-                async with self._client() as client:
-                    self.backoff.success()
-                    await self._session(client, stop)
-            except aiomqtt.MqttError as exc:
-                self.connected.clear()
-                delay = self.backoff.failure(int(time.monotonic() * 1000)) / 1000.0
-                log.warning("broker connection lost (%s); reconnect in %.1f s", exc, delay)
-                try:
-                    await asyncio.wait_for(stop.wait(), timeout=delay)
-                except asyncio.TimeoutError:
-                    pass
-        self.connected.clear()
+        await run_reconnecting(self, stop)
 
     async def _session(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
         self.connects += 1
