@@ -5,7 +5,7 @@ import sys
 import time
 from pathlib import Path
 
-HELP = "local energy market: generate offers on a feeder (offers), clear day-ahead with DLMPs (clear)"
+HELP = "local energy market: generate offers on a feeder (offers), clear day-ahead or real-time with DLMPs (clear)"
 PROG = "colorgrid market"
 
 
@@ -23,12 +23,20 @@ def add_arguments(parser) -> None:
     clr = sub.add_parser("clear", help="clear the market (SCUC, pricing LP, AC power-flow iteration), settle it")
     clr.add_argument("--feeder", required=True, metavar="F.dss|NAME", help="OpenDSS master file or a shipped feeder name")
     clr.add_argument("--offers", required=True, type=existing_file, metavar="offers.json", help="market data (schema: docs/market.md)")
-    clr.add_argument("--horizon", choices=("dam", "rtm"), default="dam", help="dam: day-ahead (rtm: not yet)")
+    clr.add_argument("--horizon", choices=("dam", "rtm"), default="dam",
+                     help="dam: day-ahead, hourly; rtm: real-time, 5-min intervals against the day-ahead schedule")
+    clr.add_argument("--dam", default=None, metavar="DIR",
+                     help="rtm: the day-ahead result folder (a `market clear --horizon dam --out DIR`); "
+                          "default: clear the day-ahead first")
+    clr.add_argument("--hour", type=non_negative_int, default=0, help="rtm: the day-ahead interval the window starts in")
+    clr.add_argument("--rt-load-shape", type=existing_file, default=None, metavar="CSV",
+                     help="rtm: load factor per 5-min interval (interval,load_factor); default: the day-ahead factor")
     clr.add_argument("--load-shape", default=None, metavar="CSV|flat",
                      help="load factor per interval (interval,load_factor); flat = 1.0; default: the shipped shape")
     clr.add_argument("--iso-price", type=existing_file, default=None, metavar="CSV",
                      help="ISO price per interval (interval,price_usd_per_mwh), replaces the offers' ISO curve")
-    clr.add_argument("--intervals", type=count, default=None, help="check the offers cover N intervals")
+    clr.add_argument("--intervals", type=count, default=None,
+                     help="dam: check the offers cover N intervals; rtm: N 5-min intervals (default 12)")
     clr.add_argument("--max-iterations", type=count, default=8, help="clearings with the AC power flow (default 8)")
     clr.add_argument("--mip-gap", type=float_range(0.0, 0.1), default=1e-4, help="relative MIP gap (default 1e-4)")
     add_out_argument(clr, required=True)
@@ -109,12 +117,12 @@ def _inputs(args, prog):
         return _error(prog, f"argument --offers: {len(exc.errors)} error(s): {'; '.join(exc.errors[:3])}{more}")
     except (ValueError, OSError) as exc:  # not JSON, unreadable
         return _error(prog, f"argument --offers: not a readable JSON document: {_one_line(exc)}")
-    if args.intervals is not None and args.intervals != market.intervals:
+    if args.horizon == "dam" and args.intervals is not None and args.intervals != market.intervals:
         return _error(prog, f"argument --intervals: the offers cover {market.intervals} intervals, not {args.intervals}")
     if market.interval_h != 1.0:
         return _error(prog, f"argument --offers: interval_h={market.interval_h}; the day-ahead market clears 1-h intervals")
     try:
-        if args.iso_price:
+        if args.iso_price and args.horizon == "dam":
             prices = iso_price(market.intervals, args.iso_price)
             market = market.model_copy(update={"iso": market.iso.model_copy(
                 update={"import_price_usd_per_mwh": prices, "export_price_usd_per_mwh": None})})
@@ -141,8 +149,6 @@ def _clear(args) -> int:
     from market.network import PowerFlowNotConverged
 
     prog = f"{PROG} clear"
-    if args.horizon == "rtm":
-        return _error(prog, "argument --horizon: the real-time market (rtm) is not yet implemented; use --horizon dam")
     if args.load_shape not in (None, "flat") and not Path(args.load_shape).is_file():
         return _error(prog, f"argument --load-shape: file not found: {args.load_shape}")
     times: dict[str, float] = {}
@@ -151,6 +157,10 @@ def _clear(args) -> int:
     if isinstance(got, int):
         return got
     market, shape = got
+    if args.horizon == "rtm":
+        from colorgrid.commands.market_rtm import clear_rtm_command
+
+        return clear_rtm_command(args, prog, market, shape)
     t1 = _stage(2, 5, f"feeder {args.feeder}")
     times["read_s"] = t1 - t0
     feeder, err = _load_feeder(prog, args.feeder)
@@ -185,6 +195,7 @@ def _clear(args) -> int:
     out.write_csv("iterations.csv", tables.ITERATION_COLUMNS, tables.iteration_table(result))
     out.write_csv("slacks.csv", tables.SLACK_COLUMNS, tables.slack_table(result))
     out.write_csv("violations.csv", tables.VIOLATION_COLUMNS, tables.violation_table(result))
+    out.write_csv("commitment.csv", tables.COMMITMENT_COLUMNS, tables.commitment_table(market, result.clearing))
     _heatmap(out, result)
     times["write_s"] = time.perf_counter() - t4
     _figures(out, result, books, times)

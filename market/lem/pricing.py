@@ -138,14 +138,21 @@ def pricing_lp(market: Market, net: NetworkData, critical: CriticalSet | None, v
 
 def clear_dam(market: Market, net: NetworkData, critical: CriticalSet | None = None,
               mip_rel_gap: float = 1e-7, start: dict[str, float] | None = None,
-              timings: dict[str, float] | None = None) -> Clearing:
+              timings: dict[str, float] | None = None, fixed: dict[str, float] | None = None) -> Clearing:
     """The MIP (to `mip_rel_gap`), then the pricing LP; checks the LP against the MIP and the price
     decomposition. The model is built and compiled into HiGHS once: the MIP is solved, its integers
     fixed and relaxed in place, and the same HiGHS model re-solved as the LP (the same LP that
     `pricing_lp` builds afresh). `start`: a MIP start, variable values by name (e.g. `Clearing.values`
-    of a previous clearing). `timings`, when given, receives build_s, compile_s, mip_s, lp_s."""
+    of a previous clearing). `timings`, when given, receives build_s, compile_s, mip_s, lp_s.
+    `fixed`: variables held at a value by name (e.g. the day-ahead commitments in the real-time market,
+    `unit_on[0,3]`); they enter HiGHS as constants."""
     t0 = time.perf_counter()
     mip = build_dam(market, net, critical)
+    for name, value in (fixed or {}).items():
+        var = mip.find_component(name)
+        if var is None:
+            raise KeyError(f"fixed: the model has no variable {name!r}")
+        var.fix(value)
     t1 = time.perf_counter()
     hm = HighsModel(mip, {"mip_rel_gap": mip_rel_gap})
     t2 = time.perf_counter()

@@ -26,14 +26,7 @@ def bus_phase(location: str) -> tuple[str, str]:
 
 
 def dlmp_table(result: IteratedClearing) -> list[list]:
-    p = result.clearing.prices
-    rows = []
-    for j, loc in enumerate(p.locations):
-        bus, phase = bus_phase(loc)
-        for t in range(p.dlmp_usd_per_mwh.shape[1]):
-            rows.append([bus, phase, t, float(p.dlmp_usd_per_mwh[j, t]), float(p.energy[j, t]), float(p.loss[j, t]),
-                         float(p.congestion[j, t]), float(p.voltage[j, t])])
-    return rows
+    return clearing_dlmp_table(result.clearing.prices)
 
 
 def schedule_table(market: Market, result: IteratedClearing) -> list[list]:
@@ -87,3 +80,59 @@ def slack_table(result: IteratedClearing) -> list[list]:
 
 def violation_table(result: IteratedClearing) -> list[list]:
     return [[v.interval, v.kind, v.where, v.value, v.limit, v.unit] for v in result.violations]
+
+
+COMMITMENT_COLUMNS = ["kind", "resource", "interval", "value"]
+RT_SCHEDULE_COLUMNS = ["resource", "kind", "bus", "phase", "interval", "da_interval", "da_p_kw", "p_kw", "q_kvar"]
+TWO_SETTLEMENT_COLUMNS = ["party", "kind", "bus", "phase", "interval", "da_p_kw", "da_price_usd_per_mwh", "rt_p_kw",
+                          "rt_price_usd_per_mwh", "da_amount_usd", "deviation_amount_usd", "amount_usd"]
+
+
+def commitment_table(market: Market, clearing) -> list[list]:
+    """The DA decisions the real-time market holds: unit on/off per interval (1/0) and the accepted share
+    of each block (0: rejected), read back by `rtm.DamReference.read`."""
+    rows = [["unit", u.id, t, clearing.integers[f"unit_on[{i},{t}]"]] for i, u in enumerate(market.units)
+            for t in range(market.intervals)]
+    rows += [["block", b.id, b.first_interval, float(clearing.schedule_kw[b.id][b.first_interval]) / b.p_kw]
+             for b in market.blocks]
+    return rows
+
+
+def rt_schedule_table(market: Market, dam, rt) -> list[list]:
+    """Every resource's RT kW per 5-min interval beside its DA kW of that interval's hour."""
+    sched, rows = rt.clearing.schedule_kw, []
+    for kind, family in (("offer", market.offers), ("bid", market.bids), ("block", market.blocks),
+                         ("storage", market.storage), ("unit", market.units)):
+        for r in family:
+            bus, phase = bus_phase(r.location)
+            rt_p = sched.get(r.id)
+            rows += [[r.id, kind, bus, phase, t, h, float(dam.schedule_kw[r.id][h]) + 0.0,
+                      (0.0 if rt_p is None else float(rt_p[t])) + 0.0, 0.0] for t, h in enumerate(rt.hours)]
+    rows += [["iso", "iso", rt.net.substation, "abc", t, h, float(dam.schedule_kw["iso"][h]) + 0.0,
+              float(sched["iso"][t]) + 0.0, 0.0] for t, h in enumerate(rt.hours)]
+    return rows
+
+
+def two_settlement_table(s) -> list[list]:
+    rows = []
+    for r in s.rows:
+        bus, phase = bus_phase(r.location)
+        rows.append([r.party, r.kind, bus, phase, r.interval, r.da_p_kw + 0.0, r.da_price_usd_per_mwh, r.rt_p_kw + 0.0,
+                     r.rt_price_usd_per_mwh, r.da_amount_usd + 0.0, r.deviation_amount_usd + 0.0, r.amount_usd + 0.0])
+    kinds = {r.party: (r.kind, r.location) for r in s.rows}
+    for party, total in s.totals_usd.items():
+        kind, loc = kinds[party]
+        bus, phase = bus_phase(loc)
+        rows.append([party, kind, bus, phase, "total", None, None, None, None, None, None, total])
+    return rows
+
+
+def clearing_dlmp_table(prices) -> list[list]:
+    """dlmp.csv rows of a `pricing.Prices`."""
+    rows = []
+    for j, loc in enumerate(prices.locations):
+        bus, phase = bus_phase(loc)
+        for t in range(prices.dlmp_usd_per_mwh.shape[1]):
+            rows.append([bus, phase, t, float(prices.dlmp_usd_per_mwh[j, t]), float(prices.energy[j, t]),
+                         float(prices.loss[j, t]), float(prices.congestion[j, t]), float(prices.voltage[j, t])])
+    return rows

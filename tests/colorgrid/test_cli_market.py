@@ -72,6 +72,38 @@ def test_clear_writes_every_file_with_consistent_numbers(cleared):
     assert len(crit) == summary["critical_set_size"] and any(r["id"] == "line.650632.3" for r in crit)
 
 
+def test_rtm_reads_the_dam_folder_holds_its_commitments_and_settles_two_ways(cleared, tmp_path):
+    # the RT load 10 % above the DA's in interval 2: the deviations are settled at the RT prices
+    _, dam = cleared
+    (tmp_path / "offers.json").write_text(json.dumps(MARKET))
+    (tmp_path / "rt.csv").write_text("interval,load_factor\n" + "".join(f"{t},{SHAPE[2] * 1.1}\n" for t in range(6)))
+    code = main(["market", "clear", "--feeder", IEEE13, "--offers", str(tmp_path / "offers.json"), "--horizon", "rtm",
+                 "--dam", str(dam), "--hour", "2", "--intervals", "6", "--rt-load-shape", str(tmp_path / "rt.csv"),
+                 "--out", str(tmp_path / "rt")])
+    assert code == 0
+    out = tmp_path / "rt"
+    sched = _csv(out / "schedule.csv")
+    assert {r["interval"] for r in sched} == {str(t) for t in range(6)} and {r["da_interval"] for r in sched} == {"2"}
+    on = {r["resource"]: r["value"] for r in _csv(dam / "commitment.csv") if r["kind"] == "unit" and r["interval"] == "2"}
+    for r in sched:   # the unit runs in RT exactly when it is committed in the DA
+        if r["resource"] == "dg692":
+            assert (float(r["p_kw"]) > 0) == (float(on["dg692"]) > 0.5)
+    rows = [r for r in _csv(out / "settlement.csv") if r["interval"] != "total"]
+    for t in range(6):
+        amounts = [float(r["amount_usd"]) for r in rows if r["interval"] == str(t)]
+        assert abs(sum(amounts)) < 1e-6 * max(1.0, sum(map(abs, amounts)))
+    for r in rows:
+        if r["kind"] != "dso":   # DA quantity × DA price + (RT − DA) × RT price, per 5 min
+            expect = (float(r["da_p_kw"]) * float(r["da_price_usd_per_mwh"]) + (float(r["rt_p_kw"]) - float(r["da_p_kw"]))
+                      * float(r["rt_price_usd_per_mwh"])) * (5 / 60) / 1000
+            assert abs(float(r["amount_usd"]) - expect) < 1e-9
+    loads = [r for r in rows if r["kind"] == "fixed_load" and r["interval"] == "0"]
+    ratio = sum(float(r["rt_p_kw"]) for r in loads) / sum(float(r["da_p_kw"]) for r in loads)
+    assert abs(ratio - 1.1) < 1e-9
+    summary = json.loads((out / "summary.json").read_text())["figures"]
+    assert summary["horizon"] == "rtm" and summary["rt_intervals"] == 6 and summary["held_commitments"] > 0
+
+
 def test_te_run_accepts_the_dlmp_file(cleared, tmp_path):
     _, out = cleared
     code = main(["te", "run", "--dlmp-csv", str(out / "dlmp.csv"), "--intervals", "4", "--participants", "12",
@@ -93,7 +125,8 @@ def test_schema_errors_name_the_field_path(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("extra, text", [
-    (["--horizon", "rtm"], "not yet"),
+    (["--horizon", "rtm", "--hour", "3", "--intervals", "13"], "--hour"),
+    (["--horizon", "rtm", "--dam", "/nonexistent"], "--dam"),
     (["--load-shape", "nope.csv"], "--load-shape"),
     (["--intervals", "24"], "--intervals"),
     (["--feeder", "ieee999"], "--feeder"),
