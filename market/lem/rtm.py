@@ -200,7 +200,8 @@ def rt_network(feeder, market: Market, dam: DamReference, hour: int, load_factor
         key = (h, float(s))
         if key not in cache:
             pt = ac.solve(t, float(s), inj[:, h])
-            cache[key] = interval_network(pt.network, pt.snapshot, ac.locations, nodes_of, ac.nominal_load_kw * s,
+            solved = getattr(pt, "result", None) or pt.network   # the solved state to linearise
+            cache[key] = interval_network(solved, pt.snapshot, ac.locations, nodes_of, ac.nominal_load_kw * s,
                                           pt.injection_kw, rating_margin, voltage_margin_pu)
         ivs.append(cache[key])
     return NetworkData(ac.base.source.bus.lower(), ivs, nodes_of)
