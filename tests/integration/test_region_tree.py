@@ -8,10 +8,7 @@ aggregator` processes (MQTT 5) → the controller consuming region sums only.
    goes without a vector.
 """
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
@@ -24,28 +21,16 @@ from cloud.rounds import ControllerCore
 from firmware_sim.closed_loop import ControllerThread
 from firmware_sim.gateway_fleet import FleetSpec
 from tests.broker import mosquitto  # noqa: F401  (fixture)
-from tests.integration.fleet_harness import REPO, FleetThread
+from tests.integration.fleet_harness import FleetThread
+from tests.integration.region_harness import REGION_KEY
+from tests.integration.region_harness import aggregator as _aggregator
+from tests.integration.region_harness import stop as _stop
+from tests.integration.region_harness import wait as _wait
 
 pytestmark = pytest.mark.broker
 CTL_KEY = b"c" * 32
-REGION_KEY = b"r" * 32
 SPEED = 4.0               # a 2-s round is 0.5 s of wall time
 GATEWAYS = 8
-
-
-def _aggregator(tmp_path, broker, clock, region, agg_id, regions_file, shared=False):
-    key = tmp_path / "region.key"
-    key.write_text(json.dumps({"rk": REGION_KEY.hex()}))
-    cmd = [sys.executable, "-m", "colorgrid", "aggregator", "--region", region, "--broker", broker.url,
-           "--hmac-key-file", str(key), "--key-id", "rk", "--regions", str(regions_file),
-           "--aggregator-id", agg_id, "--clock", clock.spec(), "--log-level", "WARNING"]
-    if shared:
-        cmd.append("--shared")
-    log = open(tmp_path / f"{agg_id}.log", "ab")
-    proc = subprocess.Popen(cmd, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), stdout=log,
-                            stderr=log, stdin=subprocess.DEVNULL)
-    log.close()
-    return proc
 
 
 def _setup(tmp_path, broker, regions: dict, goal_kw: float):
@@ -58,27 +43,6 @@ def _setup(tmp_path, broker, regions: dict, goal_kw: float):
     spec = FleetSpec("127.0.0.1", broker.port, gateways=GATEWAYS, devices_per_gateway=10, seed=11,
                      clock_spec=clock.spec(), key=CTL_KEY, thermostatic_fraction=0.0)
     return clock, regions_file, core, spec
-
-
-def _stop(procs):
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc in procs:
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _wait(predicate, timeout_s, what):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{what}: not within {timeout_s} s")
 
 
 def test_two_regions_controller_tracks_goal_from_region_sums(tmp_path, mosquitto):  # noqa: F811
