@@ -24,6 +24,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from market.network import FeederNetwork
+from market.network.locations import as_branch_key
+from market.network.sensitivity import SensitivityModel
 
 # HiGHS drops matrix entries below 1e-9 (its `small_matrix_value`); entries of the PTDF and dV/dP
 # rows that small (≤ 1e-6 pu or kW per MW) are zeroed here, so the prices are computed from the very
@@ -48,6 +50,8 @@ class IntervalNetwork:
     base_v_pu: np.ndarray
     v_min_pu: np.ndarray
     v_max_pu: np.ndarray
+    candidate_lines: list[str] | None = None      # every rated line·phase (None: `line_ids`)
+    candidate_voltages: list[str] | None = None   # every checked bus·phase (None: `voltage_locations`)
 
     def column(self, location: str) -> int:
         return self.locations.index(location)
@@ -79,7 +83,8 @@ class NetworkData:
     def all_rows(self) -> CriticalSet:
         """Every candidate row (no critical set: every limit in the model)."""
         t0 = self.intervals[0]
-        return CriticalSet(list(t0.line_ids), list(t0.voltage_locations))
+        return CriticalSet(list(t0.line_ids if t0.candidate_lines is None else t0.candidate_lines),
+                           list(t0.voltage_locations if t0.candidate_voltages is None else t0.candidate_voltages))
 
     def without_losses(self) -> "NetworkData":
         """The same network with loss factors zero (a lossless linear model)."""
@@ -101,46 +106,68 @@ def _node_shares(load) -> list[tuple[int, float]]:
     return [(n, 1.0 / len(phase_nodes)) for n in phase_nodes]
 
 
-def _sending_bus(fn: FeederNetwork, element: str) -> str:
-    kind, _, name = element.partition(".")
-    for ln in fn.feeder.lines:
-        if ln.name == name and getattr(ln, "dss_class", "line") == kind:
-            return ln.bus1
-    return fn.feeder.transformer(name).windings[0].bus
+def _sending_buses(feeder) -> dict[str, str]:
+    """{element ("line.650632", "transformer.sub"): its terminal-1 bus}, built once per feeder."""
+    cache = getattr(feeder, "_lem_sending_buses", None)
+    if cache is None:
+        cache = {f"{getattr(ln, 'dss_class', 'line')}.{ln.name}".lower(): ln.bus1 for ln in feeder.lines}
+        cache.update({f"transformer.{tr.name}".lower(): tr.windings[0].bus for tr in feeder.transformers})
+        feeder._lem_sending_buses = cache
+    return cache
 
 
-def interval_network(fn: FeederNetwork, snap, locations: list[str], nodes_of: dict[str, list[str]],
+def candidate_rows(snap, source: str) -> tuple[list[int], list[int]]:
+    """(rated branch rows, checked bus·phase rows off the source bus) of a snapshot: the rows a
+    critical set may hold."""
+    rated = [i for i in range(len(snap.branch_ids)) if snap.norm_amps[i] > 0]
+    checked = [i for i, c in enumerate(snap.v_checked) if c and not snap.locations[i].startswith(source + ".")]
+    return rated, checked
+
+
+def interval_network(res, snap, locations: list[str], nodes_of: dict[str, list[str]],
                      fixed_load_kw: np.ndarray, injection_kw: np.ndarray | None = None,
-                     rating_margin: float = 0.0, voltage_margin_pu: float = 0.0) -> IntervalNetwork:
-    """Linearise the state `fn` was last solved at (`snap`): fixed load D, market injections
-    `injection_kw` (None: none), so p⁰ = injection − D. The flow limits are the normal rating
-    × (1 − `rating_margin`) at the base-point voltage, the voltage limits [V^min + margin,
-    V^max − margin] (margins absorb the linearisation error)."""
-    source = fn.feeder.source.bus.lower()
+                     rating_margin: float = 0.0, voltage_margin_pu: float = 0.0,
+                     lines: list[str] | None = None, voltages: list[str] | None = None) -> IntervalNetwork:
+    """Linearise the solved state `res` (a market.network PowerFlowResult; `snap` its snapshot): fixed
+    load D, market injections `injection_kw` (None: none), so p⁰ = injection − D. The flow limits
+    are the normal rating × (1 − `rating_margin`) at the base-point voltage, the voltage limits
+    [V^min + margin, V^max − margin] (margins absorb the linearisation error). Rows: the branch
+    ids `lines` and bus·phase ids `voltages` (None: every candidate); `candidate_*` lists them all."""
+    net = res.network
+    source = net.feeder.source.bus.lower()
     col = {loc: i for i, loc in enumerate(locations)}
     d = np.asarray(fixed_load_kw, float)
     p0 = -d if injection_kw is None else np.asarray(injection_kw, float) - d
-    rated = [i for i, b in enumerate(snap.branch_ids) if snap.norm_amps[i] > 0]
+    rated, checked = candidate_rows(snap, source)
+    cand_lines = [snap.branch_ids[i] for i in rated]
+    cand_v = [snap.locations[i] for i in checked]
+    if lines is not None:
+        pos = {b: i for i, b in enumerate(snap.branch_ids)}
+        rated = [pos[b] for b in lines]
+    if voltages is not None:
+        pos = {x: i for i, x in enumerate(snap.locations)}
+        checked = [pos[x] for x in voltages]
     line_ids = [snap.branch_ids[i] for i in rated]
-    checked = [i for i, c in enumerate(snap.v_checked) if c and not snap.locations[i].startswith(source + ".")]
     v_locs = [snap.locations[i] for i in checked]
-    sens = fn.sensitivities(injections=locations, lines=line_ids, voltages=v_locs)
-    res = fn.last
+    model = SensitivityModel(res)
+    sens = model.compute([net.locations.key_of(x) for x in locations], [as_branch_key(x) for x in line_ids],
+                         [net.locations.key_of(x) for x in v_locs])
+    sending = _sending_buses(net.feeder)
     flow_max = np.empty(len(rated))
     for r, i in enumerate(rated):
         element, node = snap.lines[i]
-        k = fn.index_of((_sending_bus(fn, element).lower(), node))
+        k = net.index_of((sending[element.lower()].lower(), node))
         s_max = abs(res.v[k]) * snap.norm_amps[i] * (1.0 - rating_margin) / 1000.0
         flow_max[r] = np.sqrt(max(s_max ** 2 - snap.line_q_kvar[i] ** 2, 0.0))
-    at_source = np.isin(res.network.term_rows, [fn.index_of(x) for x in nodes_of[source]])
+    at_source = np.isin(net.term_rows, [net.index_of(x) for x in nodes_of[source]])
     p_sub = float(res.element_powers_va()[at_source].real.sum()) / 1000.0
     p_sub -= float(sum(p0[col[x]] for x in nodes_of[source]))
     iv = IntervalNetwork(
         list(locations), d.copy(), p0.copy(), p_sub, np.asarray(sens.loss_factor_p, float), line_ids,
-        np.asarray(sens.ptdf, float), np.asarray(sens.line_p_kw, float), flow_max, v_locs,
-        np.asarray(sens.dv_dp, float), np.asarray(sens.v_pu, float),
-        np.asarray(snap.v_min_pu, float)[checked] + voltage_margin_pu,
-        np.asarray(snap.v_max_pu, float)[checked] - voltage_margin_pu)
+        np.asarray(sens.ptdf, float).reshape(len(line_ids), len(locations)), np.asarray(sens.line_p_kw, float),
+        flow_max, v_locs, np.asarray(sens.dv_dp, float).reshape(len(v_locs), len(locations)),
+        np.asarray(sens.v_pu, float), np.asarray(snap.v_min_pu, float)[checked] + voltage_margin_pu,
+        np.asarray(snap.v_max_pu, float)[checked] - voltage_margin_pu, cand_lines, cand_v)
     iv.ptdf[np.abs(iv.ptdf) < SMALL_COEF] = 0.0
     iv.dv_dp[np.abs(iv.dv_dp) < SMALL_COEF] = 0.0
     for name in ("loss_factor", "ptdf", "base_flow_kw", "flow_max_kw", "dv_dp", "base_v_pu"):
@@ -149,11 +176,11 @@ def interval_network(fn: FeederNetwork, snap, locations: list[str], nodes_of: di
     return iv
 
 
-def nominal_load_kw(fn: FeederNetwork, locations: list[str]) -> np.ndarray:
+def nominal_load_kw(feeder, locations: list[str]) -> np.ndarray:
     """The feeder's own loads (kW) per node location, a delta or whole-bus load split equally."""
     col = {loc: i for i, loc in enumerate(locations)}
     nominal = np.zeros(len(locations))
-    for ld in fn.feeder.loads:
+    for ld in feeder.loads:
         for node, share in _node_shares(ld):
             nominal[col[f"{ld.bus.lower()}.{node}"]] += ld.kw * share
     return nominal
@@ -180,7 +207,7 @@ def build_network_data(fn: FeederNetwork, intervals: int, load_shape: list[float
     shape = check_load_shape(intervals, load_shape)
     locations = fn.location_ids()
     loads = [(ld.name, ld.kw, ld.kvar) for ld in fn.feeder.loads]
-    nominal = nominal_load_kw(fn, locations)
+    nominal = nominal_load_kw(fn.feeder, locations)
     nodes_of = nodes_by_bus(locations)
     out = []
     try:
@@ -188,7 +215,7 @@ def build_network_data(fn: FeederNetwork, intervals: int, load_shape: list[float
             for name, kw, kvar in loads:
                 fn.set_load(name, kw * s, kvar * s)
             snap = fn.solve()
-            out.append(interval_network(fn, snap, locations, nodes_of, nominal * s))
+            out.append(interval_network(fn.last, snap, locations, nodes_of, nominal * s))
     finally:
         for name, kw, kvar in loads:
             fn.set_load(name, kw, kvar)

@@ -4,6 +4,8 @@ injections added as generators/loads and the feeder's regulators acting — has 
 normal rating and no voltage outside its limits."""
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -73,8 +75,19 @@ def test_network_factorized_once_per_control_state(feeder):
     b = ac.solve(1, 0.8)  # the same state again: no new network
     assert ac.factorizations == n and a.network is b.network and a.taps == b.taps
     assert np.allclose(a.snapshot.v_pu, b.snapshot.v_pu, atol=1e-9)
-    low = ac.solve(2, 0.3)  # a light load: the regulators step down, a second network
-    assert low.taps != a.taps and ac.factorizations == n + 1
+    low = ac.solve(2, 0.3)  # a light load: the regulators step down, one new network per state on the way
+    assert low.taps != a.taps and n < ac.factorizations <= n + low.control_iterations
+    m = ac.factorizations
+    again = ac.solve(3, 0.3)  # every state on the way is kept: nothing is built again
+    assert ac.factorizations == m and again.network is low.network and again.taps == low.taps
+    assert ac.solve(4, 0.8).network is a.network and ac.factorizations == m
+    from market.network import solve_with_controls
+    ref = copy.deepcopy(feeder)  # the reference: the control loop from scratch on a copy
+    for ld in ref.loads:
+        ld.kw, ld.kvar = ld.kw * 0.3, ld.kvar * 0.3
+    res = solve_with_controls(ref)
+    assert res.taps == pytest.approx(low.taps, abs=1e-12)
+    assert np.allclose(np.abs(res.v), np.abs(low.result.v), rtol=1e-7)
     assert feeder.loads[0].kw == load_dss_kw(feeder)  # the caller's feeder is never touched
 
 
