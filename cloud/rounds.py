@@ -107,6 +107,7 @@ class ControllerCore:
         self.published = 0
         self.round_errors = 0
         self._fail_safe: dict[str, bool] = {}
+        self._store_depth: dict[str, int] = {}      # gateway -> store-and-forward depth, last report
         self._last_round_ms: dict[str, int] = {}   # group -> last round that sent a vector
         self._dead_bd: dict[str, int] = {}
         self._txn = 0
@@ -118,6 +119,16 @@ class ControllerCore:
         self.status_reasserted = 0                # foreign retained statuses overwritten
         self.responses: dict[str, dict] = {}
         self._resume_from_registry()
+
+    def gateway_status(self) -> dict[str, dict]:
+        """Per gateway what the controller holds now (read by the portal's digital twin, from
+        another thread: copies only): group, online, UTC ms its last report was received and
+        stamped, and that report's fail-safe flag and store-and-forward depth."""
+        fail_safe, depth = dict(self._fail_safe), dict(self._store_depth)
+        return {gid: {"group": ses.group, "online": ses.online, "report_rx_ms": ses.report_rx_ms,
+                      "report_ts_ms": ses.report_ts_ms, "fail_safe": bool(fail_safe.get(gid, False)),
+                      "store_depth": depth.get(gid)}
+                for gid, ses in list(self.aggregator.sessions.items())}
 
     # ------------------------------------------------------------------ start-up
     def _resume_from_registry(self) -> None:
@@ -218,6 +229,7 @@ class ControllerCore:
         self._refractory_cache.clear()
         self._median_cache.clear()
         self._fail_safe.pop(gid, None)
+        self._store_depth.pop(gid, None)
         for est in self.estimators.values():
             est.forget(gid)
         if self.aggregator.on_death(gid, msg["bd_seq"], now_ms):
@@ -256,6 +268,7 @@ class ControllerCore:
         kw = np.asarray(msg["p_w"], dtype=float) / 1000.0 * self._outlier_scale(gid)
         self.aggregator.on_state(gid, msg["bd_seq"], msg["seq"], kw, msg["count"], msg["ts_ms"], now_ms)
         self._fail_safe[gid] = msg["fail_safe"]
+        self._store_depth[gid] = msg["store_depth"]
         if "vec_rejected" in msg:
             self._gateway_rejections(gid, msg["vec_rejected"], msg.get("vec_reject_reason", ""))
         group = self.aggregator.sessions[gid].group

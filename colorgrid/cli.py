@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "aggregator": "aggregator",
     "fleet": "fleet",
     "dispatch": "dispatch",
+    "serve": "serve",
     "portal": "portal",
     "token": "token",
     "market": "market",

@@ -8,6 +8,7 @@ Every /v1 route needs a bearer token (portal.tokens) with the route's scope:
 | GET /v1/fleet/groups, /v1/fleet/groups/{group} | fleet:read | per group and tier: gateways, capacity, latest vector and round |
 | GET /v1/fleet/gateways[?group=], /v1/fleet/gateways/{id} | fleet:read | the gateway digital twin (with health) |
 | GET /v1/fleet/rounds[?group=&limit=] | fleet:read | per group the newest rounds of rounds.csv (goal, achieved, per tier) |
+| GET /v1/fleet/series[?group=&since_ts_ms=&until_ts_ms=&limit=] | fleet:read | the stored time series (goal, achieved, tracking error) |
 | GET /v1/commands[?group=&limit=] | fleet:read | the command log (control vectors published) |
 | POST /v1/goals | goals:write | submit a goal schedule -> a signed `DispatchGoal` payload |
 | GET /v1/goals, /v1/goals/{id} | goals:write | the caller's own schedules (admin: everyone's) |
@@ -55,14 +56,15 @@ def create_app(tokens: tok.TokenStore, store: PortalStore, fleet: FleetView | No
                market: MarketResults | None = None, ledger: LedgerReader | None = None,
                signer: Signer | None = None, dispatcher: Dispatcher | None = None,
                clock: Callable[[], int] = tok.now_ms, max_body_bytes: int = 1 << 20,
-               dashboard: bool = False) -> FastAPI:
-    """The portal's ASGI app over its sources; any source may be None (its routes answer 503)."""
+               dashboard: bool = False, live=None) -> FastAPI:
+    """The portal's ASGI app over its sources; any source may be None (its routes answer 503).
+    `live` (portal.live.LiveController): the controller running in this process, for /metrics."""
     dispatcher = dispatcher or ReturnDispatcher()
     app = FastAPI(title="colorgrid portal", version="1",
                   description="Stakeholder API: fleet state (gateway digital twin), command log, goal "
                               "schedules (signed dispatches), market results and the settlement ledger. "
                               "Bearer tokens: `colorgrid token create`.")
-    metrics = PortalMetrics(tokens, fleet, clock)
+    metrics = PortalMetrics(tokens, fleet, clock, live)
     app.state.metrics = metrics
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)       # outermost: sees the 413s too
@@ -213,6 +215,17 @@ def create_app(tokens: tok.TokenStore, store: PortalStore, fleet: FleetView | No
         series = need_fleet().round_series(limit)
         return {"ts_ms": clock(), "groups": [s for g, s in sorted(series.items())
                                              if rec.may_group(g) and (group is None or g == group)]}
+
+    @app.get("/v1/fleet/series", tags=["fleet"],
+             summary="the stored time series: goal, achieved and tracking error per group and round")
+    def series(rec: Fleet, group: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+               since_ts_ms: Annotated[int | None, Query(ge=0, le=TS_MAX_MS)] = None,
+               until_ts_ms: Annotated[int | None, Query(ge=0, le=TS_MAX_MS)] = None,
+               limit: Limit = 1000) -> dict:
+        if group is not None:
+            check_group(rec, group)
+        rows = [r.as_dict() for r in store.series(group, since_ts_ms, until_ts_ms, None) if rec.may_group(r.group)]
+        return {"rows": _json_safe(rows[-limit:]), "total": len(rows)}
 
     @app.get("/v1/commands", tags=["fleet"], summary="command log: control vectors published, newest first")
     def commands(rec: Fleet, group: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,

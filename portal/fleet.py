@@ -15,8 +15,9 @@ Sources, all written by the controller (`colorgrid controller --db PATH --out DI
 
 `FleetView` joins them into the gateway digital twin and the per-group, per-tier state.
 What the registry does not hold, the view does not invent: per-gateway freshness, fail-safe and
-store-and-forward depth live only in the controller's memory today, so they are reported per
-group (from `rounds.csv`), not per gateway.
+store-and-forward depth live only in the controller's memory, so they are reported per gateway
+(`live` in the twin) only when the controller runs in the same process (`colorgrid serve --demo`,
+`portal.live.ControllerProbe`), else per group (from `rounds.csv`).
 
 Gateway health (`HEALTH`), from what the registry can tell:
 
@@ -253,10 +254,11 @@ class FleetView:
     """Gateway twin, per-group per-tier state and the command log, from a registry + results folder."""
 
     def __init__(self, registry: RegistryReader, results: ResultsFolder | None = None,
-                 rounds_log: RoundsLog | None = None) -> None:
+                 rounds_log: RoundsLog | None = None, live=None) -> None:
         self.registry = registry
         self.results = results or ResultsFolder(None)
         self.rounds_log = rounds_log or RoundsLog()
+        self.live = live            # portal.live.LiveController: the controller in this process, or None
 
     # -- gateways -------------------------------------------------------------------------------
     @staticmethod
@@ -286,8 +288,27 @@ class FleetView:
 
     def gateways(self, group: str | None = None, now_ms: int | None = None) -> list[dict]:
         vectors = self.latest_vectors() if now_ms is not None else {}
-        return [self.gateway(r, vectors.get(r.group), now_ms) for r in self.registry.gateways()
-                if group is None or r.group == group]
+        out = [self.gateway(r, vectors.get(r.group), now_ms) for r in self.registry.gateways()
+               if group is None or r.group == group]
+        if self.live is not None and now_ms is not None:
+            status = self.live.gateway_status(now_ms)
+            for g in out:                       # freshness, fail-safe, store-and-forward depth
+                g["live"] = status.get(g["gateway_id"])
+        return out
+
+    def live_states(self, now_ms: int) -> dict[str, dict[str, int]]:
+        """Per group the gateways per live state (portal.live.LIVE_STATES); {} without a live controller."""
+        if self.live is None:
+            return {}
+        from portal.live import LIVE_STATES
+
+        out: dict[str, dict[str, int]] = {}
+        for s in self.live.gateway_status(now_ms).values():
+            if s.get("group") is None:
+                continue
+            row = out.setdefault(s["group"], dict.fromkeys(LIVE_STATES, 0))
+            row[s["state"]] += 1
+        return out
 
     # -- rounds.csv -------------------------------------------------------------------------------
     def round_series(self, limit: int = 300) -> dict[str, dict]:

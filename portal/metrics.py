@@ -91,6 +91,85 @@ class _FleetCollector:
         yield from per_round.values()
 
 
+ROUND_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+
+
+class _LiveCollector:
+    """The controller running in this process (portal.live): round latency histogram, vectors
+    sent and rejected, reports rejected, gateways per live state, store-and-forward depth."""
+
+    def __init__(self, live, clock: Callable[[], int]) -> None:
+        self.live, self.clock = live, clock
+        self._seen = 0
+        self._buckets = [0] * (len(ROUND_BUCKETS_S) + 1)
+        self._sum = 0.0
+
+    def _latency(self):
+        from prometheus_client.core import HistogramMetricFamily
+
+        import bisect
+
+        new = self.live.round_latencies_ms(self._seen)
+        self._seen += len(new)
+        for ms in new:
+            self._buckets[bisect.bisect_left(ROUND_BUCKETS_S, ms / 1000.0)] += 1
+            self._sum += ms / 1000.0
+        cumulative, total = [], 0
+        for bound, n in zip(ROUND_BUCKETS_S + (float("inf"),), self._buckets):
+            total += n
+            cumulative.append(("+Inf" if bound == float("inf") else repr(bound), total))
+        return HistogramMetricFamily("colorgrid_controller_round_duration_seconds",
+                                     "controller round compute time (aggregate, control law, sign, publish)",
+                                     buckets=cumulative, sum_value=self._sum)
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily
+
+        from portal.live import LIVE_STATES
+
+        yield self._latency()
+        c = self.live.counters()
+        yield CounterMetricFamily("colorgrid_controller_rounds", "control rounds run", value=c["rounds"])
+        yield CounterMetricFamily("colorgrid_controller_missed_rounds", "rounds skipped (woke after the next boundary)",
+                                  value=c["missed_rounds"])
+        yield CounterMetricFamily("colorgrid_controller_vectors_sent", "control vectors published",
+                                  value=c["vectors_published"])
+        rej = CounterMetricFamily("colorgrid_controller_vectors_rejected", "vectors the gateways reported "
+                                  "rejecting, by reason", labels=["reason"])
+        for reason, n in sorted(c["vectors_rejected_by_gateways"].items()):
+            rej.add_metric([str(reason)[:40]], n)
+        yield rej
+        rep = CounterMetricFamily("colorgrid_controller_reports_rejected", "gateway messages the controller "
+                                  "refused, by reason", labels=["reason"])
+        for reason, n in sorted(c["reports_rejected"].items()):
+            rep.add_metric([str(reason)[:40]], n)
+        yield rep
+        status = self.live.gateway_status(self.clock())
+        states = GaugeMetricFamily("colorgrid_controller_gateways", "gateways per live state (the controller's "
+                                   "own view: online, stale, fail_safe, offline)", labels=["group", "state"])
+        depth = GaugeMetricFamily("colorgrid_controller_store_forward_depth", "store-and-forward depth of the "
+                                  "last reports, summed per group", labels=["group"])
+        depth_max = GaugeMetricFamily("colorgrid_controller_store_forward_depth_max", "largest store-and-forward "
+                                      "depth of one gateway's last report, per group", labels=["group"])
+        per_group: dict[str, dict] = {}
+        for s in status.values():
+            if s.get("group") is None:
+                continue
+            row = per_group.setdefault(s["group"], {"states": dict.fromkeys(LIVE_STATES, 0), "depth": 0, "max": 0})
+            row["states"][s["state"]] += 1
+            d = int(s.get("store_depth") or 0)
+            row["depth"] += d
+            row["max"] = max(row["max"], d)
+        for g, row in sorted(per_group.items()):
+            for st, n in row["states"].items():
+                states.add_metric([g, st], n)
+            depth.add_metric([g], row["depth"])
+            depth_max.add_metric([g], row["max"])
+        yield states
+        yield depth
+        yield depth_max
+
+
 def _num(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
@@ -98,7 +177,7 @@ def _num(x) -> bool:
 class PortalMetrics:
     """The app's metrics: `MetricsMiddleware` counts every request, `audited` every audit row."""
 
-    def __init__(self, tokens=None, fleet=None, clock: Callable[[], int] | None = None) -> None:
+    def __init__(self, tokens=None, fleet=None, clock: Callable[[], int] | None = None, live=None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter("colorgrid_portal_requests", "HTTP requests answered",
                                 ["route", "method", "status"], registry=self.registry)
@@ -110,6 +189,8 @@ class PortalMetrics:
             self.registry.register(_TokenCollector(tokens, clock))
         if fleet is not None:
             self.registry.register(_FleetCollector(fleet, clock))
+        if live is not None:
+            self.registry.register(_LiveCollector(live, clock))
 
     def audited(self, action: str, outcome: str) -> None:
         self.audit_writes.labels(action[:80], str(outcome)[:8]).inc()

@@ -1,8 +1,14 @@
 """The portal's own records: the audit log and the goal schedules stakeholders submitted.
 
-Contract `PortalStore`; `SqlitePortalStore` keeps both tables in the portal database (the same
-file as the tokens, `portal.tokens.connect`: WAL, every write committed before the call returns);
-`FakePortalStore` is the same code on an in-memory database, for tests.
+Contract `PortalStore`; `DbPortalStore` keeps them in the portal database (the same database as
+the tokens, `portal.tokens.connect` -> `portal.db`: SQLite or PostgreSQL, migrated, every write
+committed before the call returns; `SqlitePortalStore` is the same class); `FakePortalStore` is
+the same code on an in-memory SQLite database, for tests.
+
+Fleet time series (`SeriesRow`, table `fleet_series`): per group and round the goal, the
+measured enabled kW, the tracking error (measured − goal), the health counts and enabled kW per
+tier, at the round's UTC ms (`portal.series.SeriesRecorder` fills it; `prune` applies the
+retention).
 
 Audit rows: ``(audit_id, ts_ms, stakeholder, token_id, action, target, outcome, detail)`` — who
 (stakeholder and token id; ``cli`` for the command line), when (UTC epoch ms), what (action such
@@ -17,10 +23,11 @@ the broker did not take it).
 from __future__ import annotations
 
 import json
-import threading
+import math
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Iterable, Protocol
 
+from portal.db import Database
 from portal.tokens import connect
 
 STATUSES = ("active", "superseded", "cancelled", "failed")
@@ -79,41 +86,18 @@ class PortalStore(Protocol):
 
     def last_dispatch_id(self, group: str) -> int: ...
 
+    def add_series(self, rows: "Iterable[SeriesRow]") -> int: ...
+
+    def series(self, group: str | None = None, since_ts_ms: int | None = None, until_ts_ms: int | None = None,
+               limit: int | None = None) -> "list[SeriesRow]": ...
+
+    def last_series_round(self) -> dict[str, int]: ...
+
+    def prune(self, before_ts_ms: int, audit_before_ts_ms: int | None = None) -> dict[str, int]: ...
+
     def close(self) -> None: ...
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS audit (
-    audit_id INTEGER PRIMARY KEY AUTOINCREMENT,
-    ts_ms INTEGER NOT NULL,
-    stakeholder TEXT NOT NULL,
-    token_id TEXT NOT NULL,
-    action TEXT NOT NULL,
-    target TEXT NOT NULL,
-    outcome TEXT NOT NULL,
-    detail_json TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS goal_schedule (
-    schedule_id INTEGER PRIMARY KEY AUTOINCREMENT,
-    stakeholder TEXT NOT NULL,
-    token_id TEXT NOT NULL,
-    group_name TEXT NOT NULL,
-    dispatch_id INTEGER NOT NULL,
-    points_json TEXT NOT NULL,
-    issued_ts_ms INTEGER NOT NULL,
-    valid_until_ts_ms INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    published INTEGER NOT NULL,
-    payload TEXT NOT NULL,
-    cancelled_ts_ms INTEGER,
-    cancel_dispatch_id INTEGER
-);
-CREATE INDEX IF NOT EXISTS goal_schedule_group ON goal_schedule (group_name, dispatch_id);
-CREATE TABLE IF NOT EXISTS dispatch_counter (
-    group_name TEXT PRIMARY KEY,
-    last_dispatch_id INTEGER NOT NULL
-);
-"""
 _SCOLS = ("schedule_id, stakeholder, token_id, group_name, dispatch_id, points_json, issued_ts_ms, "
           "valid_until_ts_ms, status, published, payload, cancelled_ts_ms, cancel_dispatch_id")
 
@@ -122,22 +106,68 @@ def _sched(r) -> ScheduleRecord:
     return ScheduleRecord(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7], r[8], r[9], r[10], r[11], r[12])
 
 
-class SqlitePortalStore:
-    """Audit log and goal schedules in SQLite; thread-safe (one connection, one lock)."""
+SERIES_COLUMNS = ("group_name", "round_id", "ts_ms", "goal_kw", "measured_enabled_kw", "tracking_error_kw",
+                  "n_live", "n_fresh", "n_missing", "n_fail_safe", "saturated", "enabled_kw_json")
+_FCOLS = ", ".join(SERIES_COLUMNS)
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = str(path)
-        self._lock = threading.Lock()
-        self._db = connect(self.path)
-        self._db.executescript(_SCHEMA)
+
+def _finite(x) -> float | None:
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+        return None
+    return float(x)
+
+
+class SeriesRow:
+    """One group's round in the fleet time series: goal, measured enabled kW, their difference
+    (`tracking_error_kw` = measured − goal), the health counts and enabled kW per tier."""
+
+    __slots__ = ("group", "round_id", "ts_ms", "goal_kw", "measured_enabled_kw", "tracking_error_kw",
+                 "n_live", "n_fresh", "n_missing", "n_fail_safe", "saturated", "enabled_kw")
+
+    def __init__(self, group, round_id, ts_ms, goal_kw, measured_enabled_kw, n_live=None, n_fresh=None,
+                 n_missing=None, n_fail_safe=None, saturated=None, enabled_kw=(), tracking_error_kw=None):
+        self.group, self.round_id, self.ts_ms = str(group), int(round_id), int(ts_ms)
+        self.goal_kw, self.measured_enabled_kw = _finite(goal_kw), _finite(measured_enabled_kw)
+        if tracking_error_kw is None and self.goal_kw is not None and self.measured_enabled_kw is not None:
+            tracking_error_kw = self.measured_enabled_kw - self.goal_kw
+        self.tracking_error_kw = _finite(tracking_error_kw)
+        self.n_live, self.n_fresh, self.n_missing, self.n_fail_safe = (
+            None if v is None else int(v) for v in (n_live, n_fresh, n_missing, n_fail_safe))
+        self.saturated = None if saturated is None else bool(saturated)
+        self.enabled_kw = [_finite(v) for v in enabled_kw]
+
+    def cells(self) -> tuple:
+        return (self.group, self.round_id, self.ts_ms, self.goal_kw, self.measured_enabled_kw,
+                self.tracking_error_kw, self.n_live, self.n_fresh, self.n_missing, self.n_fail_safe,
+                None if self.saturated is None else int(self.saturated), json.dumps(self.enabled_kw))
+
+    @classmethod
+    def from_cells(cls, r) -> "SeriesRow":
+        return cls(r[0], r[1], r[2], r[3], r[4], r[6], r[7], r[8], r[9], None if r[10] is None else bool(r[10]),
+                   json.loads(r[11]), tracking_error_kw=r[5])
+
+    def as_dict(self) -> dict:
+        return {"group": self.group, "round_id": self.round_id, "ts_ms": self.ts_ms, "goal_kw": self.goal_kw,
+                "measured_enabled_kw": self.measured_enabled_kw, "tracking_error_kw": self.tracking_error_kw,
+                "n_live": self.n_live, "n_fresh": self.n_fresh, "n_missing": self.n_missing,
+                "n_fail_safe": self.n_fail_safe, "saturated": self.saturated, "enabled_kw": list(self.enabled_kw)}
+
+
+class DbPortalStore:
+    """Audit log, goal schedules and the fleet time series in the portal database (SQLite or
+    PostgreSQL, portal.db); thread-safe (the database's one connection behind its lock)."""
+
+    def __init__(self, url: "str | Path | Database") -> None:
+        self._db = connect(url)
+        self.path = self._db.url
 
     def audit(self, ts_ms, stakeholder, token_id, action, target, outcome, detail=None):
         text = json.dumps(detail or {}, sort_keys=True, default=str)
-        with self._lock:
-            cur = self._db.execute(
-                "INSERT INTO audit (ts_ms, stakeholder, token_id, action, target, outcome, detail_json) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)", (int(ts_ms), stakeholder, token_id, action, target, str(outcome), text))
-            return int(cur.lastrowid)
+        rows = self._db.execute(
+            "INSERT INTO audit (ts_ms, stakeholder, token_id, action, target, outcome, detail_json) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING audit_id",
+            (int(ts_ms), stakeholder, token_id, action, target, str(outcome), text))
+        return int(rows[0][0])
 
     def audit_log(self, limit=100, stakeholder=None):
         sql = "SELECT audit_id, ts_ms, stakeholder, token_id, action, target, outcome, detail_json FROM audit"
@@ -146,53 +176,43 @@ class SqlitePortalStore:
             sql += " WHERE stakeholder = ?"
             args = (stakeholder,)
         sql += " ORDER BY audit_id DESC LIMIT ?"
-        with self._lock:
-            rows = self._db.execute(sql, args + (int(limit),)).fetchall()
+        rows = self._db.execute(sql, args + (int(limit),))
         keys = ("audit_id", "ts_ms", "stakeholder", "token_id", "action", "target", "outcome")
         return [dict(zip(keys, r[:7]), detail=json.loads(r[7])) for r in rows]
 
     def next_dispatch_id(self, group: str, at_least: int) -> int:
-        """A dispatch id for `group` above every one this portal used: max(at_least, last + 1)."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._db.execute("SELECT last_dispatch_id FROM dispatch_counter WHERE group_name = ?",
-                                       (group,)).fetchone()
-                did = max(int(at_least), (row[0] + 1) if row else 0)
-                self._db.execute("INSERT INTO dispatch_counter VALUES (?, ?) ON CONFLICT(group_name) DO UPDATE "
-                                 "SET last_dispatch_id = excluded.last_dispatch_id", (group, did))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-        return did
+        """A dispatch id for `group` above every one this portal used: max(at_least, last + 1),
+        in one statement (atomic on both databases, also between processes)."""
+        rows = self._db.execute(
+            "INSERT INTO dispatch_counter (group_name, last_dispatch_id) VALUES (?, ?) "
+            "ON CONFLICT (group_name) DO UPDATE SET last_dispatch_id = CASE "
+            "WHEN dispatch_counter.last_dispatch_id + 1 > excluded.last_dispatch_id "
+            "THEN dispatch_counter.last_dispatch_id + 1 ELSE excluded.last_dispatch_id END "
+            "RETURNING last_dispatch_id", (group, int(at_least)))
+        return int(rows[0][0])
 
     def last_dispatch_id(self, group):
-        with self._lock:
-            row = self._db.execute("SELECT last_dispatch_id FROM dispatch_counter WHERE group_name = ?",
-                                   (group,)).fetchone()
-        return int(row[0]) if row else -1
+        rows = self._db.execute("SELECT last_dispatch_id FROM dispatch_counter WHERE group_name = ?", (group,))
+        return int(rows[0][0]) if rows else -1
 
     def add_schedule(self, stakeholder, token_id, group, dispatch_id, points, issued_ts_ms, valid_until_ts_ms,
                      status, published, payload):
         if status not in STATUSES:
             raise ValueError(f"status: unknown {status!r}")
-        with self._lock:
+        with self._db.transaction():
             if status == "active":
                 self._db.execute("UPDATE goal_schedule SET status = 'superseded' WHERE group_name = ? "
                                  "AND status = 'active'", (group,))
-            cur = self._db.execute(
-                f"INSERT INTO goal_schedule ({_SCOLS}) VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
+            rows = self._db.execute(
+                f"INSERT INTO goal_schedule ({_SCOLS.split(', ', 1)[1]}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                "NULL, NULL) RETURNING schedule_id",
                 (stakeholder, token_id, group, int(dispatch_id), json.dumps([list(p) for p in points]),
                  int(issued_ts_ms), int(valid_until_ts_ms), status, int(bool(published)), payload))
-            sid = int(cur.lastrowid)
-        return self.schedule(sid)
+        return self.schedule(int(rows[0][0]))
 
     def schedule(self, schedule_id):
-        with self._lock:
-            r = self._db.execute(f"SELECT {_SCOLS} FROM goal_schedule WHERE schedule_id = ?",
-                                 (int(schedule_id),)).fetchone()
-        return None if r is None else _sched(r)
+        rows = self._db.execute(f"SELECT {_SCOLS} FROM goal_schedule WHERE schedule_id = ?", (int(schedule_id),))
+        return _sched(rows[0]) if rows else None
 
     def schedules(self, stakeholder=None, group=None):
         sql, args = f"SELECT {_SCOLS} FROM goal_schedule WHERE 1 = 1", []
@@ -202,23 +222,61 @@ class SqlitePortalStore:
         if group is not None:
             sql += " AND group_name = ?"
             args.append(group)
-        with self._lock:
-            rows = self._db.execute(sql + " ORDER BY schedule_id", args).fetchall()
+        rows = self._db.execute(sql + " ORDER BY schedule_id", args)
         return [_sched(r) for r in rows]
 
     def set_status(self, schedule_id, status, cancelled_ts_ms=None, cancel_dispatch_id=None):
         if status not in STATUSES:
             raise ValueError(f"status: unknown {status!r}")
-        with self._lock:
-            self._db.execute("UPDATE goal_schedule SET status = ?, cancelled_ts_ms = ?, cancel_dispatch_id = ? "
-                             "WHERE schedule_id = ?", (status, cancelled_ts_ms, cancel_dispatch_id, int(schedule_id)))
+        self._db.execute("UPDATE goal_schedule SET status = ?, cancelled_ts_ms = ?, cancel_dispatch_id = ? "
+                         "WHERE schedule_id = ?", (status, cancelled_ts_ms, cancel_dispatch_id, int(schedule_id)))
+
+    # -- fleet time series --------------------------------------------------------------------
+    def add_series(self, rows) -> int:
+        """Insert `SeriesRow`s (a row already there, same group and round, is kept); returns how
+        many were given."""
+        rows = list(rows)
+        if rows:
+            self._db.executemany(
+                f"INSERT INTO fleet_series ({_FCOLS}) VALUES ({', '.join('?' * len(SERIES_COLUMNS))}) "
+                "ON CONFLICT (group_name, round_id) DO NOTHING", [r.cells() for r in rows])
+        return len(rows)
+
+    def series(self, group=None, since_ts_ms=None, until_ts_ms=None, limit=None):
+        sql, args = f"SELECT {_FCOLS} FROM fleet_series WHERE 1 = 1", []
+        for cond, value in (("group_name = ?", group), ("ts_ms >= ?", since_ts_ms), ("ts_ms < ?", until_ts_ms)):
+            if value is not None:
+                sql += f" AND {cond}"
+                args.append(value)
+        sql += " ORDER BY ts_ms, group_name"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(int(limit))
+        return [SeriesRow.from_cells(r) for r in self._db.execute(sql, args)]
+
+    def last_series_round(self) -> dict[str, int]:
+        return {g: int(r) for g, r in self._db.execute(
+            "SELECT group_name, MAX(round_id) FROM fleet_series GROUP BY group_name")}
+
+    def prune(self, before_ts_ms: int, audit_before_ts_ms: int | None = None) -> dict[str, int]:
+        """Delete series rows older than `before_ts_ms` (and audit rows older than
+        `audit_before_ts_ms` when given); returns the rows deleted per table."""
+        out = {"fleet_series": self._delete("fleet_series", before_ts_ms)}
+        if audit_before_ts_ms is not None:
+            out["audit"] = self._delete("audit", audit_before_ts_ms)
+        return out
+
+    def _delete(self, table: str, before_ts_ms: int) -> int:
+        return len(self._db.execute(f"DELETE FROM {table} WHERE ts_ms < ? RETURNING 1", (int(before_ts_ms),)))
 
     def close(self):
-        with self._lock:
-            self._db.close()
+        self._db.close()
 
 
-class FakePortalStore(SqlitePortalStore):
+SqlitePortalStore = DbPortalStore      # the name of the SQLite-only version: a path still works
+
+
+class FakePortalStore(DbPortalStore):
     """The same store on an in-memory database (tests)."""
 
     def __init__(self) -> None:

@@ -4,9 +4,10 @@ A token is ``cgp_<token_id>_<secret>``: `token_id` (12 hex digits) names the row
 ``secrets.token_urlsafe(32)`` (256 random bits). The store keeps only SHA-256(token) as hex,
 compared in constant time (`hmac.compare_digest`); the token itself is shown once, when created.
 
-Contract `TokenStore` with `SqliteTokenStore` (one file, WAL, every write committed before the
-call returns, so a revocation from another process is seen by the very next request) and
-`FakeTokenStore` (memory, for tests). Both share the logic of `_TokenLogic`; they differ only in
+Contract `TokenStore` with `DbTokenStore` (the portal database, `portal.db`: SQLite or
+PostgreSQL, every write committed before the call returns, so a revocation from another process
+is seen by the very next request; `SqliteTokenStore` is the same class) and `FakeTokenStore`
+(memory, for tests). Both share the logic of `_TokenLogic`; they differ only in
 where rows live.
 
 Scopes (`SCOPES`): ``fleet:read`` (fleet state, gateways, command log of the token's groups),
@@ -23,11 +24,11 @@ import hmac
 import json
 import re
 import secrets
-import sqlite3
-import threading
 import time
 from pathlib import Path
 from typing import Iterable, Protocol
+
+from portal.db import Database, open_database
 
 SCOPES = ("fleet:read", "goals:write", "market:read", "metrics:read", "admin")
 ADMIN = "admin"
@@ -224,18 +225,6 @@ class FakeTokenStore(_TokenLogic):
         pass
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS token (
-    token_id TEXT PRIMARY KEY,
-    token_hash TEXT NOT NULL,
-    stakeholder TEXT NOT NULL,
-    scopes_json TEXT NOT NULL,
-    groups_json TEXT NOT NULL,
-    created_ts_ms INTEGER NOT NULL,
-    expires_ts_ms INTEGER NOT NULL,
-    revoked_ts_ms INTEGER
-);
-"""
 _COLS = "token_id, token_hash, stakeholder, scopes_json, groups_json, created_ts_ms, expires_ts_ms, revoked_ts_ms"
 
 
@@ -243,48 +232,40 @@ def _row(r) -> TokenRecord:
     return TokenRecord(r[0], r[1], r[2], json.loads(r[3]), json.loads(r[4]), r[5], r[6], r[7])
 
 
-def connect(path: str | Path) -> sqlite3.Connection:
-    """The portal database (tokens, audit, goal schedules): WAL, autocommit, any thread."""
-    path = str(path)
-    if path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10.0)
-    if path != ":memory:":
-        db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
-    return db
+def connect(url: "str | Path | Database") -> "Database":
+    """The portal database (tokens, audit, goal schedules, fleet series), migrated: a SQLite path
+    or a ``postgresql://`` URL (portal.db); a `Database` is passed through."""
+    if hasattr(url, "execute") and hasattr(url, "dialect"):
+        return url
+    return open_database(url)
 
 
-class SqliteTokenStore(_TokenLogic):
-    """Tokens in a SQLite file (table `token`); thread-safe (one connection, one lock)."""
+class DbTokenStore(_TokenLogic):
+    """Tokens in the portal database (table `token`; SQLite or PostgreSQL, portal.db);
+    thread-safe (the database's one connection behind its lock)."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = str(path)
-        self._lock = threading.Lock()
-        self._db = connect(self.path)
-        self._db.executescript(_SCHEMA)
+    def __init__(self, url: "str | Path | Database") -> None:
+        self._db = connect(url)
+        self.path = self._db.url
 
     def _insert(self, rec):
-        with self._lock:
-            self._db.execute(f"INSERT INTO token ({_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                             (rec.token_id, rec.token_hash, rec.stakeholder, json.dumps(list(rec.scopes)),
-                              json.dumps(list(rec.groups)), rec.created_ts_ms, rec.expires_ts_ms, None))
+        self._db.execute(f"INSERT INTO token ({_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                         (rec.token_id, rec.token_hash, rec.stakeholder, json.dumps(list(rec.scopes)),
+                          json.dumps(list(rec.groups)), rec.created_ts_ms, rec.expires_ts_ms, None))
 
     def _get(self, token_id):
-        with self._lock:
-            r = self._db.execute(f"SELECT {_COLS} FROM token WHERE token_id = ?", (token_id,)).fetchone()
-        return None if r is None else _row(r)
+        rows = self._db.execute(f"SELECT {_COLS} FROM token WHERE token_id = ?", (token_id,))
+        return _row(rows[0]) if rows else None
 
     def _all(self):
-        with self._lock:
-            rows = self._db.execute(f"SELECT {_COLS} FROM token ORDER BY created_ts_ms, token_id").fetchall()
-        return [_row(r) for r in rows]
+        return [_row(r) for r in self._db.execute(f"SELECT {_COLS} FROM token ORDER BY created_ts_ms, token_id")]
 
     def _set_revoked(self, token_id, at_ms):
-        with self._lock:
-            self._db.execute("UPDATE token SET revoked_ts_ms = ? WHERE token_id = ? AND revoked_ts_ms IS NULL",
-                             (at_ms, token_id))
+        self._db.execute("UPDATE token SET revoked_ts_ms = ? WHERE token_id = ? AND revoked_ts_ms IS NULL",
+                         (at_ms, token_id))
 
     def close(self):
-        with self._lock:
-            self._db.close()
+        self._db.close()
+
+
+SqliteTokenStore = DbTokenStore      # the name of the SQLite-only version: a path still works
