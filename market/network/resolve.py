@@ -15,7 +15,10 @@ of every iteration) without rebuilding anything it has built before:
   `Network`; a tap or capacitor move looks the next state up, and builds it from the previous
   network (`build_network(previous=…, changed=…)`: only the moved elements' Yprims) only the first
   time. Q(V) and inverter moves change injections only. `builds` counts the networks built;
-  at most `max_networks` are kept (least recently used dropped);
+  at most `max_networks` are kept (least recently used dropped; default ~1e6 nodes' worth);
+- `method` is the solver's (`solver.solve`); "plain" by default, as in `timeseries.qsts`: most
+  networks here are solved a few times only, where the reduced method's dense reduction and chord
+  Jacobian (built on a network's second solve) cost more than they save;
 - one `Atoms` structure (the loads/DER compiled once); each result gets its own copy of the atom
   powers, so a result can be linearised (`sensitivity.SensitivityModel(result)`) after other
   solves.
@@ -45,14 +48,16 @@ class ControlledResolver:
     """Repeated solves of one feeder (copied: the caller's object is never modified)."""
 
     def __init__(self, feeder: Feeder, tol_pu: float = 1e-9, max_iter: int = 200, max_control_iter: int = 100,
-                 max_networks: int = 64):
+                 max_networks: int | None = None, method: str = "plain"):
         self.feeder = copy.deepcopy(feeder).validate()
         self.tol_pu, self.max_iter, self.max_control_iter = tol_pu, max_iter, max_control_iter
-        self.max_networks = max(1, int(max_networks))
+        self.method = method
         self._base = self._state()
         self._gen_base = [(g.kw, g.kvar) for g in self.feeder.generators]
         net = build_network(self.feeder)
         self.atoms = compile_atoms(self.feeder, net.index, net.n)
+        # default: ~1e6 nodes' worth of networks (IEEE 123: 512, IEEE 8500: ~80)
+        self.max_networks = max(8, min(512, 1_000_000 // net.n)) if max_networks is None else max(1, int(max_networks))
         self.owners = list(self.feeder.loads) + list(self.feeder.generators)  # compile_atoms' owner order
         self._nets: OrderedDict[tuple, Network] = OrderedDict({self._key(self._base): net})
         self.branches: BranchIndex = build_branch_index(net)  # the same rows in every control state
@@ -132,7 +137,8 @@ class ControlledResolver:
         state = self._state()
         net = self._network_for_state(self.network, state)
         inj = None if s_inject_va is None else np.asarray(s_inject_va, complex).copy()
-        res = solve(net, self.tol_pu, self.max_iter, atoms=self._atoms_now(), v0=self._v, s_inject_va=inj)
+        res = solve(net, self.tol_pu, self.max_iter, atoms=self._atoms_now(), v0=self._v, s_inject_va=inj,
+                    method=self.method)
         its = 0
         while act:
             actions = [a for r in fd.regulators if r.enabled for a in [_regulator_action(fd, res, r)] if a]
@@ -149,7 +155,8 @@ class ControlledResolver:
                 a.apply()
             net = self._network_for_state(net, state)
             state = self._state()
-            res = solve(net, self.tol_pu, self.max_iter, atoms=self._atoms_now(), v0=res.v, s_inject_va=inj)
+            res = solve(net, self.tol_pu, self.max_iter, atoms=self._atoms_now(), v0=res.v, s_inject_va=inj,
+                        method=self.method)
         self._v = res.v
         res.taps = regulator_taps(fd)
         res.control_iterations = its
