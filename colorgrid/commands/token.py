@@ -3,6 +3,7 @@
     colorgrid token create --stakeholder dso --scope fleet:read --scope goals:write --group 671.1 --ttl 86400
     colorgrid token list
     colorgrid token revoke cgp_…|TOKEN_ID
+    colorgrid token list --db postgresql://postgres@127.0.0.1/colorgrid
 
 `create` prints the token once, as its last line; the database keeps only its SHA-256. Every
 create and revoke is written to the portal's audit log (stakeholder `cli`).
@@ -31,7 +32,8 @@ def add_arguments(parser) -> None:
     revoke = sub.add_parser("revoke", help="revoke a token (by the token or its id); refused from its next call")
     revoke.add_argument("token", metavar="TOKEN|ID", help="the token (cgp_…) or its 12-hex-digit id")
     for p in (create, listing, revoke):
-        p.add_argument("--db", default=DEFAULT_DB, metavar="PATH", help=f"portal database (default {DEFAULT_DB})")
+        p.add_argument("--db", default=DEFAULT_DB, metavar="URL",
+                       help=f"portal store: a SQLite path (default {DEFAULT_DB}) or postgresql://…")
 
 
 def _who() -> str:
@@ -50,11 +52,10 @@ def _iso(ms: int) -> str:
 
 
 def run(args) -> int:
-    import sqlite3
-
     from colorgrid.args import error
-    from portal.store import SqlitePortalStore
-    from portal.tokens import SqliteTokenStore, TokenError, check_new, now_ms
+    from portal.db import StoreError, open_database
+    from portal.store import DbPortalStore
+    from portal.tokens import DbTokenStore, TokenError, check_new, now_ms
 
     prog = f"colorgrid token {args.action}"
     if args.action == "create":          # a mistake is named before any database is touched
@@ -64,9 +65,10 @@ def run(args) -> int:
             flag = str(exc).split(":")[0]
             return error(prog, f"argument --{flag}: {str(exc).split(': ', 1)[1]}")
     try:
-        tokens, audit = SqliteTokenStore(args.db), SqlitePortalStore(args.db)
-    except (sqlite3.Error, OSError) as exc:
-        return error(prog, f"argument --db: cannot open {args.db}: {exc}")
+        db = open_database(args.db)
+    except StoreError as exc:
+        return error(prog, f"argument --db: {exc}")
+    tokens, audit = DbTokenStore(db), DbPortalStore(db)
     try:
         now = now_ms()
         if args.action == "create":
@@ -97,10 +99,9 @@ def run(args) -> int:
             audit.audit(now, "cli", "-", "token.revoke", f"token:{rec.token_id}", "ok",
                         {"stakeholder": rec.stakeholder, "user": _who()})
             print(f"token {rec.token_id} of {rec.stakeholder} revoked")
-    except sqlite3.Error as exc:
-        print(f"{prog}: error: {args.db}: {exc}", file=sys.stderr)
+    except StoreError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
     finally:
-        tokens.close()
-        audit.close()
+        db.close()
     return 0

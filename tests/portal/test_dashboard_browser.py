@@ -7,6 +7,11 @@ A stakeholder signs in with a token, sees the groups and gateways with their hea
 achieved charts advance when the controller appends rounds, the DLMP heatmap shows every
 bus·phase × interval; then `colorgrid token revoke` revokes the token and the page's next poll
 shows the login screen. A screenshot of the dashboard is saved in the test's folder.
+
+Second scenario: `colorgrid serve --demo` — one command starting a broker, the controller and a
+simulated fleet on real time — signed in with the read token it prints: the chart's data
+advances between two reads, the twin and /metrics carry the controller's live figures, the
+store records the series, a revoked token gets the login; `serve-demo.png` is saved.
 """
 import os
 import re
@@ -162,3 +167,80 @@ def test_dashboard_in_headless_chromium(tmp_path, fleet, capsys):
         proc.wait(timeout=15)
     assert proc.returncode == 0, proc.stderr.read()
     assert (tmp_path / "dashboard.png").stat().st_size > 10_000
+
+
+def start_serve_demo(tmp_path):
+    """`colorgrid serve --demo` as a process: (proc, base URL, read token, admin token)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "colorgrid", "serve", "--demo", "--demo-dir", str(tmp_path / "demo"),
+         "--gateways", "4", "--devices-per-gateway", "5", "--groups", "2", "--port", "0", "--log-level", "warning",
+         "--record-every-s", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    lines = []
+    while not any(line.startswith("admin token:") for line in lines):
+        line = proc.stdout.readline()
+        if not line:
+            proc.kill()
+            raise AssertionError(("".join(lines), proc.stderr.read()))
+        lines.append(line)
+    text = "".join(lines)
+    base = re.search(r"http://127\.0\.0\.1:\d+", text).group(0)
+    read = re.search(r"read token \(fleet, market, metrics\): (cgp_\S+)", text).group(1)
+    admin = re.search(r"admin token: (cgp_\S+)", text).group(1)
+    return proc, base, read, admin
+
+
+def test_serve_demo_in_headless_chromium(tmp_path):
+    """One command — `colorgrid serve --demo` — and a stakeholder sees the live system: the chart's
+    data advances between two reads, the store records the series, a revoked token gets the login."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="python playwright not installed (pip install playwright)")
+    proc, base, read, admin = start_serve_demo(tmp_path)
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page.set_default_timeout(30_000)          # the fleet's first rounds on a loaded machine
+                page.goto(base + "/")
+                page.wait_for_selector("#login:not([hidden])")
+                page.fill("#token", read)
+                page.click("#login-form button[type=submit]")
+                assert page.wait_for_selector("#who").inner_text() == "demo-viewer"
+                page.wait_for_function("document.querySelectorAll('#groups tbody tr').length === 2")
+                chart = 'svg[data-group="g0"]'
+                page.wait_for_selector(chart)
+                first = int(page.get_attribute(chart, "data-last-round"))
+                first_n = int(page.get_attribute(chart, "data-rounds"))
+                # the controller runs in real time (2-s rounds): the next reads show newer rounds
+                page.wait_for_function(f"Number(document.querySelector('{chart}').dataset.lastRound) > {first}")
+                assert int(page.get_attribute(chart, "data-rounds")) > first_n
+                page.wait_for_function("[...document.querySelectorAll('#gateways tbody tr')]"
+                                       ".filter(r => r.innerText.includes('online')).length === 4")
+                assert page.inner_text("#error") == ""
+                page.screenshot(path=str(tmp_path / "serve-demo.png"), full_page=True)
+
+                # the API behind it: the twin carries live freshness, the store the series, /metrics
+                # the controller's own figures
+                auth = {"Authorization": f"Bearer {admin}"}
+                gws = httpx.get(base + "/v1/fleet/gateways", headers=auth, timeout=10).json()["gateways"]
+                assert len(gws) == 4 and all(g["live"]["state"] == "online" and g["live"]["fresh"] for g in gws)
+                assert all(g["live"]["report_age_ms"] < 10_000 and g["live"]["store_depth"] == 0 for g in gws)
+                deadline = time.monotonic() + 30
+                while httpx.get(base + "/v1/fleet/series?group=g0", headers=auth, timeout=10).json()["total"] < 2:
+                    assert time.monotonic() < deadline, "no series recorded"
+                    time.sleep(0.5)
+                metrics = httpx.get(base + "/metrics", headers=auth, timeout=10).text
+                assert re.search(r"^colorgrid_controller_round_duration_seconds_count [1-9]", metrics, re.M)
+                assert re.search(r'^colorgrid_controller_gateways\{group="g0",state="online"\} 2\.0', metrics, re.M)
+
+                # revoked from another process: the page's next poll shows the login screen
+                assert main(["token", "revoke", read, "--db", str(tmp_path / "demo" / "portal.db")]) == 0
+                page.wait_for_selector("#login:not([hidden])", timeout=10_000)
+                assert "revoked" in page.inner_text("#login-error")
+            finally:
+                browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    assert proc.returncode == 0, proc.stderr.read()
+    assert (tmp_path / "serve-demo.png").stat().st_size > 10_000
