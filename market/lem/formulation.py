@@ -92,6 +92,10 @@ def _schedule_terms(m) -> dict:
         for k, r in enumerate(family):
             for loc, share in net.split(r.location):
                 at[loc].append((share, kind, k))
+    for k, bl in enumerate(mk.bilaterals):  # fixed: +p at one end, −p at the other
+        for end, where in (("bilateral_from", bl.from_location), ("bilateral_to", bl.to_location)):
+            for loc, share in net.split(where):
+                at[loc].append((share, end, k))
     return at
 
 
@@ -103,7 +107,11 @@ def _injection(m, kind: str, k: int, t: int):
         return -sum(m.bid_p[k, s, t] for s in range(len(mk.bids[k].steps)))
     if kind == "block":
         b = mk.blocks[k]
-        return b.p_kw * m.block_accept[k] if b.first_interval <= t < b.first_interval + b.n_intervals else 0.0
+        return b.p_kw * m.block_ratio[k] if b.first_interval <= t < b.first_interval + b.n_intervals else 0.0
+    if kind == "bilateral_from":
+        return mk.bilaterals[k].p_kw[t]
+    if kind == "bilateral_to":
+        return -mk.bilaterals[k].p_kw[t]
     if kind == "storage":
         return m.storage_discharge[k, t] - m.storage_charge[k, t]
     return m.unit_p[k, t]
@@ -239,7 +247,7 @@ def objective_cost(m) -> None:
     line_pen, v_pen = line_penalty_usd_per_mwh(mk), mk.penalties.voltage_usd_per_pu_h
     energy = sum(mk.offers[o].steps[s].price_usd_per_mwh * m.offer_p[o, s, t] for o, s in m.offer_steps for t in m.T)
     energy -= sum(mk.bids[b].steps[s].price_usd_per_mwh * m.bid_p[b, s, t] for b, s in m.bid_steps for t in m.T)
-    energy += sum(b.price_usd_per_mwh * b.p_kw * b.n_intervals * m.block_accept[j] for j, b in enumerate(mk.blocks))
+    energy += sum(b.price_usd_per_mwh * b.p_kw * b.n_intervals * m.block_ratio[j] for j, b in enumerate(mk.blocks))
     energy += sum(mk.storage[i].discharge_cost_usd_per_mwh * m.storage_discharge[i, t] for i in m.S for t in m.T)
     energy += sum(mk.units[i].price_usd_per_mwh * m.unit_p[i, t] for i in m.U for t in m.T)
     energy += sum(iso.import_price_usd_per_mwh[t] * m.iso_import[t] - export[t] * m.iso_export[t] for t in m.T)

@@ -89,6 +89,10 @@ def node_injections(market: Market, net: NetworkData, schedule_kw: dict[str, np.
         for r in getattr(market, family):
             for loc, share in net.split(r.location):
                 out[col[loc]] += share * np.asarray(schedule_kw[r.id], float)
+    for bl in getattr(market, "bilaterals", []):   # fixed: +p at from_location, −p at to_location
+        for sign, where in ((1.0, bl.from_location), (-1.0, bl.to_location)):
+            for loc, share in net.split(where):
+                out[col[loc]] += sign * share * np.asarray(bl.p_kw, float)
     return out
 
 
@@ -137,14 +141,15 @@ def _beyond_margins(slacks, net: NetworkData, rating_margin: float, voltage_marg
 def clear_with_ac(market: Market, feeder, load_shape: list[float] | None = None, critical: CriticalSet | None = None,
                   max_iterations: int = 8, rating_margin: float = 0.01, voltage_margin_pu: float = 0.002,
                   controls: bool | None = None, progress=None, mip_rel_gap: float = 1e-4,
-                  warm_start: bool = True) -> IteratedClearing:
+                  warm_start: bool = True, fixed: dict[str, float] | None = None) -> IteratedClearing:
     """Clear `market` on `feeder` (a market.network Feeder) iterating with the AC power flow (module doc).
     `progress(line)` is called with one line per iteration when given. Each MIP is solved to
     `mip_rel_gap` (1e-4: the network rows with their penalty slacks make the last digits slow to prove).
     `warm_start`: each MIP after the first starts from the previous clearing's solution (HiGHS
     completes it from its integer values where the new critical rows make it infeasible); the
-    optimum it proves is the same. `timings_s` holds the totals per stage, with the clearing split
-    into build_s (Pyomo), compile_s (into HiGHS), mip_s and lp_s (HiGHS)."""
+    optimum it proves is the same. `fixed`: variables held by name in every clearing (e.g. blocks
+    excluded as paradoxically accepted, `blocks.clear_without_paradox`). `timings_s` holds the totals
+    per stage, with the clearing split into build_s (Pyomo), compile_s (into HiGHS), mip_s and lp_s."""
     if max_iterations < 1:
         raise ValueError(f"max_iterations must be ≥ 1, got {max_iterations}")
     shape = check_load_shape(market.intervals, load_shape)
@@ -167,7 +172,7 @@ def clear_with_ac(market: Market, feeder, load_shape: list[float] | None = None,
         used = CriticalSet(list(critical.lines), list(critical.voltages))
         t0 = time.perf_counter()
         clearing = clear_dam(market, net, used, mip_rel_gap, start=None if previous_clearing is None else
-                             previous_clearing.values if warm_start else None, timings=timings)
+                             previous_clearing.values if warm_start else None, timings=timings, fixed=fixed)
         used_net, previous_clearing = net, clearing
         clear_s = time.perf_counter() - t0
         inj = node_injections(market, net, clearing.schedule_kw)

@@ -15,6 +15,7 @@ import pyomo.environ as pe
 from pyomo.common.tee import capture_output
 from pyomo.repn.plugins.standard_form import LinearStandardFormCompiler
 
+from market.lem import blocks, energy_limits
 from market.lem import formulation as f
 from market.lem.network_data import CriticalSet, NetworkData
 from market.lem.schema import Market
@@ -36,12 +37,13 @@ def build_dam(market: Market, net: NetworkData, critical: CriticalSet | None = N
     critical = critical or CriticalSet()
     if len(net.intervals) != market.intervals:
         raise ValueError(f"network data has {len(net.intervals)} intervals, the market {market.intervals}")
-    for family in ("offers", "bids", "blocks", "storage", "units"):
+    for family, field in (("offers", "location"), ("bids", "location"), ("blocks", "location"), ("storage", "location"),
+                          ("units", "location"), ("bilaterals", "from_location"), ("bilaterals", "to_location")):
         for k, r in enumerate(getattr(market, family)):
             try:
-                net.split(r.location)
+                net.split(getattr(r, field))
             except KeyError as exc:
-                raise ValueError(f"{family}[{k}].location: {exc.args[0]}") from None
+                raise ValueError(f"{family}[{k}].{field}: {exc.args[0]}") from None
     m = pe.ConcreteModel(name="lem_dam")
     m.market, m.net, m.critical = market, net, critical
     m.T = pe.Set(initialize=range(market.intervals), ordered=True)
@@ -49,6 +51,7 @@ def build_dam(market: Market, net: NetworkData, critical: CriticalSet | None = N
     f.variable_offer_p(m)
     f.variable_bid_p(m)
     f.variable_block_accept(m)
+    blocks.variable_block_ratio(m)
     f.variable_storage(m)
     f.variable_unit(m)
     f.variable_iso(m)
@@ -61,6 +64,9 @@ def build_dam(market: Market, net: NetworkData, critical: CriticalSet | None = N
     f.constraint_storage_soc(m)
     f.constraint_storage_mode(m)
     f.constraint_unit_commitment(m)
+    blocks.constraint_block_ratio(m)
+    blocks.constraint_block_family(m)
+    energy_limits.constraint_daily_energy(m)
     f.objective_cost(m)
     return m
 
@@ -227,5 +233,7 @@ def schedule(m: pe.ConcreteModel) -> dict[str, np.ndarray]:
                          ("storage", mk.storage), ("unit", mk.units)):
         for k, r in enumerate(family):
             out[r.id] = np.array([float(pe.value(f._injection(m, kind, k, t))) for t in T])
+    for bl in mk.bilaterals:   # fixed: the kW injected at from_location (and withdrawn at to_location)
+        out[bl.id] = np.array([float(bl.p_kw[t]) for t in T])
     out["iso"] = np.array([pe.value(m.iso_import[t]) - pe.value(m.iso_export[t]) for t in T])
     return out

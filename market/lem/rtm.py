@@ -147,8 +147,11 @@ def rt_market(market: Market, dam: DamReference, hour: int, n: int,
         inside = [t for t, h in enumerate(hours) if b["first_interval"] <= h < b["first_interval"] + b["n_intervals"]]
         if not inside:
             continue
-        fixed[f"block_accept[{len(blocks)}]"] = 1.0 if dam.block_ratio[b["id"]] > 1e-9 else 0.0
-        blocks.append({**b, "first_interval": inside[0], "n_intervals": len(inside)})
+        ratio = dam.block_ratio[b["id"]]
+        fixed[f"block_accept[{len(blocks)}]"] = 1.0 if ratio > 1e-9 else 0.0
+        fixed[f"block_ratio[{len(blocks)}]"] = ratio if ratio > 1e-9 else 0.0
+        blocks.append({**b, "first_interval": inside[0], "n_intervals": len(inside), "parent": None,
+                       "exclusive_group": None})
     doc["blocks"] = blocks
     end_da = hour + n / per
     for i, s in enumerate(doc["storage"]):
@@ -165,8 +168,30 @@ def rt_market(market: Market, dam: DamReference, hour: int, n: int,
             fixed[f"unit_start[{i},{t}]"] = max(now - prev, 0.0)
             fixed[f"unit_stop[{i},{t}]"] = max(prev - now, 0.0)
             prev = now
+    for bl in doc["bilaterals"]:
+        bl["p_kw"] = [bl["p_kw"][h] for h in hours]
+    _energy_limits_left(doc, market, dam, hours, per)
     doc.update(intervals=n, interval_h=RT_INTERVAL_H)
     return load_market(doc), fixed
+
+
+def _energy_limits_left(doc: dict, market: Market, dam: DamReference, hours: list[int], per: int) -> None:
+    """A daily limit in the RT window: what the day allows less the DA energy of the day outside the
+    window (E_RT,window + E_DA,rest of day within [E_min, E_max])."""
+    day_of = [int(h * market.interval_h // 24.0) for h in hours]
+    for family in ("offers", "bids", "units"):
+        for r in doc[family]:
+            lo, hi = r["daily_energy_min_kwh"], r["daily_energy_max_kwh"]
+            if lo is None and hi is None:
+                continue
+            if day_of[0] != day_of[-1]:
+                raise RtmDataError(f"hour: the RT window crosses a day boundary where {r['id']} has a daily energy limit")
+            sign = -1.0 if family == "bids" else 1.0
+            p = sign * dam.schedule_kw[r["id"]]
+            day = [h for h in range(market.intervals) if int(h * market.interval_h // 24.0) == day_of[0]]
+            rest = market.interval_h * float(p[day].sum()) - RT_INTERVAL_H * float(sum(p[h] for h in hours))
+            r["daily_energy_max_kwh"] = None if hi is None else max(hi - rest, 0.0)
+            r["daily_energy_min_kwh"] = None if lo is None else max(lo - rest - 1e-9, 0.0)
 
 
 def da_node_injections(market: Market, dam: DamReference, locations: list[str], nodes_of: dict[str, list[str]],
@@ -185,9 +210,11 @@ class _LocationsOnly:
 
 def rt_network(feeder, market: Market, dam: DamReference, hour: int, load_factor: list[float],
                rating_margin: float = 0.01, voltage_margin_pu: float = 0.002, controls: bool | None = None,
-               ) -> NetworkData:
+               critical: CriticalSet | None = None) -> NetworkData:
     """Each RT interval linearised at the AC solution of the DA schedule of its hour, with the feeder's
-    loads × `load_factor[t]` (one per RT interval) and its controls settled."""
+    loads × `load_factor[t]` (one per RT interval) and its controls settled; the rows of `critical`
+    (default: the DA critical set) are linearised."""
+    crit = dam.critical if critical is None else critical
     n = len(load_factor)
     hours = window_hours(dam.intervals, market.interval_h, hour, n)
     ac = ACPowerFlow(feeder, controls)
@@ -202,7 +229,8 @@ def rt_network(feeder, market: Market, dam: DamReference, hour: int, load_factor
             pt = ac.solve(t, float(s), inj[:, h])
             solved = getattr(pt, "result", None) or pt.network   # the solved state to linearise
             cache[key] = interval_network(solved, pt.snapshot, ac.locations, nodes_of, ac.nominal_load_kw * s,
-                                          pt.injection_kw, rating_margin, voltage_margin_pu)
+                                          pt.injection_kw, rating_margin, voltage_margin_pu, list(crit.lines),
+                                          list(crit.voltages))
         ivs.append(cache[key])
     return NetworkData(ac.base.source.bus.lower(), ivs, nodes_of)
 
@@ -266,10 +294,11 @@ def _read_reference(folder: Path, market: Market) -> DamReference:
     for r in _rows(folder, "schedule.csv"):
         sched.setdefault(r["resource"], np.zeros(T))[int(_num("schedule.csv", r, "interval"))] = _num("schedule.csv", r, "p_kw")
     ids = [x.id for _, fam in FAMILIES for x in getattr(market, fam)] + ["iso"]
-    ids += [x.id for x in getattr(market, "bilaterals", [])]
     missing = [x for x in ids if x not in sched]
     if missing:
         raise RtmDataError(f"schedule.csv: no rows for {missing[:5]} of the offers (a DA result of other offers?)")
+    for bl in market.bilaterals:   # fixed by the offers (schedule.csv lists both ends)
+        sched[bl.id] = np.asarray(bl.p_kw, float)
     loads = np.zeros((len(locs), T))
     unserved = np.zeros(T)
     for r in _rows(folder, "settlement.csv"):

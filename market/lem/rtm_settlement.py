@@ -112,7 +112,7 @@ def settle_rtm(market: Market, dam: DamReference, rt: RtClearing) -> TwoSettleme
              for t in ts if slack_da[t] != 0.0 or slack_rt[t] != 0.0]
     da_sched = {key: v[hours] for key, v in dam.schedule_kw.items()}
     rt_sched = {key: np.asarray(c.schedule_kw.get(key, np.zeros(n)), float) for key in da_sched}
-    probe = market.model_copy(update={"intervals": n})
+    probe = rt.market
     pnet_da = node_injections(probe, net, da_sched) - d_da
     pnet_rt = node_injections(probe, net, rt_sched) - d_rt
     da_parts = _dso(k, -pnet_da, dam.prices, da_rows, hours, iso_da + slack_da)

@@ -45,7 +45,22 @@ class Step(_Strict):
     p_kw: Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
 
 
-class StepOffer(_Strict):
+class _EnergyLimited(_Strict):
+    """Daily energy limits (kWh per day of 24 h from interval 0; a shorter last day keeps the limit):
+    generation (offers, units) or consumption (bids) between `daily_energy_min_kwh` and
+    `daily_energy_max_kwh` (None: no limit)."""
+    daily_energy_min_kwh: Kw | None = None
+    daily_energy_max_kwh: Kw | None = None
+
+    @model_validator(mode="after")
+    def _energy_range(self):
+        lo, hi = self.daily_energy_min_kwh, self.daily_energy_max_kwh
+        if lo is not None and hi is not None and lo > hi:
+            raise ValueError(f"daily_energy_min_kwh={lo} above daily_energy_max_kwh={hi}")
+        return self
+
+
+class StepOffer(_EnergyLimited):
     """Generation offered in steps, every interval; `p_max_kw[t]` caps the total (e.g. a PV forecast)."""
     id: str = Field(min_length=1)
     location: Location
@@ -53,7 +68,7 @@ class StepOffer(_Strict):
     p_max_kw: list[Kw] | None = None
 
 
-class StepBid(_Strict):
+class StepBid(_EnergyLimited):
     """Price-responsive demand: takes up to `p_kw` of each step while the price is at most its price."""
     id: str = Field(min_length=1)
     location: Location
@@ -61,13 +76,34 @@ class StepBid(_Strict):
 
 
 class BlockOffer(_Strict):
-    """All-or-nothing: `p_kw` in each of `n_intervals` intervals from `first_interval`, or nothing."""
+    """A block: `p_kw` in each of `n_intervals` intervals from `first_interval`, or nothing. European
+    complex blocks: accepted at a share r ∈ [min_acceptance_ratio, 1] of `p_kw` in every interval of its
+    window (1: all or nothing); `parent`: the id of a block without whose acceptance this one is not
+    accepted; `exclusive_group`: at most one block of the group is accepted."""
     id: str = Field(min_length=1)
     location: Location
     price_usd_per_mwh: Price
     p_kw: Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
     first_interval: int = Field(ge=0)
     n_intervals: int = Field(ge=1)
+    min_acceptance_ratio: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
+    parent: str | None = None
+    exclusive_group: str | None = None
+
+
+class BilateralSchedule(_Strict):
+    """A fixed bilateral schedule: `p_kw[t]` injected at `from_location` and withdrawn at `to_location`
+    in every interval; it pays the DLMP difference (to − from) as a network charge."""
+    id: str = Field(min_length=1)
+    from_location: Location
+    to_location: Location
+    p_kw: list[Kw] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _ends(self) -> "BilateralSchedule":
+        if self.from_location == self.to_location:
+            raise ValueError(f"from_location and to_location are both {self.from_location!r}")
+        return self
 
 
 class Storage(_Strict):
@@ -95,7 +131,7 @@ class Storage(_Strict):
         return self
 
 
-class CommitmentUnit(_Strict):
+class CommitmentUnit(_EnergyLimited):
     """A dispatchable unit with commitment: on/off per interval, p in [p_min_kw, p_max_kw] when on,
     minimum up/down times in intervals, start-up cost per start, no-load cost per hour on.
     `initial_on`: status before interval 0 (held long enough that no min up/down time carries over)."""
@@ -145,6 +181,7 @@ class Market(_Strict):
     blocks: list[BlockOffer] = []
     storage: list[Storage] = []
     units: list[CommitmentUnit] = []
+    bilaterals: list[BilateralSchedule] = []
     penalties: Penalties = Penalties()
 
 
@@ -204,13 +241,63 @@ def _consistency(m: Market) -> list[str]:
                         f" ends after the last interval {m.intervals - 1}")
     for k, u in enumerate(m.units):
         price(f"units[{k}].price_usd_per_mwh", u.price_usd_per_mwh)
+    errs += _block_families(m) + _energy_limits(m)
+    for k, b in enumerate(m.bilaterals):
+        if len(b.p_kw) != m.intervals:
+            errs.append(f"bilaterals[{k}].p_kw: {len(b.p_kw)} values for {m.intervals} intervals")
     seen: dict[str, str] = {}
-    for family in ("offers", "bids", "blocks", "storage", "units"):
+    for family in ("offers", "bids", "blocks", "storage", "units", "bilaterals"):
         for k, o in enumerate(getattr(m, family)):
             where = f"{family}[{k}].id"
             if o.id in seen:
                 errs.append(f"{where}: {o.id!r} already used by {seen[o.id]}")
             seen.setdefault(o.id, where)
+    return errs
+
+
+def _block_families(m: Market) -> list[str]:
+    """Parents name blocks, no block is its own ancestor."""
+    errs = []
+    ids = {b.id: b for b in m.blocks}
+    for k, b in enumerate(m.blocks):
+        if b.parent is None:
+            continue
+        if b.parent not in ids:
+            errs.append(f"blocks[{k}].parent: no block {b.parent!r}")
+            continue
+        seen, at = {b.id}, ids[b.parent]
+        while at is not None:
+            if at.id in seen:
+                errs.append(f"blocks[{k}].parent: the chain of parents from {b.id!r} loops at {at.id!r}")
+                break
+            seen.add(at.id)
+            at = ids.get(at.parent) if at.parent is not None else None
+    return errs
+
+
+def days(m: Market) -> list[list[int]]:
+    """The intervals of each day (24 h from interval 0; the last day may be shorter)."""
+    per = max(1, int(round(24.0 / m.interval_h)))
+    return [list(range(d, min(d + per, m.intervals))) for d in range(0, m.intervals, per)]
+
+
+def _energy_limits(m: Market) -> list[str]:
+    """A daily minimum must be reachable: at most the energy the resource can give (take) that day."""
+    errs = []
+    for family in ("offers", "bids", "units"):
+        for k, r in enumerate(getattr(m, family)):
+            lo = r.daily_energy_min_kwh
+            if not lo:
+                continue
+            for d, ts in enumerate(days(m)):
+                if family == "units":
+                    most = r.p_max_kw * m.interval_h * len(ts)
+                else:
+                    full = sum(st.p_kw for st in r.steps)
+                    cap = getattr(r, "p_max_kw", None)
+                    most = m.interval_h * sum(full if cap is None or t >= len(cap) else min(full, cap[t]) for t in ts)
+                if lo > most + 1e-9:
+                    errs.append(f"{family}[{k}].daily_energy_min_kwh: {lo} above the {most:.6g} kWh it can reach on day {d}")
     return errs
 
 

@@ -2,7 +2,8 @@
 
 Every party is paid `amount_usd = p_kw · price · Δt/1000` per interval (p generation positive, so
 a bid, a charging battery and a fixed load pay): market participants at the share-weighted DLMP of
-their location, the feeder's own loads per node location (`kind` "fixed_load", p = −D), the ISO at
+their location, a bilateral schedule at π_from − π_to per kW it moves (it pays the DLMP difference
+as a network charge), the feeder's own loads per node location (`kind` "fixed_load", p = −D), the ISO at
 the substation energy price for its net import, unserved/spilled energy (`kind` "slack") likewise.
 What is left is the DSO's, decomposed per node location from the DLMP components:
 
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from market.lem.iteration import node_injections
+from market.lem.bilateral import market_injections
 from market.lem.network_data import NetworkData
 from market.lem.pricing import Clearing
 from market.lem.schema import Market
@@ -73,6 +74,12 @@ def settle(market: Market, net: NetworkData, clearing: Clearing) -> Settlement:
             p = np.asarray(clearing.schedule_kw[r.id], float)
             rows += [SettlementRow(r.id, kind, r.location, t, float(p[t]), float(price[t]), float(k * p[t] * price[t]))
                      for t in range(T)]
+    for bl in market.bilaterals:   # paid π_from − π_to per kW moved: the network charge is its negative
+        def at(where):
+            return sum(share * prices.dlmp_usd_per_mwh[col[loc]] for loc, share in net.split(where))
+        spread = at(bl.from_location) - at(bl.to_location)
+        rows += [SettlementRow(bl.id, "bilateral", bl.from_location, t, float(bl.p_kw[t]), float(spread[t]),
+                               float(k * bl.p_kw[t] * spread[t])) for t in range(T)]
     energy = prices.energy[0] if len(locs) else np.zeros(T)
     for t in range(T):
         d = net.intervals[t].fixed_load_kw
@@ -93,7 +100,7 @@ def settle(market: Market, net: NetworkData, clearing: Clearing) -> Settlement:
         if slack[t] != 0.0:
             rows.append(SettlementRow("unserved_energy", "slack", net.substation, t, float(slack[t]), float(energy[t]),
                                       float(k * slack[t] * energy[t])))
-    inj = node_injections(market, net, clearing.schedule_kw)
+    inj = market_injections(market, net, clearing.schedule_kw)
     p_net = inj - np.stack([iv.fixed_load_kw for iv in net.intervals], axis=1)
     withdraw = -p_net
     congestion = k * np.sum(withdraw * prices.congestion, axis=0)

@@ -38,6 +38,10 @@ def schedule_table(market: Market, result: IteratedClearing) -> list[list]:
         for r in family:
             bus, phase = bus_phase(r.location)
             rows += [[r.id, kind, bus, phase, t, float(v) + 0.0, 0.0] for t, v in enumerate(sched[r.id])]
+    for bl in market.bilaterals:   # both ends: +p at from_location, −p at to_location
+        for sign, where in ((1.0, bl.from_location), (-1.0, bl.to_location)):
+            bus, phase = bus_phase(where)
+            rows += [[bl.id, "bilateral", bus, phase, t, sign * float(v) + 0.0, 0.0] for t, v in enumerate(bl.p_kw)]
     rows += [["iso", "iso", result.net.substation, "abc", t, float(v) + 0.0, 0.0] for t, v in enumerate(sched["iso"])]
     return rows
 
@@ -108,6 +112,11 @@ def rt_schedule_table(market: Market, dam, rt) -> list[list]:
             rt_p = sched.get(r.id)
             rows += [[r.id, kind, bus, phase, t, h, float(dam.schedule_kw[r.id][h]) + 0.0,
                       (0.0 if rt_p is None else float(rt_p[t])) + 0.0, 0.0] for t, h in enumerate(rt.hours)]
+    for bl in market.bilaterals:
+        for sign, where in ((1.0, bl.from_location), (-1.0, bl.to_location)):
+            bus, phase = bus_phase(where)
+            rows += [[bl.id, "bilateral", bus, phase, t, h, sign * bl.p_kw[h] + 0.0, sign * bl.p_kw[h] + 0.0, 0.0]
+                     for t, h in enumerate(rt.hours)]
     rows += [["iso", "iso", rt.net.substation, "abc", t, h, float(dam.schedule_kw["iso"][h]) + 0.0,
               float(sched["iso"][t]) + 0.0, 0.0] for t, h in enumerate(rt.hours)]
     return rows
