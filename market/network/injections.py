@@ -152,28 +152,27 @@ def _split(el: Load) -> list[tuple[int, float, float, float, float]]:
 
 
 def compile_atoms(feeder: Feeder, index: dict[tuple[str, int], int], n: int) -> Atoms:
-    cols: dict[str, list] = {k: [] for k in ("a", "b", "s", "vb", "vlow", "vmin", "vmax", "kind", "cw", "cv", "own",
-                                             "ps", "qs")}
+    keys = ("a", "b", "s", "vb", "vlow", "vmin", "vmax", "kind", "cw", "cv", "own", "ps", "qs")
+    rows: list[tuple] = []  # one row per atom, in the order of `keys`
     owners: list[str] = []
 
     def add(el: Load | Generator, parts, vlow: float) -> None:
+        own = len(owners)
         owners.append(("load." if isinstance(el, Load) else el.dss_class + ".") + el.name)
         vb = _vbase(el.phases, el.conn, el.kv)
+        branches = [(index[(el.bus, na)] if na else -1, index[(el.bus, nb)] if nb else -1)
+                    for na, nb in _branches(el.phases, el.conn, el.nodes)]
         for kind, ps, qs, cw, cv in parts:
             ps, qs = ps / el.phases, qs / el.phases
-            for na, nb in _branches(el.phases, el.conn, el.nodes):
-                cols["a"].append(index[(el.bus, na)] if na else -1)
-                cols["b"].append(index[(el.bus, nb)] if nb else -1)
-                cols["s"].append(complex(el.kw * ps, el.kvar * qs) * 1000.0)
-                for key, val in (("vb", vb), ("vlow", vlow), ("vmin", el.vmin_pu), ("vmax", el.vmax_pu),
-                                 ("kind", kind), ("cw", cw), ("cv", cv), ("own", len(owners) - 1),
-                                 ("ps", ps), ("qs", qs)):
-                    cols[key].append(val)
+            s_va = complex(el.kw * ps, el.kvar * qs) * 1000.0
+            rows.extend((ia, ib, s_va, vb, vlow, el.vmin_pu, el.vmax_pu, kind, cw, cv, own, ps, qs)
+                        for ia, ib in branches)
 
     for ld in feeder.loads:
         add(ld, _split(ld), ld.vlow_pu)
     for g in feeder.generators:
         add(g, [(GEN, -1.0, -1.0, 1.0, 2.0)], 0.0)
+    cols = dict(zip(keys, zip(*rows))) if rows else {k: () for k in keys}
     a = np.array(cols["a"], dtype=np.int64)
     b = np.array(cols["b"], dtype=np.int64)
     m = len(a)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from market.network.dss_batch import ClassBatch, class_floats
 from market.network.errors import OpenDSSImportError, UnsupportedElementError
 from market.network.model import (Bus, Capacitor, Feeder, Generator, Line, Load, ShuntReactor, Source,
                                   Transformer, Winding)
@@ -100,10 +101,12 @@ def _buses() -> dict[str, Bus]:
     out: dict[str, Bus] = {}
     has_inv = any(e.lower().startswith("invcontrol.") for e in dss.Circuit.AllElementNames())
     used = _nodes_of_power_elements() if has_inv else None
-    for name in dss.Circuit.AllBusNames():
-        dss.Circuit.SetActiveBus(name)
-        nodes = [int(k) for k in dss.Bus.Nodes() if used is None or (name.lower(), int(k)) in used]
-        out[name.lower()] = Bus(name.lower(), tuple(sorted(nodes)), float(dss.Bus.kVBase()), lo, hi)
+    bus = dss.Bus
+    for i, name in enumerate(dss.Circuit.AllBusNames()):
+        dss.Circuit.SetActiveBusi(i)
+        name = name.lower()
+        nodes = [int(k) for k in bus.Nodes() if used is None or (name, int(k)) in used]
+        out[name] = Bus(name, tuple(sorted(nodes)), float(bus.kVBase()), lo, hi)
     return out
 
 
@@ -147,9 +150,15 @@ def _series_from_yprim(name: str, switch: bool, dss_class: str = "line") -> Line
 
 
 def _series_raw(name: str, switch: bool, dss_class: str = "line") -> tuple:
-    """The active element's terminals, Yprim and ratings, converted later in a batch (`_series_batch`)."""
-    (b1, n1), (b2, n2) = _terminals()[:2]
-    return name, b1, n1, b2, n2, _yprim(), switch, _ratings(), dss_class
+    """The active element's terminals, flat Yprim (re, im pairs) and ratings, converted later in
+    a batch (`_series_batch`); bus names from the element's first two terminals."""
+    dss = _dss()
+    order = dss.CktElement.NodeOrder()
+    buses = dss.CktElement.BusNames()
+    n = len(order) // 2
+    return (name, buses[0].split(".")[0].lower(), tuple(order[:n]), buses[1].split(".")[0].lower(),
+            tuple(order[n:]), dss.CktElement.YPrim(), switch,
+            (float(dss.CktElement.NormalAmps()), float(dss.CktElement.EmergAmps())), dss_class)
 
 
 def _series_batch(raws: list[tuple]) -> list[Line]:
@@ -159,31 +168,37 @@ def _series_batch(raws: list[tuple]) -> list[Line]:
     sizes = np.array([len(r[2]) for r in raws], dtype=np.int64)
     for n in np.unique(sizes):
         members = np.nonzero(sizes == n)[0]
-        y = np.stack([raws[i][5] for i in members])
+        flat = np.array([raws[i][5] for i in members], dtype=float)
+        y = (flat[:, 0::2] + 1j * flat[:, 1::2]).reshape(len(members), 2 * n, 2 * n)
         ys = -y[:, :n, n:]
         bad = np.nonzero(np.linalg.cond(ys) > 1e14)[0]
         if len(bad):
             name = raws[members[bad[0]]][0]
             raise OpenDSSImportError(f"{name}: singular series admittance (open conductor or zero impedance)")
         shunt = (y[:, :n, :n] - ys) * 2.0
-        keep = np.max(np.abs(shunt), axis=(1, 2)) > 1e-12 * np.max(np.abs(ys), axis=(1, 2))
+        keep = (np.max(np.abs(shunt), axis=(1, 2)) > 1e-12 * np.max(np.abs(ys), axis=(1, 2))).tolist()
         z = np.linalg.inv(ys)
-        for j, i in enumerate(members):
+        for j, i in enumerate(members.tolist()):
             name, b1, n1, b2, n2, _, switch, ratings, dss_class = raws[i]
             out[i] = Line(name, b1, n1, b2, n2, z[j], shunt[j] if keep[j] else None, switch, *ratings, dss_class)
     return out
 
 
 def _lines() -> list[Line]:
-    dss = _dss()
+    """Every enabled line, read in bulk (dss_batch): buses, switch flag and ratings of all lines in
+    one call each, Yprim and node order from each element's pointer."""
+    with ClassBatch("line") as batch:
+        on = [i for i, en in enumerate(batch.enabled()) if en]
+        bus1, bus2, switch = batch.strings("bus1"), batch.strings("bus2"), batch.strings("switch")
+        norm, emerg = batch.floats("normamps").tolist(), batch.floats("emergamps").tolist()
+        orders, yprims = batch.node_orders(on), batch.yprims(on)
+        names = batch.names
     raws = []
-    ok = dss.Lines.First()
-    while ok:
-        name = dss.Lines.Name()
-        _activate(f"line.{name}")
-        if dss.CktElement.Enabled():
-            raws.append(_series_raw(name, bool(dss.Lines.IsSwitch())))
-        ok = dss.Lines.Next()
+    for i, order, yp in zip(on, orders, yprims):
+        n = len(order) // 2
+        raws.append((names[i], bus1[i].split(".")[0].lower(), tuple(order[:n]), bus2[i].split(".")[0].lower(),
+                     tuple(order[n:]), yp, switch[i].strip().lower().startswith(("y", "t")),
+                     (norm[i], emerg[i]), "line"))
     return _series_batch(raws)
 
 
@@ -193,9 +208,10 @@ def _reactors() -> tuple[list[Line], list[ShuntReactor]]:
     Yprim over its terminal-1 conductors (the grounded terminal drops out of the Ybus anyway)."""
     dss = _dss()
     raws, shunts = [], []
-    for full in dss.Circuit.AllElementNames():
-        if full.split(".")[0].lower() != "reactor":
-            continue
+    ok = dss.Reactors.First()
+    while ok:
+        full = f"reactor.{dss.Reactors.Name()}"
+        ok = dss.Reactors.Next()
         _activate(full)
         if not dss.CktElement.Enabled():
             continue
@@ -210,36 +226,41 @@ def _reactors() -> tuple[list[Line], list[ShuntReactor]]:
 
 
 def _transformers() -> list[Transformer]:
+    """Every enabled transformer, winding by winding; %noloadloss, %imag and ppm_antifloat of
+    all of them in one batch read each (dss_batch) instead of a text query per element."""
     dss = _dss()
+    extra = class_floats("transformer", ("%noloadloss", "%imag", "ppm_antifloat"))
     out = []
     ok = dss.Transformers.First()
     while ok:
         name = dss.Transformers.Name()
-        _activate(f"transformer.{name}")
         if dss.CktElement.Enabled():
-            phases = dss.CktElement.NumPhases()
-            terms = _terminals()
-            windings = []
-            for w in range(1, dss.Transformers.NumWindings() + 1):
-                dss.Transformers.Wdg(w)
-                windings.append(Winding(
-                    terms[w - 1][0], terms[w - 1][1], "delta" if dss.Transformers.IsDelta() else "wye",
-                    float(dss.Transformers.kV()), float(dss.Transformers.kVA()), float(dss.Transformers.R()),
-                    float(dss.Transformers.Tap()), float(dss.Transformers.Rneut()), float(dss.Transformers.Xneut()),
-                    float(dss.Transformers.MinTap()), float(dss.Transformers.MaxTap()), int(dss.Transformers.NumTaps())))
-            _winding_ratings(windings)
-            nw = len(windings)
-            xsc = [float(dss.Transformers.Xhl())]
-            if nw == 3:
-                xsc += [float(dss.Transformers.Xht()), float(dss.Transformers.Xlt())]
-            elif nw > 3:
-                xsc = _numbers(_query(f"transformer.{name}.xscarray"))
-            out.append(Transformer(name, phases, windings, xsc,
-                                   float(_query(f"transformer.{name}.%noloadloss")),
-                                   float(_query(f"transformer.{name}.%imag")),
-                                   float(_query(f"transformer.{name}.ppm_antifloat"))))
+            out.append(_transformer(name, extra[name.lower()]))
         ok = dss.Transformers.Next()
     return out
+
+
+def _transformer(name: str, extra: np.ndarray) -> Transformer:
+    """The active transformer (the iterator's current element)."""
+    dss = _dss()
+    t = dss.Transformers
+    phases = dss.CktElement.NumPhases()
+    terms = _terminals()
+    windings = []
+    for w in range(1, t.NumWindings() + 1):
+        t.Wdg(w)
+        windings.append(Winding(
+            terms[w - 1][0], terms[w - 1][1], "delta" if t.IsDelta() else "wye", float(t.kV()), float(t.kVA()),
+            float(t.R()), float(t.Tap()), float(t.Rneut()), float(t.Xneut()), float(t.MinTap()), float(t.MaxTap()),
+            int(t.NumTaps())))
+    _winding_ratings(windings)
+    nw = len(windings)
+    xsc = [float(t.Xhl())]
+    if nw == 3:
+        xsc += [float(t.Xht()), float(t.Xlt())]
+    elif nw > 3:
+        xsc = _numbers(_query(f"transformer.{name}.xscarray"))
+    return Transformer(name, phases, windings, xsc, float(extra[0]), float(extra[1]), float(extra[2]))
 
 
 def _winding_ratings(windings: list[Winding]) -> None:
@@ -277,23 +298,24 @@ def _capacitors() -> list[Capacitor]:
 
 def _loads(load_mult: float) -> list[Load]:
     dss = _dss()
+    vlow = class_floats("load", ("vlowpu",))
     out = []
-    ok = dss.Loads.First()
+    ld, ce = dss.Loads, dss.CktElement
+    ok = ld.First()
     while ok:
-        name = dss.Loads.Name()
-        _activate(f"load.{name}")
-        if dss.CktElement.Enabled():
-            (bus, nodes), = _terminals()[:1]
-            model = int(dss.Loads.Model())
-            zipv = tuple(float(z) for z in dss.Loads.ZipV()) if model == 8 else None
-            mult = load_mult if int(dss.Loads.Status()) == 0 else 1.0  # fixed (1) and exempt (2) ignore LoadMult
-            out.append(Load(name, bus, nodes, int(dss.CktElement.NumPhases()), float(dss.Loads.kW()) * mult,
-                            float(dss.Loads.kvar()) * mult, float(dss.Loads.kV()),
-                            "delta" if dss.Loads.IsDelta() else "wye", model, zipv,
-                            float(dss.Loads.Vminpu()), float(dss.Loads.Vmaxpu()),
-                            float(_query(f"load.{name}.vlowpu")), float(dss.Loads.CVRwatts()),
-                            float(dss.Loads.CVRvars())))
-        ok = dss.Loads.Next()
+        name = ld.Name()
+        if ce.Enabled():
+            order = ce.NodeOrder()
+            bus = ce.BusNames()[0].split(".")[0].lower()
+            nodes = tuple(order[:ce.NumConductors()])
+            model = int(ld.Model())
+            zipv = tuple(float(z) for z in ld.ZipV()) if model == 8 else None
+            mult = load_mult if int(ld.Status()) == 0 else 1.0  # fixed (1) and exempt (2) ignore LoadMult
+            out.append(Load(name, bus, nodes, int(ce.NumPhases()), float(ld.kW()) * mult, float(ld.kvar()) * mult,
+                            float(ld.kV()), "delta" if ld.IsDelta() else "wye", model, zipv, float(ld.Vminpu()),
+                            float(ld.Vmaxpu()), float(vlow[name.lower()][0]), float(ld.CVRwatts()),
+                            float(ld.CVRvars())))
+        ok = ld.Next()
     return out
 
 

@@ -42,7 +42,8 @@ def line_yprim(line: Line) -> tuple[list[tuple[str, int]], np.ndarray]:
 
 
 def line_yprims(lines: list[Line]) -> list[tuple[list[tuple[str, int]], np.ndarray]]:
-    """line_yprim for many lines at once: one batched inverse per conductor count (same maths)."""
+    """line_yprim for many lines at once: one batched inverse and shunt sum per conductor count
+    (same maths)."""
     out: list = [None] * len(lines)
     groups: dict[int, list[int]] = {}
     for i, line in enumerate(lines):
@@ -55,14 +56,15 @@ def line_yprims(lines: list[Line]) -> list[tuple[list[tuple[str, int]], np.ndarr
         y[:, n:, n:] = ys
         y[:, :n, n:] = -ys
         y[:, n:, :n] = -ys
+        with_shunt = [j for j, i in enumerate(members) if lines[i].y_shunt_s is not None]
+        if with_shunt:
+            half = 0.5 * np.array([lines[members[j]].y_shunt_s for j in with_shunt], dtype=complex).reshape(-1, n, n)
+            y[with_shunt, :n, :n] += half
+            y[with_shunt, n:, n:] += half
         for j, i in enumerate(members):
             line = lines[i]
-            if line.y_shunt_s is not None:
-                half = 0.5 * np.asarray(line.y_shunt_s, complex)
-                y[j, :n, :n] += half
-                y[j, n:, n:] += half
-            conds = [(line.bus1, k) for k in line.nodes1] + [(line.bus2, k) for k in line.nodes2]
-            out[i] = (conds, y[j])
+            b1, b2 = line.bus1, line.bus2
+            out[i] = ([(b1, k) for k in line.nodes1] + [(b2, k) for k in line.nodes2], y[j])
     return out
 
 

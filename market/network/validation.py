@@ -3,6 +3,7 @@ named error found is raised (UnknownBusError, PhaseMismatchError, NonPositiveImp
 InvalidLimitError, UnknownElementError). Moved out of model.py; `model.validate_feeder` is this one."""
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -80,6 +81,39 @@ def _validate_line(feeder: Feeder, line: Line, cond: float | None = None) -> Non
     _check_amps(where, "emerg_amps", line.emerg_amps)
 
 
+def _lines_ok(feeder: Feeder) -> bool:
+    """True when every line passes `_validate_line`, checked in stacked numpy per conductor
+    count (a large feeder's cold path); False sends validation through the per-line checks."""
+    known = {name: set(bus.nodes) | {0} for name, bus in feeder.buses.items()}
+    groups: dict[int, list[Line]] = {}
+    for line in feeder.lines:
+        n = len(line.nodes1)
+        k1, k2 = known.get(line.bus1), known.get(line.bus2)
+        if (k1 is None or k2 is None or not k1.issuperset(line.nodes1) or not k2.issuperset(line.nodes2)
+                or len(line.nodes2) != n or not _rating_ok(line.norm_amps) or not _rating_ok(line.emerg_amps)):
+            return False
+        groups.setdefault(n, []).append(line)
+    for n, members in groups.items():
+        try:
+            z = np.array([line.z_ohm for line in members], dtype=complex)
+            shunts = [line.y_shunt_s for line in members if line.y_shunt_s is not None]
+            y = np.array(shunts, dtype=complex) if shunts else np.zeros((0, n, n), complex)
+        except (ValueError, TypeError):  # ragged shapes
+            return False
+        if z.shape != (len(members), n, n) or y.shape != (len(shunts), n, n):
+            return False
+        if not (np.all(np.isfinite(z)) and np.all(np.isfinite(y))):
+            return False
+        diag = np.diagonal(z, axis1=1, axis2=2)
+        if np.any(diag.real < 0) or np.any(np.abs(diag) <= 0) or np.any(np.linalg.cond(z) > 1e14):
+            return False
+    return True
+
+
+def _rating_ok(value: float) -> bool:
+    return math.isfinite(value) and value >= 0
+
+
 def _validate_transformer(feeder: Feeder, tr: Transformer) -> None:
     where = f"transformer {tr.name!r}"
     if len(tr.windings) < 2:
@@ -133,8 +167,9 @@ def validate_feeder(feeder: Feeder) -> None:
     _check_square(f"source {src.name!r}", "z_ohm", src.z_ohm, len(src.nodes))
     if src.kv_ll <= 0 or np.linalg.cond(np.asarray(src.z_ohm, dtype=complex)) > 1e14:
         raise NonPositiveImpedanceError(f"source {src.name!r}: kv_ll must be > 0 and z_ohm non-singular")
-    for line, cond in zip(feeder.lines, _line_conditions(feeder.lines)):
-        _validate_line(feeder, line, cond)
+    if not _lines_ok(feeder):  # the one-by-one checks name the first bad line
+        for line, cond in zip(feeder.lines, _line_conditions(feeder.lines)):
+            _validate_line(feeder, line, cond)
     for tr in feeder.transformers:
         _validate_transformer(feeder, tr)
     _validate_shunts(feeder)

@@ -100,10 +100,18 @@ def _primitives(todo, freq_hz: float) -> dict:
     return out
 
 
-def _block(kind: str, el, conds, yprim, index, n1: int) -> ElementBlock:
-    idx = np.array([index.get(c, -1) if c[1] != 0 else -1 for c in conds], dtype=np.int64)
-    element = f"{getattr(el, 'dss_class', kind)}.{el.name}"
-    return ElementBlock(kind, el.name, list(conds), idx, np.asarray(yprim, complex), n1, element)
+def _fill_blocks(blocks: list, fresh: list[tuple], index) -> None:
+    """`_block` for many elements: the node index of every conductor in one pass and one array,
+    each block holding its slice."""
+    flat = [index.get(c, -1) if c[1] != 0 else -1 for *_, conds, _ in fresh for c in conds]
+    idx = np.array(flat, dtype=np.int64)
+    at = 0
+    for pos, kind, el, conds, yprim in fresh:
+        m = len(conds)
+        element = f"{getattr(el, 'dss_class', kind)}.{el.name}"
+        blocks[pos] = ElementBlock(kind, el.name, conds, idx[at:at + m], np.asarray(yprim, complex),
+                                   _n_terminal1(kind, el, conds), element)
+        at += m
 
 
 def _n_terminal1(kind: str, el, conds) -> int:
@@ -139,14 +147,16 @@ def build_network(feeder: Feeder, previous: Network | None = None,
     elements = list(all_branch_elements(feeder))
     todo = [(kind, el) for kind, el in elements if (kind, el.name) not in reuse or (kind, el.name) in changed]
     prims = _primitives(todo, feeder.base_frequency_hz)
-    blocks = []
+    blocks: list[ElementBlock | None] = []
+    fresh = []  # (position, kind, element, conductors, Yprim) of the blocks to form
     for kind, el in elements:
         key = (kind, el.name)
         if key in reuse and key not in changed:
             blocks.append(reuse[key])
             continue
-        conds, yprim = prims[key]
-        blocks.append(_block(kind, el, conds, yprim, index, _n_terminal1(kind, el, conds)))
+        fresh.append((len(blocks), kind, el, *prims[key]))
+        blocks.append(None)
+    _fill_blocks(blocks, fresh, index)
     n = len(nodes)
     term_y, term_rows = _stack_terminals(blocks, n)
     # Y = Cᵀ·(stacked Yprims·C): C maps every element conductor row to its node (ground rows drop)
