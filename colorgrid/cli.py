@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "serve": "serve",
     "portal": "portal",
     "token": "token",
+    "export": "export",
     "market": "market",
     "vpp": "vpp",
     "day": "day",
