@@ -183,7 +183,10 @@ def event_from_dict(event: Mapping) -> AdrEvent:
         if b.start_ms < a.end_ms:
             raise EventError(f"{field}.intervals: overlapping intervals at {b.start_ms}")
     period = event.get("active_period") or {}
-    ramp = period.get("ramp_up_period") if isinstance(period, Mapping) else None
+    # openleadr names x-eiRampUp "ramp_up" when parsing, "ramp_up_period" when building an event
+    ramp = (period.get("ramp_up_period", period.get("ramp_up")) if isinstance(period, Mapping) else None)
+    if isinstance(ramp, Mapping):
+        ramp = ramp.get("duration")
     ramp_ms = duration_ms(ramp, "active_period.ramp_up_period") if ramp is not None else 0
     return AdrEvent(event_id, mod, status, signal_type, tuple(intervals), _targets(event), ramp_ms,
                     str(desc.get("market_context") or ""))

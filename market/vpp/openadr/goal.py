@@ -40,12 +40,15 @@ class AdrGoal(GoalSchedule):
         self._events: dict[str, Decision] = {}          # insertion order = application order
         self._lock = threading.Lock()
 
-    def apply(self, decision: Decision) -> None:
-        """Take a decision: opted-in goals replace the event's earlier ones; otherwise they go."""
+    def apply(self, decision: Decision) -> bool:
+        """Take a decision: opted-in goals replace the event's earlier ones; otherwise they go.
+        True when the goals changed (something added or withdrawn)."""
         with self._lock:
-            self._events.pop(decision.event_id, None)
+            held = self._events.pop(decision.event_id, None)
             if decision.opt_in and decision.goals:
                 self._events[decision.event_id] = decision
+                return True
+            return held is not None
 
     def decisions(self) -> list[Decision]:
         with self._lock:

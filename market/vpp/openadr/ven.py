@@ -103,9 +103,9 @@ class Ven:
             self._log(decision, None, now)
             return decision
         decision = self.mapper.decide(event, now)
-        self.goal.apply(decision)
+        changed = self.goal.apply(decision)
         self._log(decision, event, now)
-        if self.publisher is not None:
+        if self.publisher is not None and changed:
             self._publish(now)
         return decision
 
