@@ -84,9 +84,19 @@ class ReadOnlyRegistry:
             raise SourceError(f"{self.path}: {exc}") from None
 
     def gateways(self) -> list[GatewayRecord]:
+        """Every gateway; parsed once per change of the database (SQLite's `data_version` moves
+        when another connection commits), so many readers between two rounds share one parse."""
+        with self._lock:
+            cached = getattr(self, "_gateways", None)
+        version = self._query("PRAGMA data_version")[0][0]
+        if cached is not None and cached[0] == version:
+            return list(cached[1])
         rows = self._query("SELECT gateway_id, group_name, bd_seq, inventory_json, online, birth_ts_ms, "
                            "death_ts_ms FROM gateway ORDER BY gateway_id")
-        return [GatewayRecord(r[0], r[1], r[2], json.loads(r[3]), bool(r[4]), r[5], r[6]) for r in rows]
+        out = [GatewayRecord(r[0], r[1], r[2], json.loads(r[3]), bool(r[4]), r[5], r[6]) for r in rows]
+        with self._lock:
+            self._gateways = (version, out)
+        return list(out)
 
     def commands(self, since_round_id: int = 0) -> list[CommandRecord]:
         rows = self._query("SELECT round_id, group_name, ts_ms, expiry_ms, payload FROM command "
