@@ -26,6 +26,7 @@ import random
 import aiomqtt
 
 from cloud.clock import SimClock
+from cloud.mqtt5 import SessionClient
 from cloud.region import RegionCore
 from cloud.service import ServiceError, _cancel_all, run_reconnecting
 from edge_agent.reconnect import Backoff
@@ -58,11 +59,12 @@ class RegionService:
         self.published = 0
 
     def _client(self) -> aiomqtt.Client:
-        return aiomqtt.Client(self.host, self.port,
-                              identifier=f"agg-{self.core.region}-{self.core.aggregator_id}"[:64],
-                              protocol=aiomqtt.ProtocolVersion.V5, clean_start=True,
-                              keepalive=self.keepalive_s, timeout=10, username=self.username,
-                              password=self.password, max_queued_incoming_messages=100_000)
+        # MQTT 5, clean start, no session (cloud/mqtt5.py; 3.1.1 on a broker without MQTT 5:
+        # exclusive mode only, shared subscriptions need MQTT 5)
+        return SessionClient(self.host, self.port, clock=self.clock, persistent=False,
+                             identifier=f"agg-{self.core.region}-{self.core.aggregator_id}"[:64],
+                             keepalive=self.keepalive_s, timeout=10, username=self.username,
+                             password=self.password, max_queued_incoming_messages=100_000)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set; survives broker restarts."""

@@ -30,6 +30,7 @@ from typing import Callable
 import aiomqtt
 
 from cloud.clock import SimClock
+from cloud.mqtt5 import SessionClient
 from cloud.rounds import ControllerCore, Publish
 from edge_agent import topics, urls
 from edge_agent.reconnect import Backoff
@@ -117,10 +118,11 @@ class ControllerService:
     def _client(self) -> aiomqtt.Client:
         will = aiomqtt.Will(topics.controller_status(), self.core.status_payload(False, self.clock.now_ms()),
                             qos=1, retain=True)
-        return aiomqtt.Client(self.host, self.port, identifier=f"ctl-{self.core.controller_id}",
-                              clean_session=False, will=will, keepalive=10, timeout=10,
-                              username=self.username, password=self.password,
-                              max_queued_incoming_messages=100_000)
+        # MQTT 5 session + message expiry on vectors/commands, 3.1.1 fallback (cloud/mqtt5.py)
+        return SessionClient(self.host, self.port, clock=self.clock, identifier=f"ctl-{self.core.controller_id}",
+                             will=will, keepalive=10, timeout=10,
+                             username=self.username, password=self.password,
+                             max_queued_incoming_messages=100_000)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set; survives broker restarts."""

@@ -98,5 +98,9 @@ def test_bridged_regions_close_the_loop(tmp_path, mosquitto):  # noqa: F811
     print(f"bridged: goal {goal_kw} kW of {total_kw:.0f}, achieved mean {mean:.1f} kW "
           f"({min(achieved):.1f}..{max(achieved):.1f}) over {len(achieved)} rounds; "
           f"{sum(t.endswith('/sum') for t in seen)} region sums at the centre")
-    assert abs(mean - goal_kw) < 0.15 * goal_kw, (mean, achieved)
+    # one random first-round shed of whole devices, refractory for the rest of the run (as in
+    # test_region_tree): within 20 % of the goal; the controller's view must equal the truth
+    assert abs(mean - goal_kw) < 0.2 * goal_kw, (mean, achieved)
+    assert abs(core.records[-1].measured_kw - achieved[-1]) < 0.05 * goal_kw, (core.records[-1].measured_kw,
+                                                                                achieved[-1])
     assert all(p.returncode == 0 for p in aggs), [p.returncode for p in aggs]
