@@ -96,7 +96,8 @@ def _offers(args) -> int:
     out.finish()
     n = counts(doc)
     print(f"{n['offers_and_bids']} participants ({n['offers']} offers, {n['bids']} bids, {n['blocks']} blocks, "
-          f"{n['storage']} storage, {n['units']} units) on {feeder.name}; wrote {path}")
+          f"{n['storage']} storage, {n['units']} units; {n['complex_blocks']} complex blocks, {n['bilaterals']} bilateral) "
+          f"on {feeder.name}; wrote {path}")
     return 0
 
 
@@ -142,7 +143,6 @@ def _inputs(args, prog):
 def _clear(args) -> int:
     from colorgrid.results import RunOutput
     from market.lem import tables
-    from market.lem.iteration import clear_with_ac
     from market.lem.pricing import PricingError
     from market.lem.problem import ClearingError
     from market.lem.settlement import SettlementError, settle
@@ -170,8 +170,7 @@ def _clear(args) -> int:
                       f"(up to {args.max_iterations} iterations)")
     times["feeder_s"] = t2 - t1
     try:
-        result = clear_with_ac(market, feeder, shape, max_iterations=args.max_iterations, mip_rel_gap=args.mip_gap,
-                               progress=lambda line: print(f"      {line}", flush=True))
+        result, block_rows, excluded = clear_dam_blocks(args, market, feeder, shape)
     except ValueError as exc:  # a location the feeder does not have, a bad shape
         return _error(prog, f"argument --offers: {_one_line(exc)}")
     except (ClearingError, PricingError, PowerFlowNotConverged) as exc:
@@ -196,12 +195,48 @@ def _clear(args) -> int:
     out.write_csv("slacks.csv", tables.SLACK_COLUMNS, tables.slack_table(result))
     out.write_csv("violations.csv", tables.VIOLATION_COLUMNS, tables.violation_table(result))
     out.write_csv("commitment.csv", tables.COMMITMENT_COLUMNS, tables.commitment_table(market, result.clearing))
+    out.write_csv("blocks.csv", tables.BLOCK_COLUMNS, tables.block_table(block_rows))
     _heatmap(out, result)
     times["write_s"] = time.perf_counter() - t4
     _figures(out, result, books, times)
+    _block_figures(out, market, result, block_rows, excluded)
     out.finish()
     _print(out, result)
     return _verdict(prog, result)
+
+
+def clear_dam_blocks(args, market, feeder, shape):
+    """The DA clearing with the AC iteration, re-cleared without each paradoxically accepted block
+    (blocks.clear_without_paradox): (IteratedClearing, block report, excluded block ids)."""
+    from market.lem.blocks import clear_without_paradox
+    from market.lem.iteration import clear_with_ac
+
+    def clear(fixed):
+        if fixed:
+            print(f"      re-clearing without the paradoxically accepted block(s) {len(fixed)} so far", flush=True)
+        r = clear_with_ac(market, feeder, shape, max_iterations=args.max_iterations, mip_rel_gap=args.mip_gap,
+                          progress=lambda line: print(f"      {line}", flush=True), fixed=fixed)
+        return r.clearing, r.net, r
+
+    result, report, excluded, _ = clear_without_paradox(market, clear)
+    return result, report, excluded
+
+
+def _block_figures(out, market, result, report, excluded) -> None:
+    from market.lem.bilateral import network_charge_usd
+
+    f = out.figure
+    f("blocks_accepted", sum(r.ratio > 1e-9 for r in report))
+    f("blocks_excluded_paradoxical", list(excluded))
+    rejected = [r for r in report if r.status in ("paradoxically_rejected", "excluded_paradoxical")]
+    f("blocks_paradoxically_rejected", len(rejected))
+    f("blocks_opportunity_cost_usd", sum(r.opportunity_cost_usd for r in rejected), "USD")
+    f("bilateral_network_charge_usd", network_charge_usd(market, result.net, result.clearing.prices), "USD")
+    from market.lem.equilibrium import self_schedules
+
+    rows = self_schedules(market, result.net, result.clearing)
+    f("equilibrium_max_gap_usd", max((s.gap_usd for s in rows), default=0.0), "USD")
+    f("equilibrium_violations", sorted(s.party for s in rows if s.gap_usd > 1e-6 * max(1.0, abs(s.best_profit_usd))))
 
 
 def _figures(out, result, books, times) -> None:

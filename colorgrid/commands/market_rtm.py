@@ -11,8 +11,7 @@ RT_DEFAULT_INTERVALS = 12
 
 def _dam_reference(args, prog, market, shape, feeder):
     """(DamReference, DA result or None) or an exit code."""
-    from colorgrid.commands.market import _error, _one_line
-    from market.lem.iteration import clear_with_ac
+    from colorgrid.commands.market import _error, _one_line, clear_dam_blocks
     from market.lem.rtm import DamReference, RtmDataError
 
     if args.dam is not None:
@@ -21,8 +20,7 @@ def _dam_reference(args, prog, market, shape, feeder):
         except RtmDataError as exc:
             return _error(prog, f"argument --dam: {_one_line(exc)}")
     try:
-        result = clear_with_ac(market, feeder, shape, max_iterations=args.max_iterations, mip_rel_gap=args.mip_gap,
-                               progress=lambda line: print(f"      {line}", flush=True))
+        result = clear_dam_blocks(args, market, feeder, shape)[0]
     except ValueError as exc:
         return _error(prog, f"argument --offers: {_one_line(exc)}")
     return DamReference.from_clearing(market, result.net, result.clearing, result.critical), result

@@ -13,6 +13,12 @@ the whole bus `"671"`; a one-/two-phase load: its first phase node `"652.1"`):
 | dispatchable DG with commitment (`units`) | 0.1·n | Σ ≈ 0.2·L, p_min 30 % | 55–120, start-up 10–80 USD |
 | price-responsive demand (`bids`, 2–3 falling steps) | 0.6·n | 5–10 % of its load a step | 250 … 20 |
 | block offers (2–6 consecutive intervals) | 0.25·n | ≈ 0.02·L | 35–95 |
+| bilateral schedule (flat, between two load points) | 1 | ≈ 0.01·L | — |
+
+Complex blocks among the blocks: every 3rd (from the 2nd) with a minimum acceptance ratio 0.3–0.8,
+every 4th (from the 4th) the child of the block before it, blocks 5k and 5k+1 exclusive alternatives.
+Daily energy limits: every 2nd other-generation offer and every unit at most 40–70 % of its daily
+capacity; every 3rd demand bid at least 20–40 % of its steps over the day.
 
 (each count at least 1). The ISO curve is `profiles.iso_price`. Values are rounded to 0.001; the
 same feeder, seed, density and intervals give the same document, byte for byte.
@@ -112,8 +118,42 @@ def generate_offers(feeder, seed: int = 0, intervals: int = 24, density: float =
                               "price_usd_per_mwh": _r(rng.uniform(35, 95)),
                               "p_kw": _r(0.02 * total * rng.uniform(0.5, 1.5)), "first_interval": first,
                               "n_intervals": length})
+    _complex_blocks(doc["blocks"], rng)
+    _energy_limits(doc, rng)
+    a, b = (points[j][0] for j in rng.choice(n, size=2, replace=False)) if n > 1 else (points[0][0], None)
+    if b is not None and a != b:
+        doc["bilaterals"] = [{"id": "bil000", "from_location": a, "to_location": b,
+                              "p_kw": [_r(0.01 * total * rng.uniform(0.5, 1.5))] * intervals}]
     load_market(doc)  # the generator's own output must be valid: fail loudly here, not in the user's run
     return doc
+
+
+def _complex_blocks(blocks: list[dict], rng) -> None:
+    """Every 3rd block (from the 2nd) accepts a share ≥ its minimum acceptance ratio; every 4th (from the
+    4th) is the child of the one before; blocks 5k and 5k+1 are exclusive alternatives (unless linked)."""
+    for j, b in enumerate(blocks):
+        if j % 3 == 1:
+            b["min_acceptance_ratio"] = _r(rng.uniform(0.3, 0.8))
+        if j % 4 == 3:
+            b["parent"] = blocks[j - 1]["id"]
+    for j in range(0, len(blocks) - 1, 5):
+        if blocks[j + 1].get("parent") != blocks[j]["id"]:
+            blocks[j]["exclusive_group"] = blocks[j + 1]["exclusive_group"] = f"alt{j:03d}"
+
+
+def _energy_limits(doc: dict, rng) -> None:
+    """Daily energy limits: every 2nd other-generation offer and every unit at most 40–70 % of what it could
+    give in a day; every 3rd demand bid takes at least 20–40 % of its steps over the day (e.g. an EV)."""
+    hours = doc["intervals"] * doc["interval_h"]
+    day = min(hours, 24.0)
+    for o in doc["offers"]:
+        if o["id"].startswith("gen") and int(o["id"][3:]) % 2 == 0:
+            o["daily_energy_max_kwh"] = _r(rng.uniform(0.4, 0.7) * sum(st["p_kw"] for st in o["steps"]) * day)
+    for u in doc["units"]:
+        u["daily_energy_max_kwh"] = _r(rng.uniform(0.4, 0.7) * u["p_max_kw"] * day)
+    for i, b in enumerate(doc["bids"]):
+        if i % 3 == 0:
+            b["daily_energy_min_kwh"] = _r(rng.uniform(0.2, 0.4) * sum(st["p_kw"] for st in b["steps"]) * day)
 
 
 def write_offers(doc: dict, path: str | Path) -> Path:
@@ -127,4 +167,8 @@ def counts(doc: dict) -> dict[str, int]:
     """Participants per family, plus `offers_and_bids` (everything that offers or bids)."""
     out = {k: len(doc.get(k, [])) for k in ("offers", "bids", "blocks", "storage", "units")}
     out["offers_and_bids"] = sum(out.values())
+    out["bilaterals"] = len(doc.get("bilaterals", []))
+    blocks = doc.get("blocks", [])
+    out["complex_blocks"] = sum(1 for b in blocks if b.get("min_acceptance_ratio", 1.0) < 1.0 or b.get("parent")
+                                or b.get("exclusive_group"))
     return out

@@ -145,3 +145,12 @@ def clearing_dlmp_table(prices) -> list[list]:
             rows.append([bus, phase, t, float(prices.dlmp_usd_per_mwh[j, t]), float(prices.energy[j, t]),
                          float(prices.loss[j, t]), float(prices.congestion[j, t]), float(prices.voltage[j, t])])
     return rows
+
+
+BLOCK_COLUMNS = ["block", "status", "ratio", "surplus_usd", "opportunity_cost_usd", "avg_price_usd_per_mwh"]
+
+
+def block_table(report) -> list[list]:
+    """blocks.csv: every block's acceptance at the DLMPs (blocks.block_report)."""
+    return [[r.id, r.status, r.ratio, r.surplus_usd + 0.0, r.opportunity_cost_usd, r.avg_price_usd_per_mwh]
+            for r in report]

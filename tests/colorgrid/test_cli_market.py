@@ -43,7 +43,7 @@ def test_clear_writes_every_file_with_consistent_numbers(cleared):
     code, out = cleared
     assert code == 0
     for name in ("dlmp.csv", "schedule.csv", "settlement.csv", "critical_set.csv", "iterations.csv", "summary.json",
-                 "dlmp_heatmap.png", "slacks.csv", "violations.csv"):
+                 "dlmp_heatmap.png", "slacks.csv", "violations.csv", "blocks.csv", "commitment.csv"):
         assert (out / name).is_file(), name
     dlmp = _csv(out / "dlmp.csv")
     assert list(dlmp[0]) == ["bus", "phase", "interval", "dlmp_usd_per_mwh", "energy", "loss", "congestion", "voltage"]
@@ -65,6 +65,7 @@ def test_clear_writes_every_file_with_consistent_numbers(cleared):
                 "critical_set_size", "slack_totals", "solver_status"):
         assert key in summary
     assert summary["status"] == "converged" and summary["violations_left"] == 0
+    assert summary["equilibrium_violations"] == [] and summary["equilibrium_max_gap_usd"] < 1e-6
     assert summary["pricing_objective_usd"] <= summary["objective_usd"] + 1e-6
     its = _csv(out / "iterations.csv")
     assert len(its) == summary["iterations"] and int(its[0]["line_violations"]) > 0 and its[-1]["line_violations"] == "0"

@@ -47,6 +47,20 @@ def test_mixed_and_scaled_to_the_feeder_load(feeder):
     assert dense["offers_and_bids"] > 2.5 * n["offers_and_bids"]
 
 
+def test_complex_blocks_bilateral_and_energy_limits_are_generated(feeder):
+    doc = generate_offers(feeder, 1, density=2.0)
+    blocks = doc["blocks"]
+    assert any(b.get("min_acceptance_ratio", 1.0) < 1.0 for b in blocks)
+    assert any(b.get("parent") for b in blocks) and any(b.get("exclusive_group") for b in blocks)
+    groups = [b["exclusive_group"] for b in blocks if b.get("exclusive_group")]
+    assert all(groups.count(g) == 2 for g in groups)
+    bil = doc["bilaterals"]
+    assert len(bil) == 1 and bil[0]["from_location"] != bil[0]["to_location"] and len(bil[0]["p_kw"]) == 24
+    assert any("daily_energy_max_kwh" in u for u in doc["units"])
+    assert any("daily_energy_min_kwh" in b for b in doc["bids"])
+    assert counts(doc)["complex_blocks"] >= 3 and counts(doc)["bilaterals"] == 1
+
+
 def test_series_defaults_and_errors(tmp_path):
     assert len(load_shape(24)) == 24 and max(load_shape(24)) == 1.0
     assert len(iso_price(48)) == 48 and iso_price(48)[24] == iso_price(24)[0]
