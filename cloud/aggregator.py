@@ -13,6 +13,14 @@ Session rules (Sparkplug-B ideas, our own namespace; see docs/mqtt.md):
   same `bd_seq` instead of restarting at 0, so a controller restart asks nobody for a rebirth.
 - A death (Last Will) whose `bd_seq` matches the current session ends it; a death from an older
   session (a late Will after a reconnect) is ignored.
+- The controller's own (re)connection (`resync(now_ms, grace_ms)`, called by the service on every
+  connect): what the broker dropped while the controller was away are QoS-0 reports, which the
+  next round supersedes, so every session re-synchronises on its next report instead of counting
+  a gap; for `grace_ms` a birth (retained, or queued in the controller's persistent session) is
+  handled like a retained one, and a report the controller cannot place yet (no birth, or a new
+  `bd_seq`) defers its rebirth request to the end of the grace window — a birth arriving in the
+  meantime (the broker's retained births follow the subscription) cancels it. So neither a broker
+  restart nor a controller restart asks a gateway for a rebirth when nothing was lost.
 
 Aggregation at controller time `now_ms`, per control group, over gateways in a live session:
 
@@ -131,8 +139,9 @@ class Aggregator:
         self.rebirth_holdoff_ms = rebirth_holdoff_ms
         self.sample_fraction = sample_fraction
         self.sessions: dict[str, Session] = {}
-        self._rebirth_due: dict[str, str] = {}
+        self._rebirth_due: dict[str, tuple[str, int]] = {}   # gateway -> (why, not before ms)
         self._rebirth_sent_ms: dict[str, int] = {}
+        self._grace_until_ms: int | None = None   # resync(): births re-synchronise, gaps wait
         self.counters = {"births": 0, "deaths": 0, "stale_deaths": 0, "states": 0, "gaps": 0,
                          "rebirth_requests": 0}
 
@@ -159,7 +168,7 @@ class Aggregator:
         ses = self._session(gateway_id)
         if ses.k is not None and ses.k != k:
             ses.report_kw = ses.report_counts = ses.report_rx_ms = None
-        if retained:
+        if retained or self.in_grace(now_ms):
             seq = ses.seq if (ses.online and ses.bd_seq == bd_seq) else None
         ses.group, ses.bd_seq, ses.seq, ses.k = group, bd_seq, seq, k
         ses.capacity_kw = float(capacity_kw)
@@ -177,6 +186,17 @@ class Aggregator:
         ses.capacity_kw = float(capacity_kw)
         ses.online = True
         return ses
+
+    def resync(self, now_ms: int, grace_ms: int) -> None:
+        """The controller (re)connected at `now_ms`: every session re-synchronises its `seq` on
+        its next report, and for `grace_ms` births re-synchronise too and gaps only defer their
+        rebirth request (module docstring)."""
+        for ses in self.sessions.values():
+            ses.seq = None
+        self._grace_until_ms = int(now_ms) + max(0, int(grace_ms))
+
+    def in_grace(self, now_ms: int) -> bool:
+        return self._grace_until_ms is not None and now_ms < self._grace_until_ms
 
     def on_death(self, gateway_id: str, bd_seq: int, now_ms: int) -> bool:
         """End the session if `bd_seq` matches it; returns False for a stale or unknown death."""
@@ -221,16 +241,30 @@ class Aggregator:
     def _gap(self, ses: Session, now_ms: int, why: str) -> None:
         ses.gaps += 1
         self.counters["gaps"] += 1
+        if self.in_grace(now_ms):   # the retained birth may still be on its way: ask later
+            if ses.gateway_id not in self._rebirth_due:
+                self._rebirth_sent_ms.pop(ses.gateway_id, None)
+                self._rebirth_due[ses.gateway_id] = (why, int(self._grace_until_ms))
+                log.info("gateway %s: %s right after (re)connecting; rebirth request deferred",
+                         ses.gateway_id, why)
+            return
         last = self._rebirth_sent_ms.get(ses.gateway_id)
         if last is None or now_ms - last >= self.rebirth_holdoff_ms:
-            self._rebirth_due[ses.gateway_id] = why
+            self._rebirth_due[ses.gateway_id] = (why, int(now_ms))
             self._rebirth_sent_ms[ses.gateway_id] = now_ms
             log.info("gateway %s: session gap (%s) -> rebirth request", ses.gateway_id, why)
 
-    def drain_rebirths(self) -> list[tuple[str, str]]:
-        """Pending (gateway_id, reason) rebirth requests, sorted; the queue is emptied."""
-        due = sorted(self._rebirth_due.items())
-        self._rebirth_due.clear()
+    def drain_rebirths(self, now_ms: int | None = None) -> list[tuple[str, str]]:
+        """Pending (gateway_id, reason) rebirth requests due at `now_ms` (None: all), sorted;
+        those returned leave the queue. A deferred request (a gap in the grace window after a
+        reconnect) whose gateway has since sent a birth was already cancelled by it."""
+        due = sorted((gid, why) for gid, (why, at_ms) in self._rebirth_due.items()
+                     if now_ms is None or at_ms <= now_ms)
+        for gid, why in due:
+            del self._rebirth_due[gid]
+            if gid not in self._rebirth_sent_ms:      # a deferred one: no birth came in the grace
+                self._rebirth_sent_ms[gid] = int(now_ms) if now_ms is not None else 0
+                log.info("gateway %s: still %s after the grace -> rebirth request", gid, why)
         self.counters["rebirth_requests"] += len(due)
         return due
 

@@ -88,6 +88,7 @@ class ControllerCore:
         self.params = params or ControlParams(round_s=round_ms / 1000.0)
         self.round_ms = round_ms
         self.ttl_ms = ttl_ms if ttl_ms is not None else 3 * round_ms
+        self.resync_grace_ms = max(5 * round_ms, 5_000)   # after a (re)connect: see on_connect
         self.groups = list(groups or [])
         self.estimator = estimator
         self.refractory = refractory          # None: each group's from its gateways' births
@@ -144,6 +145,13 @@ class ControllerCore:
                 self._declared_kw[rec.gateway_id] = float(inv.get("capacity_w", 0)) / 1000.0
                 if isinstance(inv.get("params"), dict):
                     self._birth_params[rec.gateway_id] = inv["params"]
+
+    def on_connect(self, now_ms: int) -> None:
+        """The service (re)connected to the broker (before it subscribes): the QoS-0 reports the
+        broker dropped while we were away are superseded by the next ones, so sessions
+        re-synchronise on their next report, and for `resync_grace_ms` a gap only defers its
+        rebirth request (the retained births follow the subscription): `Aggregator.resync`."""
+        self.aggregator.resync(now_ms, self.resync_grace_ms)
 
     # ------------------------------------------------------------------ messages
     def _reject(self, topic: Any, reason: str) -> list[Publish]:
@@ -369,7 +377,7 @@ class ControllerCore:
 
     def _rebirth_commands(self, now_ms: int) -> list[Publish]:
         out = []
-        for gid, _why in self.aggregator.drain_rebirths():
+        for gid, _why in self.aggregator.drain_rebirths(now_ms):
             _, item = self.request(gid, "rebirth", now_ms)
             out.append(item)
         return out
@@ -399,8 +407,10 @@ class ControllerCore:
         (carried forward, scaled for missing and sampled-out gateways), the scaled snapshot when
         the prediction is off or impossible, or the `estimator` override's state."""
         given = self.estimator(group, snap, now_ms) if self.estimator is not None else None
+        fresh = snap.n_live > 0 and snap.n_fresh + snap.n_sampled_out == snap.n_live
         return self._round_step(group).step(now_ms, now_ms, fallback_kw=snap.scaled_state_kw,
-                                            scale=self._sampling_scale(group, snap), state_kw=given)
+                                            scale=self._sampling_scale(group, snap), state_kw=given,
+                                            fresh=fresh)
 
     def control_round(self, now_ms: int) -> list[Publish]:
         """One control round for every group; returns the signed vectors to publish (QoS 1)."""

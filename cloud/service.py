@@ -130,6 +130,7 @@ class ControllerService:
 
     async def _session(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
         self.connects += 1
+        self.core.on_connect(self.clock.now_ms())      # sessions re-synchronise: no rebirth storm
         for topic_filter in self.core.subscriptions():   # gateways (or region sums) and dispatches
             await client.subscribe(topic_filter, qos=1)
         await client.publish(topics.controller_status(), self.core.status_payload(True, self.clock.now_ms()),

@@ -155,6 +155,54 @@ def test_retained_birth_of_a_new_session_resynchronises_on_its_first_report():
     assert c.handle(*state("a", 40, P_W, bd=5), 30) != []        # another session: a gap
 
 
+
+def test_broker_restart_queued_birth_then_a_jump_in_seq_requests_no_rebirth():
+    """bench.faults broker_kill: the gateways came back before the controller; each one's live
+    birth (new bd_seq, seq 0) waited in the controller's persistent session (QoS 1) while its
+    QoS-0 states 1..6 were dropped, so the controller saw birth (not retained) then seq 7 and
+    asked all 10 gateways for a rebirth ("session gap (seq 7 after 0)"). Nothing was lost that a
+    rebirth brings back: the controller's reconnect re-synchronises every session."""
+    c = core()
+    c.handle(*birth("a", bd=1), 0)
+    for seq in range(1, 20):
+        c.handle(*state("a", seq, P_W, bd=1), seq * 500)
+    c.on_connect(30_000)                                          # the broker is back
+    assert c.handle(*birth("a", bd=2), 30_050) == []              # queued, delivered live
+    assert c.handle(*birth("a", bd=2), 30_060, retained=True) == []   # and again on subscribe
+    assert c.handle(*state("a", 7, P_W, bd=2), 30_100) == []
+    assert c.handle(*state("a", 8, P_W, bd=2), 30_600) == []
+    assert c.control_round(31_000) and all(o[0] != topics.cmd("a") for o in c.control_round(32_000))
+    assert c.aggregator.counters["rebirth_requests"] == 0
+    # after the grace a real gap in the same session is one again
+    out = c.handle(*state("a", 12, P_W, bd=2), 40_000)
+    assert [o[0] for o in out] == [topics.cmd("a")]
+
+
+def test_restart_without_db_state_before_the_retained_birth_requests_no_rebirth():
+    """bench.faults controller_kill_nodb: the new process's persistent session (same client id)
+    still had the old subscription, so a live state arrived before the retained birth the
+    subscription delivers ("state before any birth" -> rebirth). Within the grace after the
+    connect the request waits, and the retained birth cancels it."""
+    c = core()
+    c.on_connect(10_000)
+    assert c.handle(*state("a", 40, P_W, bd=3), 10_010) == []     # no birth yet: nothing sent
+    assert c.handle(*birth("a", bd=3), 10_020, retained=True) == []
+    assert c.handle(*state("a", 41, P_W, bd=3), 10_500) == []
+    for t in range(11_000, 20_001, 1000):
+        assert all(o[0] != topics.cmd("a") for o in c.control_round(t))
+    assert c.aggregator.counters["rebirth_requests"] == 0 and c.aggregator.groups() == ["g1"]
+
+
+def test_a_gateway_without_any_birth_is_still_asked_for_one_after_the_grace():
+    c = core()
+    c.on_connect(10_000)
+    assert c.handle(*state("b", 5, P_W), 10_010) == []
+    assert all(o[0] != topics.cmd("b") for o in c.control_round(11_000))
+    out = c.control_round(10_000 + c.resync_grace_ms)              # no birth came: ask for one
+    assert [o[0] for o in out if o[0] == topics.cmd("b")] == [topics.cmd("b")]
+    assert codec.decode_cmd(out[0][1])["cmd"] == "rebirth"
+    assert c.aggregator.counters["rebirth_requests"] == 1
+
 FULL_W = [[2000, 0, 0, 0], [2000, 0, 0, 0], [1000, 0, 0, 0]]   # everything enabled: 5 kW
 
 
@@ -173,8 +221,10 @@ def test_gateways_back_from_fail_safe_are_ramped_to_the_goal_not_stepped():
     c.control_round(2000)                       # at the goal (1.5 kW enabled ≈ 2.5 - ...): tracking
     c.handle(*state("a", 2, [[0, 0, 2000, 0], [1500, 0, 500, 0], [1000, 0, 0, 0]]), 2010)
     c.control_round(4000)
+    c.handle(*state("a", 3, [[0, 0, 2000, 0], [1500, 0, 500, 0], [1000, 0, 0, 0]]), 4010)
+    c.control_round(6000)                       # two calm fresh rounds end the recovery
     assert not c._rounds["g1"].recovering
-    c.handle(*state("a", 3, FULL_W, fail_safe=True), 30_000)   # controller silent, then back
+    c.handle(*state("a", 4, FULL_W, fail_safe=True), 30_000)   # controller silent, then back
     out = c.control_round(32_000)
     assert net_off_kw(c, out[0][1], FULL_W) <= 0.03 * 5.0 + 1e-6
     assert c.records[-1].ramped and c.records[-1].n_fail_safe == 1
@@ -185,8 +235,10 @@ def test_a_control_gap_restarts_the_ramp():
     c.handle(*birth("a", tier_w=(2000, 2000, 1000), n=1), 0)
     c.handle(*state("a", 1, [[0, 0, 2000, 0], [1500, 0, 500, 0], [1000, 0, 0, 0]]), 10)
     c.control_round(2000)
+    c.handle(*state("a", 2, [[0, 0, 2000, 0], [1500, 0, 500, 0], [1000, 0, 0, 0]]), 2010)
+    c.control_round(4000)
     assert not c._rounds["g1"].recovering
-    c.handle(*state("a", 2, FULL_W), 60_000)   # no round ran for 58 s (broker away)
+    c.handle(*state("a", 3, FULL_W), 60_000)   # no round ran for 58 s (broker away)
     out = c.control_round(62_000)
     assert net_off_kw(c, out[0][1], FULL_W) <= 0.03 * 5.0 + 1e-6
 
