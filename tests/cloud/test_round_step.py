@@ -106,10 +106,61 @@ def test_ramp_brings_the_fleet_to_the_goal_in_bounded_steps_then_tracks_freely()
 def test_recover_restarts_the_ramp_and_zero_turns_it_off():
     step = GroupRound("g", ConstantGoal(50.0), ControlParams())
     near = FULL * 0.5
-    assert not step.step(0, 0, fallback_kw=near).ramped           # at the goal: recovery ends
+    assert step.step(0, 0, fallback_kw=near).ramped               # at the goal: one calm round,
+    assert not step.step(2000, 2000, fallback_kw=near).ramped     # two end the recovery
     step.recover("fail-safe")
     assert step.step(2000, 2000, fallback_kw=FULL).ramped
     off = GroupRound("g", ConstantGoal(50.0), ControlParams(ramp_share_per_round=0.0))
     assert net_step_kw(off.step(0, 0, fallback_kw=FULL).decision) == pytest.approx(-50.0)
     with pytest.raises(ValueError, match="ramp_share_per_round"):
         ControlParams(ramp_share_per_round=1.5)
+
+
+def test_a_misleading_first_estimate_does_not_end_the_recovery():
+    """Issue 16 (flaky test_controller_kill_fail_safe_and_resume_with_registry, a -51 % step):
+    right after a restart only a few gateways had reported, their scaled estimate happened to lie
+    within one step of the goal and ended the recovery at once; the next round's real estimate
+    (everything enabled, back from fail-safe) was then shed in one round. Recovery now ends only
+    after two consecutive rounds within one step, each with every live gateway fresh."""
+    step = GroupRound("g", ConstantGoal(50.0), ControlParams())
+    misleading = FULL * 0.5                                        # few gateways, scaled up
+    first = step.step(0, 0, fallback_kw=misleading, fresh=False)
+    assert first.ramped and step.recovering
+    second = step.step(500, 500, fallback_kw=FULL)                 # the real fleet: all enabled
+    assert second.ramped and abs(net_step_kw(second.decision)) <= 0.03 * 100.0 + 1e-9
+    # one fresh round within a step is not enough either: the next estimate may still jump
+    step2 = GroupRound("g", ConstantGoal(50.0), ControlParams())
+    assert step2.step(0, 0, fallback_kw=misleading).ramped
+    rec = step2.step(500, 500, fallback_kw=FULL)
+    assert rec.ramped and abs(net_step_kw(rec.decision)) <= 0.03 * 100.0 + 1e-9
+    # stale rounds within a step never end it; two fresh ones do
+    step3 = GroupRound("g", ConstantGoal(50.0), ControlParams())
+    for t in range(5):
+        assert step3.step(t * 500, t * 500, fallback_kw=misleading, fresh=False).ramped
+    assert step3.step(3000, 3000, fallback_kw=misleading).ramped
+    assert not step3.step(3500, 3500, fallback_kw=misleading).ramped
+
+
+def test_in_recovery_what_can_switch_stays_within_the_ramp_whatever_the_split():
+    """Issue 16 (bench.faults: one-round steps of 4.3-5.3 % against a 3 % ramp): back from
+    fail-safe most enabled demand is refractory in the reports (p_on = 1 just switched it on) and
+    turns flexible within a round, so p_off = goal gap / EF (EF small) switched far more than the
+    ramp. In recovery Σ p_off·(EF+ER) and Σ p_on·(DF+DR) are kept within r."""
+    back = np.array([[2.0, 38.0, 0.0, 0.0], [2.0, 38.0, 0.0, 0.0], [20.0, 0.0, 0.0, 0.0]])   # 100 kW
+    law_only = compute_control(back, 97.0, ControlParams())
+    assert law_only.p_off[0] == pytest.approx(1.0)                 # what was sent before
+    rec = GroupRound("g", ConstantGoal(50.0), ControlParams()).step(0, 0, fallback_kw=back)
+    assert rec.ramped and rec.law_goal_kw == pytest.approx(97.0)
+    d = rec.decision
+    worst_off = float(d.p_off[:2] @ (back[:2, 0] + back[:2, 1]))   # every ER flexible by then
+    assert worst_off == pytest.approx(3.0) and d.p_off[0] == pytest.approx(1.0 * 3.0 / 60.0)
+    assert d.p_off[1] == pytest.approx(0.5 * 3.0 / 60.0) and d.p_off[2] == 0.0
+    assert d.off_kw[0] == pytest.approx(d.p_off[0] * 2.0)           # on the estimate's EF
+    # the other direction: demand mostly in DR that turns DF within the round
+    low = np.array([[0.0, 0.0, 2.0, 38.0], [0.0, 0.0, 2.0, 38.0], [20.0, 0.0, 0.0, 0.0]])
+    up = GroupRound("g", ConstantGoal(80.0), ControlParams()).step(0, 0, fallback_kw=low).decision
+    assert float(up.p_on[:2] @ (low[:2, 2] + low[:2, 3])) <= 3.0 + 1e-9 and up.p_on[2] == 1.0
+    # out of recovery the law is untouched (steady-state tracking unchanged)
+    step = GroupRound("g", ConstantGoal(97.0), ControlParams())
+    step.recovering = False
+    np.testing.assert_array_equal(step.step(0, 0, fallback_kw=back).decision.p_off, law_only.p_off)
