@@ -58,38 +58,77 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-async def _load(url: str, headers: dict, clients: int, duration_s: float, poll: str | None = None):
-    """(latencies ms, requests, errors, wall s, [(t, newest round)]) of `clients` closed loops."""
-    import httpx
+class _Conn:
+    """One keep-alive HTTP/1.1 connection on asyncio streams: a client far cheaper than httpx, so
+    the load generator (this process, on the same machine) stays out of the measurement as much
+    as it can; the baseline is measured through the same client."""
 
+    def __init__(self, host: str, port: int, headers: dict) -> None:
+        self.host, self.port = host, port
+        self.extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        self.reader = self.writer = None
+
+    async def get(self, path: str) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        self.writer.write(f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\n{self.extra}\r\n".encode())
+        try:
+            head = await self.reader.readuntil(b"\r\n\r\n")
+            status = int(head.split(b" ", 2)[1])
+            length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+            body = await self.reader.readexactly(length)
+        except (asyncio.IncompleteReadError, ConnectionError, AttributeError):
+            self.close()
+            raise ConnectionError("connection dropped") from None
+        return status, body
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+async def _load(base: str, path: str, headers: dict, clients: int, duration_s: float, poll: str | None = None):
+    """(latencies ms, requests, errors, wall s, [(t, newest round)]) of `clients` closed loops."""
+    import json
+
+    host, port = re.match(r"http://([^:/]+):(\d+)", base).groups()
     lat: list[float] = []
     errors = [0]
     changes: list[tuple[float, int]] = []
     end = time.perf_counter() + duration_s
-    limits = httpx.Limits(max_connections=clients + 2, max_keepalive_connections=clients + 2)
-    async with httpx.AsyncClient(headers=headers, timeout=30, limits=limits) as client:
-        async def one() -> None:
-            while time.perf_counter() < end:
-                t0 = time.perf_counter()
-                r = await client.get(url)
-                if r.status_code != 200:
-                    errors[0] += 1
-                lat.append((time.perf_counter() - t0) * 1000.0)
 
-        async def poller() -> None:
-            last = None
-            while time.perf_counter() < end:
-                groups = (await client.get(poll)).json()["groups"]
-                newest = max((g["round_id"][-1] for g in groups if g["round_id"]), default=None)
-                if newest != last:
-                    changes.append((time.perf_counter(), newest))
-                    last = newest
-                await asyncio.sleep(0.1)
+    async def one() -> None:
+        conn = _Conn(host, int(port), headers)
+        while time.perf_counter() < end:
+            t0 = time.perf_counter()
+            try:
+                status, _ = await conn.get(path)
+            except (ConnectionError, OSError):     # counted (a dropped connection), then reconnected
+                errors[0] += 1
+                continue
+            if status != 200:
+                errors[0] += 1
+            lat.append((time.perf_counter() - t0) * 1000.0)
+        conn.close()
 
-        t0 = time.perf_counter()
-        await asyncio.gather(*[one() for _ in range(clients)], *([poller()] if poll else []))
-        wall = time.perf_counter() - t0
-    return lat, len(lat), errors[0], wall, changes
+    async def poller() -> None:
+        conn, last = _Conn(host, int(port), headers), None
+        while time.perf_counter() < end:
+            try:
+                groups = json.loads((await conn.get(poll))[1])["groups"]
+            except (ConnectionError, OSError, ValueError, KeyError):
+                continue
+            newest = max((g["round_id"][-1] for g in groups if g["round_id"]), default=None)
+            if newest != last:
+                changes.append((time.perf_counter(), newest))
+                last = newest
+            await asyncio.sleep(0.1)
+        conn.close()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*[one() for _ in range(clients)], *([poller()] if poll else []))
+    return lat, len(lat), errors[0], time.perf_counter() - t0, changes
 
 
 def _wait_fleet(base: str, headers: dict, gateways: int, timeout_s: float) -> float:
@@ -172,8 +211,8 @@ def main(argv: list[str] | None = None) -> int:
                    note=f"{a.gateways} gateways x {a.devices_per_gateway} devices in {a.groups} groups controlled")
         body = httpx.get(base + "/v1/fleet/groups", headers=auth, timeout=30).content
         rep.figure("fleet_state_body_bytes", len(body), "B")
-        lat, n, err, wall, changes = asyncio.run(_load(base + "/v1/fleet/groups", auth, a.clients, a.duration_s,
-                                                       poll=base + "/v1/fleet/rounds?limit=1"))
+        lat, n, err, wall, changes = asyncio.run(_load(base, "/v1/fleet/groups", auth, a.clients, a.duration_s,
+                                                       poll="/v1/fleet/rounds?limit=1"))
         portal = _figures(rep, "fleet_state", lat, n, err, wall)
         gaps = np.diff([t for t, _ in changes[1:]]) if len(changes) > 2 else np.asarray([float("nan")])
         update_s = float(np.median(gaps)) if np.isfinite(gaps).all() else -1.0
@@ -191,8 +230,17 @@ def main(argv: list[str] | None = None) -> int:
         bare, text = _child([sys.executable, "-m", "bench.api", "--baseline-server", "0", "--size", str(len(body))],
                             r"^baseline on", 60)
         try:
-            url = re.search(r"http://127\.0\.0\.1:\d+", text).group(0) + "/v1/fleet/groups"
-            lat, n, err, wall, _ = asyncio.run(_load(url, auth, a.clients, a.duration_s))
+            bare_base = re.search(r"http://127\.0\.0\.1:\d+", text).group(0)
+            deadline = time.monotonic() + 30
+            while True:                          # bound before uvicorn listens: wait for an answer
+                try:
+                    httpx.get(bare_base + "/v1/fleet/groups", timeout=5)
+                    break
+                except httpx.TransportError:
+                    if time.monotonic() > deadline:
+                        raise SystemExit("bench.api: the baseline server did not answer") from None
+                    time.sleep(0.1)
+            lat, n, err, wall, _ = asyncio.run(_load(bare_base, "/v1/fleet/groups", auth, a.clients, a.duration_s))
             baseline = _figures(rep, "baseline_constant", lat, n, err, wall)
         finally:
             _stop(bare)

@@ -13,6 +13,7 @@ Every /v1 route needs a bearer token (portal.tokens) with the route's scope:
 | POST /v1/goals | goals:write | submit a goal schedule -> a signed `DispatchGoal` payload |
 | GET /v1/goals, /v1/goals/{id} | goals:write | the caller's own schedules (admin: everyone's) |
 | DELETE /v1/goals/{id} | goals:write | cancel one of the caller's schedules |
+| POST /v1/curtailments, DELETE /v1/curtailments/{id} | goals:write | a curtailment event (limit kW from start to end) -> a signed `DispatchGoal`; cancel |
 | GET /v1/market, /v1/market/{table} | market:read | market results as files (LEM, P2P) |
 | GET /v1/ledger, /v1/ledger/checkpoints, /v1/ledger/proofs/{seq} | market:read | settlement ledger |
 | GET /v1/audit, GET/POST /v1/tokens, DELETE /v1/tokens/{id} | admin | audit log, token admin |
@@ -38,7 +39,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from portal import tokens as tok
 from portal.dispatcher import DispatchFailed, Dispatcher, ReturnDispatcher, Signer
-from portal.http import (ID_PATTERN, MAX_GOAL_KW, TS_MAX_MS, ApiError, BodyLimit, GoalSubmit, TokenCreate,
+from portal.http import (ID_PATTERN, MAX_GOAL_KW, TS_MAX_MS, ApiError, BodyLimit, CurtailmentSubmit, GoalSubmit,
+                         TokenCreate,
                          _json_safe, _validation_lines)
 from portal.fleet import MAX_SERIES_ROUNDS, FleetView, SourceError
 from portal.market import TABLES, LedgerReader, MarketResults, NotCovered
@@ -137,6 +139,7 @@ def create_app(tokens: tok.TokenStore, store: PortalStore, fleet: FleetView | No
                                {"WWW-Authenticate": f'Bearer realm="{REALM}", error="insufficient_scope", '
                                                     f'scope="{scope}"'})
             return res.record
+        dependency.required_scope = scope or "any token"     # for docs/api.md (portal.apidoc)
         return dependency
 
     def write_audit(stakeholder: str, token_id: str, action: str, target: str, outcome: Any,
@@ -254,27 +257,40 @@ def create_app(tokens: tok.TokenStore, store: PortalStore, fleet: FleetView | No
             return did, now, payload, None, str(exc)
         return did, now, payload, published, topics.dispatch(group)
 
-    @app.post("/v1/goals", tags=["goals"], status_code=201,
-              summary="submit a goal schedule for a group (signed dispatch)")
-    def submit_goal(rec: Goals, body: GoalSubmit) -> dict:
-        action, target = "goal.submit", f"group:{body.group}"
-        detail = {"points": len(body.points), "valid_until_ts_ms": body.valid_until_ts_ms}
-        if not rec.may_group(body.group):
-            refuse(rec, action, target, 403, f"group: the token is not granted group {body.group!r}", detail)
-        if body.valid_until_ts_ms <= clock():
-            refuse(rec, action, target, 422, "valid_until_ts_ms: already past", detail)
-        points = [(p.ts_ms, p.goal_kw) for p in body.points]
-        did, now, payload, published, topic_or_error = _sign_and_send(
-            rec, action, target, body.group, points, body.valid_until_ts_ms, detail)
+    def _submit(rec, action, group, points, valid_until, detail, until_field="valid_until_ts_ms"):
+        target = f"group:{group}"
+        if not rec.may_group(group):
+            refuse(rec, action, target, 403, f"group: the token is not granted group {group!r}", detail)
+        if valid_until <= clock():
+            refuse(rec, action, target, 422, f"{until_field}: already past", detail)
+        did, now, payload, published, topic_or_error = _sign_and_send(rec, action, target, group, points,
+                                                                      valid_until, detail)
         if published is None:
-            sched = store.add_schedule(rec.stakeholder, rec.token_id, body.group, did, points, now,
-                                       body.valid_until_ts_ms, "failed", False, payload.decode())
+            sched = store.add_schedule(rec.stakeholder, rec.token_id, group, did, points, now, valid_until,
+                                       "failed", False, payload.decode())
             refuse(rec, action, target, 502, topic_or_error, dict(detail, schedule_id=sched.schedule_id))
-        sched = store.add_schedule(rec.stakeholder, rec.token_id, body.group, did, points, now,
-                                   body.valid_until_ts_ms, "active", published, payload.decode())
+        sched = store.add_schedule(rec.stakeholder, rec.token_id, group, did, points, now, valid_until,
+                                   "active", published, payload.decode())
         audit(rec, action, target, 201, dict(detail, schedule_id=sched.schedule_id, dispatch_id=did,
                                              published=published))
         return dict(sched.as_dict(), topic=topic_or_error, payload=json.loads(payload))
+
+    @app.post("/v1/goals", tags=["goals"], status_code=201,
+              summary="submit a goal schedule for a group (signed dispatch)")
+    def submit_goal(rec: Goals, body: GoalSubmit) -> dict:
+        detail = {"points": len(body.points), "valid_until_ts_ms": body.valid_until_ts_ms}
+        return _submit(rec, "goal.submit", body.group, [(p.ts_ms, p.goal_kw) for p in body.points],
+                       body.valid_until_ts_ms, detail)
+
+    @app.post("/v1/curtailments", tags=["goals"], status_code=201,
+              summary="submit a curtailment event: the group's enabled kW held at limit_kw from start to end "
+                      "(signed dispatch)")
+    def submit_curtailment(rec: Goals, body: CurtailmentSubmit) -> dict:
+        detail = {"kind": "curtailment", "start_ts_ms": body.start_ts_ms, "end_ts_ms": body.end_ts_ms,
+                  "limit_kw": body.limit_kw}
+        out = _submit(rec, "curtailment.submit", body.group, [(body.start_ts_ms, body.limit_kw)], body.end_ts_ms,
+                      detail, "end_ts_ms")
+        return dict(out, kind="curtailment")
 
     def _own(rec: tok.TokenRecord, schedule_id: int):
         sched = store.schedule(schedule_id)
@@ -297,10 +313,8 @@ def create_app(tokens: tok.TokenStore, store: PortalStore, fleet: FleetView | No
             raise ApiError(404, f"schedule_id: no schedule {schedule_id} of stakeholder {rec.stakeholder!r}")
         return dict(sched.as_dict(), payload=json.loads(sched.payload))
 
-    @app.delete("/v1/goals/{schedule_id}", tags=["goals"],
-                summary="cancel a schedule: the group returns to the controller's fallback goal")
-    def cancel_goal(rec: Goals, schedule_id: ScheduleId) -> dict:
-        action, target = "goal.cancel", f"schedule:{schedule_id}"
+    def _cancel(rec, schedule_id, action):
+        target = f"schedule:{schedule_id}"
         sched = _own(rec, schedule_id)
         if sched is None:
             refuse(rec, action, target, 404, f"schedule_id: no schedule {schedule_id} of stakeholder "
@@ -325,6 +339,16 @@ def create_app(tokens: tok.TokenStore, store: PortalStore, fleet: FleetView | No
         audit(rec, action, target, 200, {"group": sched.group, "cancel_dispatch_id": did, "published": published})
         return dict(store.schedule(schedule_id).as_dict(), sent=True, published=published, topic=topic_or_error,
                     payload=json.loads(payload))
+
+    @app.delete("/v1/goals/{schedule_id}", tags=["goals"],
+                summary="cancel a schedule: the group returns to the controller's fallback goal")
+    def cancel_goal(rec: Goals, schedule_id: ScheduleId) -> dict:
+        return _cancel(rec, schedule_id, "goal.cancel")
+
+    @app.delete("/v1/curtailments/{schedule_id}", tags=["goals"],
+                summary="cancel a curtailment event (a superseding signed dispatch)")
+    def cancel_curtailment(rec: Goals, schedule_id: ScheduleId) -> dict:
+        return _cancel(rec, schedule_id, "curtailment.cancel")
 
     # -- market -----------------------------------------------------------------------------------
     def need_market() -> MarketResults:

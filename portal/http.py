@@ -60,6 +60,24 @@ class GoalSubmit(BaseModel):
         return value
 
 
+class CurtailmentSubmit(BaseModel):
+    """A curtailment event: the group's enabled kW held at `limit_kw` from `start_ts_ms` to
+    `end_ts_ms`, then the controller's fallback goal (a one-step signed dispatch)."""
+    model_config = ConfigDict(extra="forbid")
+    group: str = Field(pattern=ID_PATTERN, description="control group (location id, e.g. 671.1)")
+    start_ts_ms: StrictTs = Field(description="UTC epoch ms the curtailment starts")
+    end_ts_ms: StrictTs = Field(description="UTC epoch ms it ends")
+    limit_kw: float = Field(ge=0, le=MAX_GOAL_KW, allow_inf_nan=False, description="enabled kW allowed meanwhile")
+
+    @field_validator("end_ts_ms")
+    @classmethod
+    def _after_start(cls, value: int, info) -> int:
+        start = info.data.get("start_ts_ms")
+        if start is not None and value <= start:
+            raise ValueError("not after start_ts_ms")
+        return value
+
+
 class TokenCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     stakeholder: str = Field(pattern=ID_PATTERN)
