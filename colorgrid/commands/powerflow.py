@@ -112,9 +112,9 @@ def _solve(path: Path, tol_pu: float, max_iter: int, v_min_pu: float | None, v_m
     build_ms = (time.perf_counter() - t0) * 1000.0
     t0 = time.perf_counter()
     if feeder.controls_on and (feeder.regulators or feeder.cap_controls):
-        res = solve_with_controls(feeder, tol_pu=tol_pu, max_iter=max_iter)
+        res = solve_with_controls(feeder, tol_pu=tol_pu, max_iter=max_iter, net=net)
     else:
-        res = solve(net, tol_pu, max_iter)
+        res = solve(net, tol_pu, max_iter, atoms=net.atoms)
     res.taps = regulator_taps(feeder)
     solve_ms = (time.perf_counter() - t0) * 1000.0
     return feeder, report, res, build_ms, solve_ms

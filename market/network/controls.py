@@ -36,7 +36,7 @@ from market.network.errors import PowerFlowNotConverged
 from market.network.model import CapControl, Feeder, Regulator, Transformer
 from market.network.primitives import _winding_vbase
 from market.network.solver import PowerFlowResult, solve
-from market.network.ybus import build_network
+from market.network.ybus import Network, build_network
 
 
 @dataclass
@@ -205,10 +205,11 @@ def _inverter_actions(feeder: Feeder, res: PowerFlowResult) -> list[Action]:
 
 
 def solve_with_controls(feeder: Feeder, max_control_iter: int = 100, tol_pu: float = 1e-9,
-                        max_iter: int = 200) -> PowerFlowResult:
-    """Power flow with regulators, capacitor controls and Q(V) acting until nothing changes."""
-    net = build_network(feeder)
-    res = solve(net, tol_pu, max_iter)
+                        max_iter: int = 200, net: Network | None = None) -> PowerFlowResult:
+    """Power flow with regulators, capacitor controls and Q(V) acting until nothing changes;
+    `net` = the feeder's network just built (build_network(feeder)), if the caller has it."""
+    net = build_network(feeder) if net is None else net
+    res = solve(net, tol_pu, max_iter, atoms=net.atoms)
     for it in range(1, max_control_iter + 1):
         actions = [a for r in feeder.regulators if r.enabled for a in [_regulator_action(feeder, res, r)] if a]
         actions += [a for c in feeder.cap_controls if c.enabled for a in [_cap_action(feeder, res, c)] if a]
@@ -238,6 +239,7 @@ def solve_feeder(feeder: Feeder, **kw) -> PowerFlowResult:
     """Solve honouring `feeder.controls_on` (False: taps and capacitor states held)."""
     if feeder.controls_on:
         return solve_with_controls(feeder, **kw)
-    res = solve(build_network(feeder), kw.get("tol_pu", 1e-9), kw.get("max_iter", 200))
+    net = build_network(feeder)
+    res = solve(net, kw.get("tol_pu", 1e-9), kw.get("max_iter", 200), atoms=net.atoms)
     res.taps = regulator_taps(feeder)
     return res

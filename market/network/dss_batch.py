@@ -49,6 +49,12 @@ class ClassBatch:
             return np.zeros(0)
         return self._api.get_float64_array(self._lib.Batch_GetFloat64S, self._batch, self.n, prop.encode())
 
+    def ints(self, prop: str) -> np.ndarray:
+        """An integer (or enumerated) property as the engine's integer."""
+        if not self.n:
+            return np.zeros(0, np.int32)
+        return self._api.get_int32_array(self._lib.Batch_GetInt32S, self._batch, self.n, prop.encode())
+
     def strings(self, prop: str) -> list[str]:
         if not self.n:
             return []
@@ -89,3 +95,30 @@ def class_floats(cls: str, props: tuple[str, ...]) -> dict[str, np.ndarray]:
         cols = [batch.floats(p) for p in props]
         table = np.column_stack(cols) if cols and batch.n else np.zeros((batch.n, len(props)))
         return dict(zip(batch.names, table))
+
+
+def bus_table() -> tuple[list[str], list[float], list[list[int]]]:
+    """(bus names, kV base of each bus (line-to-neutral), node numbers of each bus) of the whole
+    circuit in three engine calls (`Alt_BusBatch_GetFloat64FromFunc` over `Alt_Bus_GetListPtr`,
+    `Circuit.AllNodeNames`), instead of activating every bus."""
+    import opendssdirect as dss
+
+    api = _api()
+    lib, raw, ffi = api.lib, api.lib_unpatched, api.ffi
+    names = dss.Circuit.AllBusNames()
+    n = len(names)
+    if n == 0:
+        return [], [], []
+    buses = lib.Alt_Bus_GetListPtr()
+    kv = api.get_float64_array(lib.Alt_BusBatch_GetFloat64FromFunc, buses, n,
+                               ffi.addressof(raw, "Alt_Bus_Get_kVBase")).tolist()
+    counts = api.get_int32_array(lib.Alt_BusBatch_GetInt32FromFunc, buses, n,
+                                 ffi.addressof(raw, "Alt_Bus_Get_NumNodes")).tolist()
+    flat = [int(s.rsplit(".", 1)[1]) for s in dss.Circuit.AllNodeNames()]
+    if len(flat) != sum(counts):
+        raise RuntimeError(f"OpenDSS reports {sum(counts)} bus nodes but names {len(flat)}")
+    nodes, at = [], 0
+    for c in counts:
+        nodes.append(flat[at:at + c])
+        at += c
+    return names, kv, nodes

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from market.network.dss_batch import ClassBatch, class_floats
+from market.network.dss_batch import ClassBatch, bus_table, class_floats
 from market.network.errors import OpenDSSImportError, UnsupportedElementError
 from market.network.model import (Bus, Capacitor, Feeder, Generator, Line, Load, ShuntReactor, Source,
                                   Transformer, Winding)
@@ -101,12 +101,10 @@ def _buses() -> dict[str, Bus]:
     out: dict[str, Bus] = {}
     has_inv = any(e.lower().startswith("invcontrol.") for e in dss.Circuit.AllElementNames())
     used = _nodes_of_power_elements() if has_inv else None
-    bus = dss.Bus
-    for i, name in enumerate(dss.Circuit.AllBusNames()):
-        dss.Circuit.SetActiveBusi(i)
+    for name, kv, nodes in zip(*bus_table()):
         name = name.lower()
-        nodes = [int(k) for k in bus.Nodes() if used is None or (name, int(k)) in used]
-        out[name] = Bus(name, tuple(sorted(nodes)), float(bus.kVBase()), lo, hi)
+        nodes = [k for k in nodes if used is None or (name, k) in used]
+        out[name] = Bus(name, tuple(sorted(nodes)), float(kv), lo, hi)
     return out
 
 
@@ -226,47 +224,62 @@ def _reactors() -> tuple[list[Line], list[ShuntReactor]]:
 
 
 def _transformers() -> list[Transformer]:
-    """Every enabled transformer, winding by winding; %noloadloss, %imag and ppm_antifloat of
-    all of them in one batch read each (dss_batch) instead of a text query per element."""
-    dss = _dss()
-    extra = class_floats("transformer", ("%noloadloss", "%imag", "ppm_antifloat"))
+    """Every enabled transformer: the properties of all of them in one batch read each
+    (dss_batch), per winding only what the engine keeps per active winding (neutral impedance,
+    tap range and steps), through the Transformers iterator."""
+    with ClassBatch("transformer") as batch:
+        on = [i for i, en in enumerate(batch.enabled()) if en]
+        lists = {p: [_items(x) for x in batch.strings(p)] for p in ("conns", "kvs", "kvas", "%rs", "taps", "buses")}
+        nums = {p: batch.floats(p).tolist() for p in ("xhl", "xht", "xlt", "%noloadloss", "%imag", "ppm_antifloat")}
+        phases = batch.ints("phases").tolist()
+        orders = dict(zip(on, batch.node_orders(on)))
+        names = batch.names
+    per_winding = _winding_settings()
     out = []
-    ok = dss.Transformers.First()
-    while ok:
-        name = dss.Transformers.Name()
-        if dss.CktElement.Enabled():
-            out.append(_transformer(name, extra[name.lower()]))
-        ok = dss.Transformers.Next()
+    for i in on:
+        nc = phases[i] + 1
+        wdgs = []
+        rows, ratings = per_winding[names[i]]
+        for w, (rneut, xneut, tmin, tmax, ntaps) in enumerate(rows):
+            conn = "delta" if lists["conns"][i][w].lower().startswith(("d", "ll")) else "wye"
+            wdgs.append(Winding(lists["buses"][i][w].split(".")[0].lower(), tuple(orders[i][w * nc:(w + 1) * nc]),
+                                conn, float(lists["kvs"][i][w]), float(lists["kvas"][i][w]),
+                                float(lists["%rs"][i][w]), float(lists["taps"][i][w]), rneut, xneut, tmin, tmax, ntaps))
+        _winding_ratings(wdgs, *ratings)
+        xsc = [nums["xhl"][i]]
+        if len(wdgs) == 3:
+            xsc += [nums["xht"][i], nums["xlt"][i]]
+        elif len(wdgs) > 3:
+            xsc = _numbers(_query(f"transformer.{names[i]}.xscarray"))
+        out.append(Transformer(names[i], phases[i], wdgs, xsc, nums["%noloadloss"][i], nums["%imag"][i],
+                               nums["ppm_antifloat"][i]))
     return out
 
 
-def _transformer(name: str, extra: np.ndarray) -> Transformer:
-    """The active transformer (the iterator's current element)."""
-    dss = _dss()
-    t = dss.Transformers
-    phases = dss.CktElement.NumPhases()
-    terms = _terminals()
-    windings = []
-    for w in range(1, t.NumWindings() + 1):
-        t.Wdg(w)
-        windings.append(Winding(
-            terms[w - 1][0], terms[w - 1][1], "delta" if t.IsDelta() else "wye", float(t.kV()), float(t.kVA()),
-            float(t.R()), float(t.Tap()), float(t.Rneut()), float(t.Xneut()), float(t.MinTap()), float(t.MaxTap()),
-            int(t.NumTaps())))
-    _winding_ratings(windings)
-    nw = len(windings)
-    xsc = [float(t.Xhl())]
-    if nw == 3:
-        xsc += [float(t.Xht()), float(t.Xlt())]
-    elif nw > 3:
-        xsc = _numbers(_query(f"transformer.{name}.xscarray"))
-    return Transformer(name, phases, windings, xsc, float(extra[0]), float(extra[1]), float(extra[2]))
+def _items(text: str) -> list[str]:
+    """The entries of an array property as the engine prints it: "[wye, delta, ]" -> ["wye", "delta"]."""
+    return [t for t in re.split(r"[\s,\[\]\(\)\"']+", text) if t]
 
 
-def _winding_ratings(windings: list[Winding]) -> None:
+def _winding_settings() -> dict[str, tuple[list[tuple[float, float, float, float, int]], tuple[float, float]]]:
+    """{transformer: ([(rneut, xneut, mintap, maxtap, numtaps) per winding], terminal-1 ratings)}:
+    the engine keeps the first for the active winding only (so one Transformers.Wdg per winding)."""
+    t = _dss().Transformers
+    out = {}
+    ok = t.First()
+    while ok:
+        rows = []
+        for w in range(1, t.NumWindings() + 1):
+            t.Wdg(w)
+            rows.append((float(t.Rneut()), float(t.Xneut()), float(t.MinTap()), float(t.MaxTap()), int(t.NumTaps())))
+        out[t.Name().lower()] = rows, _ratings()
+        ok = t.Next()
+    return out
+
+
+def _winding_ratings(windings: list[Winding], norm: float, emerg: float) -> None:
     """OpenDSS rates winding 1 (normhkva/phases over its phase kV); winding w gets the same
     per-unit rating on its own kVA and kV: I_w = I_1 · (kVA_w/kVA_1) · (kV_1/kV_w)."""
-    norm, emerg = _ratings()
     w1 = windings[0]
     for w in windings:
         scale = (w.kva / w1.kva) * (w1.kv / w.kv)
@@ -297,25 +310,24 @@ def _capacitors() -> list[Capacitor]:
 
 
 def _loads(load_mult: float) -> list[Load]:
-    dss = _dss()
-    vlow = class_floats("load", ("vlowpu",))
+    """Every enabled load, each property of all loads in one batch read (dss_batch)."""
+    with ClassBatch("load") as batch:
+        on = [i for i, en in enumerate(batch.enabled()) if en]
+        f = {p: batch.floats(p).tolist() for p in ("kw", "kvar", "kv", "vminpu", "vmaxpu", "vlowpu", "cvrwatts",
+                                                     "cvrvars")}
+        model, phases = batch.ints("model").tolist(), batch.ints("phases").tolist()
+        status, conn, bus1 = batch.strings("status"), batch.strings("conn"), batch.strings("bus1")
+        zipv = batch.strings("zipv") if 8 in model else None
+        orders = batch.node_orders(on)
+        names = batch.names
     out = []
-    ld, ce = dss.Loads, dss.CktElement
-    ok = ld.First()
-    while ok:
-        name = ld.Name()
-        if ce.Enabled():
-            order = ce.NodeOrder()
-            bus = ce.BusNames()[0].split(".")[0].lower()
-            nodes = tuple(order[:ce.NumConductors()])
-            model = int(ld.Model())
-            zipv = tuple(float(z) for z in ld.ZipV()) if model == 8 else None
-            mult = load_mult if int(ld.Status()) == 0 else 1.0  # fixed (1) and exempt (2) ignore LoadMult
-            out.append(Load(name, bus, nodes, int(ce.NumPhases()), float(ld.kW()) * mult, float(ld.kvar()) * mult,
-                            float(ld.kV()), "delta" if ld.IsDelta() else "wye", model, zipv, float(ld.Vminpu()),
-                            float(ld.Vmaxpu()), float(vlow[name.lower()][0]), float(ld.CVRwatts()),
-                            float(ld.CVRvars())))
-        ok = ld.Next()
+    for i, order in zip(on, orders):
+        mult = load_mult if status[i].strip().lower().startswith("v") else 1.0  # fixed and exempt ignore LoadMult
+        conn_i = "delta" if conn[i].strip().lower().startswith(("d", "ll")) else "wye"
+        out.append(Load(names[i], bus1[i].split(".")[0].lower(), tuple(order), phases[i], f["kw"][i] * mult,
+                        f["kvar"][i] * mult, f["kv"][i], conn_i, model[i],
+                        tuple(_numbers(zipv[i])) if model[i] == 8 else None, f["vminpu"][i], f["vmaxpu"][i],
+                        f["vlowpu"][i], f["cvrwatts"][i], f["cvrvars"][i]))
     return out
 
 

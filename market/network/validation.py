@@ -23,7 +23,7 @@ def _check_amps(where: str, attr: str, value: float) -> None:
 
 
 def _check_limits(where: str, v_min_pu: float, v_max_pu: float) -> None:
-    if not (np.isfinite(v_min_pu) and np.isfinite(v_max_pu) and 0 < v_min_pu < v_max_pu):
+    if not (math.isfinite(v_min_pu) and math.isfinite(v_max_pu) and 0 < v_min_pu < v_max_pu):
         raise InvalidLimitError(f"{where}: voltage limits need 0 < v_min_pu < v_max_pu, "
                                         f"got {v_min_pu!r}, {v_max_pu!r}")
 

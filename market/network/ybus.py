@@ -53,6 +53,7 @@ class Network:
     atom_a: np.ndarray | None = None  # build-time load/DER atoms (from/to node, −1 ground) ...
     atom_b: np.ndarray | None = None
     atom_yd: np.ndarray | None = None  # ... and their nominal admittances (S): ydn = C·diag(atom_yd)·Cᵀ
+    atoms: object = None  # injections.Atoms of the feeder's loads/DER as they were at build time
     reduced_cache: dict = field(default_factory=dict, repr=False, compare=False)  # solver.solve_reduced
 
     @property
@@ -170,7 +171,7 @@ def build_network(feeder: Feeder, previous: Network | None = None,
     _check_islands(y, nodes, sidx)
     i_src = np.zeros(n, complex)
     i_src[sidx] += source_norton_a(feeder.source)
-    ydn, (atom_a, atom_b, atom_yd) = load_admittance(feeder, index, n)
+    ydn, (atom_a, atom_b, atom_yd), atoms = load_admittance(feeder, index, n)
     try:
         lu = splu((y + ydn).tocsc())
     except RuntimeError as exc:  # singular factor
@@ -181,12 +182,13 @@ def build_network(feeder: Feeder, previous: Network | None = None,
         vbase = np.where(vbase > 0, vbase, np.maximum(v0, 1.0))
     ms = (time.perf_counter() - t0) * 1000.0
     return Network(feeder, nodes, index, y, ydn, lu, i_src, vbase, blocks, term_y, term_rows, sidx, ms,
-                   atom_a, atom_b, atom_yd)
+                   atom_a, atom_b, atom_yd, atoms)
 
 
 def load_admittance(feeder: Feeder, index, n: int):
-    """(C·diag(y_d)·Cᵀ, (atom from-nodes, atom to-nodes, y_d)): node matrix C·diag(y_d)·Cᵀ of the
-    nominal load/DER admittances at build time, and the per-atom admittances (reduced.py).
+    """(C·diag(y_d)·Cᵀ, (atom from-nodes, atom to-nodes, y_d), atoms): node matrix C·diag(y_d)·Cᵀ of
+    the nominal load/DER admittances at build time, the per-atom admittances (reduced.py) and the
+    atoms themselves (`Network.atoms`: a solve right after the build need not compile them again).
 
     As in OpenDSS, loads and generators are represented in the factorized matrix by a nominal
     admittance (loads: Yeq = conj(S)/Vbase²; generators: |S|/Vbase² conductance) and the solver
@@ -198,7 +200,7 @@ def load_admittance(feeder: Feeder, index, n: int):
     at = compile_atoms(feeder, index, n)
     yeq = np.conj(at.s_va) / at.vb ** 2
     yd = np.where(at.kind == GEN, np.abs(at.s_va) / at.vb ** 2, yeq)
-    return (at.incidence @ sp.diags(yd) @ at.incidence.T).tocsc(), (at.a, at.b, yd)
+    return (at.incidence @ sp.diags(yd) @ at.incidence.T).tocsc(), (at.a, at.b, yd), at
 
 
 def _stack_terminals(blocks: list[ElementBlock], n: int) -> tuple[sp.csr_matrix, np.ndarray]:
