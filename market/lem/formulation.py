@@ -13,7 +13,9 @@ Sign conventions of the rows whose duals make the prices (Pyomo: dual = ∂objec
 """
 from __future__ import annotations
 
+import numpy as np
 import pyomo.environ as pe
+from pyomo.core.expr.numeric_expr import LinearExpression
 
 from market.lem.network_data import CriticalSet
 
@@ -139,19 +141,29 @@ def constraint_system_balance(m) -> None:
 
 
 def _rows(m, ids: list[str], t: int, kind: str) -> dict:
-    iv = m.net.intervals[t]
-    have = iv.line_ids if kind == "line" else iv.voltage_locations
-    pos = {x: i for i, x in enumerate(have)}
+    cache = m.__dict__.setdefault("_row_positions", {})
+    pos = cache.get((kind, t))
+    if pos is None:
+        iv = m.net.intervals[t]
+        have = iv.line_ids if kind == "line" else iv.voltage_locations
+        pos = cache[(kind, t)] = {x: i for i, x in enumerate(have)}
     missing = [x for x in ids if x not in pos]
     if missing:
         raise KeyError(f"critical set names {kind} rows the network data does not hold: {missing}")
     return pos
 
 
-def _linear(m, row, t: int):
-    """(Σ_l a_l p_net[l,t], Σ_l a_l p⁰_l) for a row a of a sensitivity matrix (zeros skipped)."""
+def _linear(m, row, t: int, slack, sign: float):
+    """(Σ_l a_l p_net[l,t] + sign·slack, Σ_l a_l p⁰_l) for a row a of a sensitivity matrix (zeros
+    skipped), as one LinearExpression (a dense row built term by term costs seconds in Pyomo)."""
+    cache = m.__dict__.setdefault("_p_net_by_t", {})
+    p = cache.get(t)
+    if p is None:
+        p = cache[t] = [m.p_net[loc, t] for loc in m.L]
     p0 = m.net.intervals[t].base_injection_kw
-    expr = sum(float(a) * m.p_net[loc, t] for loc, a in zip(m.L, row) if a != 0.0)
+    nz = np.nonzero(row)[0]
+    expr = LinearExpression(constant=0.0, linear_coefs=[float(row[j]) for j in nz] + [sign],
+                            linear_vars=[p[j] for j in nz] + [slack])
     return expr, float(row @ p0)
 
 
@@ -161,10 +173,11 @@ def constraint_line_flow(m) -> None:
         def rule(_, k, t):
             iv = m.net.intervals[t]
             i = _rows(m, [k], t, "line")[k]
-            expr, at0 = _linear(m, iv.ptdf[i], t)
             if sign > 0:
-                return expr - m.slack_line_over[k, t] <= float(iv.flow_max_kw[i] - iv.base_flow_kw[i]) + at0
-            return expr + m.slack_line_under[k, t] >= float(-iv.flow_max_kw[i] - iv.base_flow_kw[i]) + at0
+                expr, at0 = _linear(m, iv.ptdf[i], t, m.slack_line_over[k, t], -1.0)
+                return expr <= float(iv.flow_max_kw[i] - iv.base_flow_kw[i]) + at0
+            expr, at0 = _linear(m, iv.ptdf[i], t, m.slack_line_under[k, t], 1.0)
+            return expr >= float(-iv.flow_max_kw[i] - iv.base_flow_kw[i]) + at0
         return rule
     m.constraint_line_flow_max = pe.Constraint(m.K, m.T, rule=side(+1))
     m.constraint_line_flow_min = pe.Constraint(m.K, m.T, rule=side(-1))
@@ -176,10 +189,11 @@ def constraint_voltage(m) -> None:
         def rule(_, v, t):
             iv = m.net.intervals[t]
             i = _rows(m, [v], t, "voltage")[v]
-            expr, at0 = _linear(m, iv.dv_dp[i], t)
             if sign > 0:
-                return expr - m.slack_voltage_high[v, t] <= float(iv.v_max_pu[i] - iv.base_v_pu[i]) + at0
-            return expr + m.slack_voltage_low[v, t] >= float(iv.v_min_pu[i] - iv.base_v_pu[i]) + at0
+                expr, at0 = _linear(m, iv.dv_dp[i], t, m.slack_voltage_high[v, t], -1.0)
+                return expr <= float(iv.v_max_pu[i] - iv.base_v_pu[i]) + at0
+            expr, at0 = _linear(m, iv.dv_dp[i], t, m.slack_voltage_low[v, t], 1.0)
+            return expr >= float(iv.v_min_pu[i] - iv.base_v_pu[i]) + at0
         return rule
     m.constraint_voltage_max = pe.Constraint(m.V, m.T, rule=side(+1))
     m.constraint_voltage_min = pe.Constraint(m.V, m.T, rule=side(-1))

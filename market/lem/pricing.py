@@ -57,7 +57,7 @@ class Clearing:
     slacks: list[SlackUse]
     uplift_usd: dict[str, float]
     integers: dict[str, float]
-    values: dict[str, float] = field(default_factory=dict)   # the MIP solution by variable name (a MIP start)
+    values: dict[tuple, float] = field(default_factory=dict)  # the MIP solution by (component, index): a MIP start
     mip_bound_usd: float | None = None     # the proven lower bound on the MIP optimum
 
 
@@ -137,12 +137,12 @@ def pricing_lp(market: Market, net: NetworkData, critical: CriticalSet | None, v
 
 
 def clear_dam(market: Market, net: NetworkData, critical: CriticalSet | None = None,
-              mip_rel_gap: float = 1e-7, start: dict[str, float] | None = None,
+              mip_rel_gap: float = 1e-7, start: dict[tuple, float] | None = None,
               timings: dict[str, float] | None = None, fixed: dict[str, float] | None = None) -> Clearing:
     """The MIP (to `mip_rel_gap`), then the pricing LP; checks the LP against the MIP and the price
     decomposition. The model is built and compiled into HiGHS once: the MIP is solved, its integers
     fixed and relaxed in place, and the same HiGHS model re-solved as the LP (the same LP that
-    `pricing_lp` builds afresh). `start`: a MIP start, variable values by name (e.g. `Clearing.values`
+    `pricing_lp` builds afresh). `start`: a MIP start, values by (component, index) (e.g. `Clearing.values`
     of a previous clearing). `timings`, when given, receives build_s, compile_s, mip_s, lp_s.
     `fixed`: variables held at a value by name (e.g. the day-ahead commitments in the real-time market,
     `unit_on[0,3]`); they enter HiGHS as constants."""
@@ -159,10 +159,10 @@ def clear_dam(market: Market, net: NetworkData, critical: CriticalSet | None = N
     if start:
         hm.set_start(start)
     obj = hm.solve("clearing MIP")
-    bound = float(hm.h.getInfo().mip_dual_bound) if hm.integer.size else obj
+    bound = hm.bound if hm.integer.size else obj
     values = integer_values(mip)
     t3 = time.perf_counter()
-    mip_values = {v.name: v.value for v in hm.columns}
+    mip_values = hm.values_by_key()
     hm.fix_integers(values)
     lp, lp_obj = mip, hm.solve("pricing LP", duals=True)
     t4 = time.perf_counter()

@@ -71,6 +71,23 @@ def build_dam(market: Market, net: NetworkData, critical: CriticalSet | None = N
     return m
 
 
+MODE_TOL_KW = 1e-6  # charge and discharge both above this: the storage mode is made a binary
+INTEGRAL_TOL = 1e-6  # an integer column this close to an integer in the LP relaxation counts as integral
+
+
+def _storage_mode_pairs(m: pe.ConcreteModel, columns) -> np.ndarray:
+    """(k × 3) column positions of each storage mode binary with its charge and discharge columns."""
+    col = {id(v): j for j, v in enumerate(columns)}
+    out = []
+    if hasattr(m, "storage_charging"):
+        for idx, mode in m.storage_charging.items():
+            j = col.get(id(mode))
+            c, d = col.get(id(m.storage_charge[idx])), col.get(id(m.storage_discharge[idx]))
+            if j is not None and c is not None and d is not None:
+                out.append((j, c, d))
+    return np.array(out, dtype=np.int32).reshape(-1, 3)
+
+
 HIGHS_OPTIONS = {"output_flag": False, "dual_feasibility_tolerance": 1e-10, "primal_feasibility_tolerance": 1e-9}
 
 
@@ -83,7 +100,7 @@ class HighsModel:
     of that Pyomo constraint, the convention `pricing.dlmp_components` states. Nothing is read before
     HiGHS reports `Optimal` (`ClearingError` otherwise)."""
 
-    def __init__(self, m: pe.ConcreteModel, options: dict | None = None):
+    def __init__(self, m: pe.ConcreteModel, options: dict | None = None, lp_first: bool = True):
         info = LinearStandardFormCompiler().write(m, mixed_form=True)
         self.m, self.rows, self.columns = m, list(info.rows), list(info.columns)
         a = info.A.tocsc()
@@ -101,10 +118,13 @@ class HighsModel:
         self.integer = np.array([j for j, v in enumerate(self.columns) if v.is_integer() or v.is_binary()], dtype=np.int32)
         lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
         lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_ = a.indptr, a.indices, a.data
+        self.mode_pairs = _storage_mode_pairs(m, self.columns)  # (mode, charge, discharge) columns
+        lazy = set(self.mode_pairs[:, 0].tolist())
         if self.integer.size:
             integrality = np.full(len(self.columns), highspy.HighsVarType.kContinuous)
-            integrality[self.integer] = highspy.HighsVarType.kInteger
+            integrality[[j for j in self.integer if j not in lazy]] = highspy.HighsVarType.kInteger
             lp.integrality_ = list(integrality)
+        self.lazy_modes = np.array(sorted(lazy), dtype=np.int32)  # storage modes left continuous so far
         with capture_output(capture_fd=True):  # HiGHS prints its banner on construction
             self.h = highspy.Highs()
         for key, value in {**HIGHS_OPTIONS, **(options or {})}.items():
@@ -113,18 +133,34 @@ class HighsModel:
         if status != highspy.HighsStatus.kOk:
             raise ClearingError("compile", f"HiGHS refused the model ({status})")
         self.relaxed = not self.integer.size
+        self.lp_first, self.lp_relaxation_exact = lp_first, False
+        self.bound: float | None = None
+        self._start, self._keys = None, None
         # free variables that no row or objective term holds (any value in bounds is optimal): 0 clipped
         seen = {id(v) for v in self.columns}
         self.unused = [v for v in m.component_data_objects(pe.Var, descend_into=True) if not v.fixed and id(v) not in seen]
 
-    def set_start(self, values: dict[str, float]) -> int:
-        """Offer a MIP start: column values by variable name (e.g. the previous clearing's solution;
-        missing names start at 0). HiGHS checks it, completes it from its integer values if it is not
+    def column_keys(self) -> list[tuple]:
+        """(component name, index) of every column, e.g. ("unit_on", (0, 3)): a variable's key across
+        models built from the same market (cheaper than Pyomo's string names)."""
+        if self._keys is None:
+            key = {id(v): (comp.local_name, idx) for comp in self.m.component_objects(pe.Var, descend_into=True)
+                   for idx, v in comp.items()}
+            self._keys = [key[id(v)] for v in self.columns]
+        return self._keys
+
+    def values_by_key(self) -> dict[tuple, float]:
+        """{column key: value} of the last solve (a MIP start for the next model: `set_start`)."""
+        return {k: v.value for k, v in zip(self.column_keys(), self.columns)}
+
+    def set_start(self, values: dict[tuple, float]) -> int:
+        """Offer a MIP start: column values by `column_keys` (e.g. the previous clearing's solution;
+        missing keys start at 0). HiGHS checks it, completes it from its integer values if it is not
         feasible as given, and keeps it as the first incumbent. Returns the number of values used."""
         x = np.zeros(len(self.columns))
         n = 0
-        for j, v in enumerate(self.columns):
-            val = values.get(v.name)
+        for j, key in enumerate(self.column_keys()):
+            val = values.get(key)
             if val is not None:
                 x[j], n = val, n + 1
         if n:
@@ -132,10 +168,10 @@ class HighsModel:
             sol.col_value = list(x)
             sol.value_valid = True
             self.h.setSolution(sol)
+            self._start = sol
         return n
 
-    def solve(self, stage: str, duals: bool = False) -> float:
-        """Run HiGHS; ClearingError unless optimal; load the values (and `m.dual` when asked)."""
+    def _run(self, stage: str):
         self.h.run()
         status = self.h.getModelStatus()
         if status != highspy.HighsModelStatus.kOptimal:
@@ -143,6 +179,67 @@ class HighsModel:
         sol = self.h.getSolution()
         if not sol.value_valid:
             raise ClearingError(stage, "optimal but no primal values")
+        return sol
+
+    def _set_integrality(self, cols: np.ndarray, integer: bool) -> None:
+        kind = highspy.HighsVarType.kInteger if integer else highspy.HighsVarType.kContinuous
+        self.h.changeColsIntegrality(len(cols), cols.astype(np.int32), np.full(len(cols), kind))
+
+    def _simultaneous(self, x: np.ndarray) -> np.ndarray:
+        """Lazy storage mode columns whose unit charges and discharges at once in `x`."""
+        pairs = self.mode_pairs[np.isin(self.mode_pairs[:, 0], self.lazy_modes)]
+        return pairs[(x[pairs[:, 1]] > MODE_TOL_KW) & (x[pairs[:, 2]] > MODE_TOL_KW), 0]
+
+    def _with_modes(self, sol, x: np.ndarray):
+        """The solution with every lazy (continuous) storage mode at 1 where its unit charges, else 0."""
+        pairs = self.mode_pairs[np.isin(self.mode_pairs[:, 0], self.lazy_modes)]
+        x[pairs[:, 0]] = (x[pairs[:, 1]] > MODE_TOL_KW).astype(float)
+        sol.col_value = list(x)
+        return sol
+
+    def _run_lp_first(self, stage: str):
+        """The LP relaxation; its solution if every integer column is integral there (and no storage
+        charges and discharges at once): then it is optimal for the MIP too (a relaxation's optimum
+        that is feasible), the bound is exact, and the pricing LP re-starts from its basis. None
+        otherwise (integrality restored)."""
+        ints = np.setdiff1d(self.integer, self.lazy_modes)
+        self._set_integrality(ints, False)
+        sol = self._run(stage)
+        x = np.asarray(sol.col_value, float)
+        if np.all(np.abs(x[ints] - np.round(x[ints])) <= INTEGRAL_TOL) and not self._simultaneous(x).size:
+            x[ints] = np.round(x[ints])
+            self.bound, self.lp_relaxation_exact = float(self.h.getInfo().objective_function_value), True
+            return self._with_modes(sol, x)
+        self._set_integrality(ints, True)
+        if self._start is not None:
+            self.h.setSolution(self._start)
+        return None
+
+    def _run_mip(self, stage: str):
+        """The MIP with the storage modes lazy: a mode is made integer only where the solution charges
+        and discharges the unit at once (then re-solved). Exact: the model with the remaining modes
+        continuous is a relaxation (modes carry no cost), and its optimum, with each continuous mode
+        set to 1 where the unit charges and 0 otherwise, is feasible for the full MIP at the same
+        objective. Most clearings need no storage binary at all (no reason to charge and discharge at
+        once while prices are above zero); HiGHS otherwise spends seconds proving what the LP shows."""
+        if self.lp_first and self.integer.size > self.lazy_modes.size:
+            sol = self._run_lp_first(stage)
+            if sol is not None:
+                return sol
+        while True:
+            sol = self._run(stage)
+            x = np.asarray(sol.col_value, float)
+            self.bound = float(self.h.getInfo().mip_dual_bound) if self.integer.size > self.lazy_modes.size \
+                else float(self.h.getInfo().objective_function_value)
+            both = self._simultaneous(x)
+            if not both.size:
+                return self._with_modes(sol, x)
+            self._set_integrality(both, True)
+            self.lazy_modes = np.setdiff1d(self.lazy_modes, both).astype(np.int32)
+
+    def solve(self, stage: str, duals: bool = False) -> float:
+        """Run HiGHS; ClearingError unless optimal; load the values (and `m.dual` when asked)."""
+        sol = self._run(stage) if self.relaxed else self._run_mip(stage)
         for v, x in zip(self.columns, sol.col_value):
             v.set_value(float(x), skip_validation=True)
         for v in self.unused:
@@ -156,7 +253,7 @@ class HighsModel:
             m.dual = pe.Suffix(direction=pe.Suffix.IMPORT)
             for row, y in zip(self.rows, sol.row_dual):
                 m.dual[row.constraint] = m.dual.get(row.constraint, 0.0) + float(y)
-        obj = pe.value(m.objective)
+        obj = float(self.h.getInfo().objective_function_value)  # = the Pyomo objective (fixed terms in the offset)
         if not np.isfinite(obj):
             raise ClearingError(stage, f"objective {obj}")
         return obj
@@ -170,9 +267,12 @@ class HighsModel:
             self.h.changeColsIntegrality(len(self.integer), self.integer,
                                          np.full(len(self.integer), highspy.HighsVarType.kContinuous))
         for v in self.m.component_data_objects(pe.Var, descend_into=True):
-            if v.is_integer() or v.is_binary():
+            if v.is_integer() or v.is_binary():  # what core.relax_integer_vars does, without its walk
+                lb, ub = v.bounds
+                v.domain = pe.Reals
+                v.setlb(lb)
+                v.setub(ub)
                 v.fix(values[v.name])
-        pe.TransformationFactory("core.relax_integer_vars").apply_to(self.m)
         self.relaxed = True
 
 
