@@ -88,7 +88,7 @@ class ReadOnlyRegistry:
         when another connection commits), so many readers between two rounds share one parse."""
         with self._lock:
             cached = getattr(self, "_gateways", None)
-        version = self._query("PRAGMA data_version")[0][0]
+        version = self.version()
         if cached is not None and cached[0] == version:
             return list(cached[1])
         rows = self._query("SELECT gateway_id, group_name, bd_seq, inventory_json, online, birth_ts_ms, "
@@ -105,6 +105,10 @@ class ReadOnlyRegistry:
 
     def last_round_id(self) -> int:
         return int(self._query("SELECT MAX(round_id) FROM command")[0][0] or 0)
+
+    def version(self) -> int:
+        """SQLite's `data_version`: changes whenever another connection (the controller) commits."""
+        return int(self._query("PRAGMA data_version")[0][0])
 
     def close(self) -> None:
         with self._lock:
@@ -360,28 +364,65 @@ class FleetView:
         return out
 
     # -- groups ----------------------------------------------------------------------------------
-    def groups(self, now_ms: int | None = None) -> dict[str, dict]:
-        """Per group: gateways (total, online), devices, capacity, tier names, latest vector and
-        round; with `now_ms` also `health` (gateways per HEALTH state) and `vector_in_force`."""
+    def _stamp(self):
+        """What the per-group state is a function of: the registry's data version and rounds.csv's
+        identity and size; None when the registry cannot tell (FakeRegistry: no caching)."""
+        version = getattr(self.registry, "version", None)
+        if version is None:
+            return None
+        path = self.results.find("rounds.csv")
+        try:
+            st = path.stat() if path is not None else None
+        except OSError:
+            st = None
+        return (version(), str(path), st and (st.st_ino, st.st_size, st.st_mtime_ns))
+
+    def _group_base(self) -> dict[str, dict]:
+        """Per group what does not depend on the time asked: computed once per change of the
+        sources (`_stamp`), so many readers between two rounds share one computation."""
+        stamp = self._stamp()
+        cached = getattr(self, "_base", None)
+        if stamp is not None and cached is not None and cached[0] == stamp:
+            return cached[1]
         gws = self.registry.gateways()
         rounds = self.latest_rounds()
         vectors = self.latest_vectors()
-        names = sorted({r.group for r in gws} | set(rounds) | set(vectors))
+        members: dict[str, list] = {}
+        for r in gws:
+            members.setdefault(r.group, []).append(r)
         out = {}
-        for g in names:
-            members = [r for r in gws if r.group == g]
-            tiers = Counter(tuple((r.inventory or {}).get("tiers") or ()) for r in members)
-            extra = {}
-            if now_ms is not None:
-                health = Counter(_health(r.online, vectors.get(g), now_ms) for r in members)
-                extra = {"health": {h: health.get(h, 0) for h in HEALTH},
-                         "vector_in_force": bool(vectors.get(g)) and now_ms <= vectors[g]["expiry_ms"]}
-            out[g] = {"group": g, "gateways": len(members), "online": sum(r.online for r in members),
-                      "offline": sum(not r.online for r in members), **extra,
-                      "devices": sum(int((r.inventory or {}).get("devices") or 0) for r in members),
-                      "capacity_kw": sum(float((r.inventory or {}).get("capacity_w") or 0) for r in members) / 1000.0,
+        for g in sorted(set(members) | set(rounds) | set(vectors)):
+            group_members = members.get(g, [])
+            tiers = Counter(tuple((r.inventory or {}).get("tiers") or ()) for r in group_members)
+            online = sum(r.online for r in group_members)
+            out[g] = {"group": g, "gateways": len(group_members), "online": online,
+                      "offline": len(group_members) - online,
+                      "devices": sum(int((r.inventory or {}).get("devices") or 0) for r in group_members),
+                      "capacity_kw": sum(float((r.inventory or {}).get("capacity_w") or 0)
+                                         for r in group_members) / 1000.0,
                       "tiers": list(tiers.most_common(1)[0][0]) if tiers else [],
                       "latest_vector": vectors.get(g), "latest_round": rounds.get(g)}
+        if stamp is not None:
+            self._base = (stamp, out)
+        return out
+
+    def groups(self, now_ms: int | None = None) -> dict[str, dict]:
+        """Per group: gateways (total, online), devices, capacity, tier names, latest vector and
+        round; with `now_ms` also `health` (gateways per HEALTH state: `_health` of each member,
+        which for a group is its online members online or stale as its vector is in force or
+        not) and `vector_in_force`."""
+        out = {}
+        for g, base in self._group_base().items():
+            row = dict(base)
+            if now_ms is not None:
+                vector = base["latest_vector"]
+                in_force = bool(vector) and vector.get("expiry_ms") is not None and now_ms <= vector["expiry_ms"]
+                row["health"] = {"online": base["online"] if in_force else 0,
+                                 "stale": 0 if in_force else base["online"], "offline": base["offline"]}
+                row["vector_in_force"] = in_force
+                row = {k: row[k] for k in ("group", "gateways", "online", "offline", "health", "vector_in_force",
+                                           "devices", "capacity_kw", "tiers", "latest_vector", "latest_round")}
+            out[g] = row
         return out
 
     # -- command log -----------------------------------------------------------------------------

@@ -1,0 +1,28 @@
+"""The per-group state is computed once per change of its sources (registry data version,
+rounds.csv size) and shared by the readers in between: a change of either is seen on the next
+read, and health follows the clock without a change."""
+from cloud.registry import SqliteRegistry
+from portal.fleet import FleetView, ReadOnlyRegistry, ResultsFolder
+from tests.portal.conftest import NOW, write_registry, write_rounds
+
+
+def test_cached_group_state_follows_its_sources(tmp_path):
+    write_registry(tmp_path / "registry.db")
+    (tmp_path / "res").mkdir()
+    write_rounds(tmp_path / "res" / "rounds.csv")
+    view = FleetView(ReadOnlyRegistry(tmp_path / "registry.db"), ResultsFolder(tmp_path / "res"))
+    first = view.groups(NOW)
+    assert view.groups(NOW)["671.1"]["latest_round"] is first["671.1"]["latest_round"]     # shared
+    assert first["671.1"]["health"] == {"online": 1, "stale": 0, "offline": 1}
+    # the vector of round 101 expires at NOW + 2000: health follows the clock, nothing re-read
+    assert view.groups(NOW + 2001)["671.1"]["health"] == {"online": 0, "stale": 1, "offline": 1}
+    with (tmp_path / "res" / "rounds.csv").open("a") as fh:
+        fh.write("204.0,102,671.1,33.0,schedule,33.0,False,29.0,False,1,1,0,0,5.5,10.0,13.5,0,0,1,0.1,0,0\n")
+    assert view.groups(NOW)["671.1"]["latest_round"]["goal_kw"] == 33.0
+    reg = SqliteRegistry(tmp_path / "registry.db")                  # the controller commits
+    reg.record_birth("gw-9", "671.1", 1, {"devices": 3, "tiers": ["a"], "capacity_w": 1000}, NOW)
+    reg.log_command(102, "671.1", NOW, NOW + 6000, '{"p_on":[1],"p_off":[0],"round_id":102}')
+    reg.close()
+    after = view.groups(NOW + 3000)["671.1"]
+    assert after["gateways"] == 3 and after["latest_vector"]["round_id"] == 102
+    assert after["health"] == {"online": 2, "stale": 0, "offline": 1}
