@@ -5,6 +5,7 @@
     colorgrid market clear --feeder ieee13 --offers curve/offers.json --out lem/
     colorgrid vpp dispatch --portfolio P --curves curve/curves.json --schedule lem/schedule.csv \
                            --hmac-key-file vpp.key [--broker mqtt://…] --out dispatch/
+    colorgrid vpp ven      --vtn-url URL --ven-name N --portfolio P --db vpp.db --out ven/   (colorgrid/commands/vpp_ven.py)
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def add_arguments(parser) -> None:
     from colorgrid.args import count, existing_file, fraction, non_negative_int, positive_float
     from colorgrid.results import add_out_argument
 
-    sub = parser.add_subparsers(dest="action", required=True, metavar="ingest|curve|dispatch")
+    sub = parser.add_subparsers(dest="action", required=True, metavar="ingest|curve|dispatch|ven")
     ing = sub.add_parser("ingest", help="add fleet telemetry to the yield statistics (SQLite)")
     ing.add_argument("--portfolio", required=True, type=existing_file, metavar="P.toml|P.json", help="the VPP's portfolio")
     ing.add_argument("--db", required=True, metavar="vpp.db", help="SQLite yield store (created if missing)")
@@ -55,6 +56,9 @@ def add_arguments(parser) -> None:
     dis.add_argument("--broker", default=None, metavar="URL", help="publish each location's schedule (retained, QoS 1)")
     dis.add_argument("--timeout-s", type=positive_float, default=10.0, help="broker timeout per publish (default 10)")
     add_out_argument(dis, required=True)
+    from colorgrid.commands import vpp_ven   # the OpenADR VEN (extra [openadr]): its own module
+
+    vpp_ven.add_arguments(sub)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -68,6 +72,10 @@ def _error(prog: str, message: str) -> int:
 
 
 def run(args) -> int:
+    if args.action == "ven":
+        from colorgrid.commands import vpp_ven
+
+        return vpp_ven.run(args, _error, _one_line, _portfolio, _group_map)
     return {"ingest": _ingest, "curve": _curve, "dispatch": _dispatch}[args.action](args)
 
 

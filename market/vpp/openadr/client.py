@@ -100,9 +100,10 @@ class OpenleadrVen:
         return self.client is not None and bool(self.client.registration_id)
 
     async def _on_event(self, event: dict) -> str:
+        now_ms = int(time.time() * 1000)
+        decision = self.ven.handle_event(event, now_ms, publish=False)   # here: the yield store's thread
         # in a worker thread: publishing a dispatch waits for the broker's PUBACK
-        loop = asyncio.get_running_loop()
-        decision = await loop.run_in_executor(None, self.ven.handle_event, event, int(time.time() * 1000))
+        await asyncio.get_running_loop().run_in_executor(None, self.ven.publish_goals, now_ms)
         return decision.opt
 
     async def _report(self, location: str):

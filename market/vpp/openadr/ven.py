@@ -91,10 +91,12 @@ class Ven:
         self.tiers = tuple(tiers)          # sheddable tiers, for the goals.csv columns
         self.record = VenRecord()
         self._published_until: dict[str, int] = {}
+        self.unpublished = False
         self._last_dispatch_id = 0
 
-    def handle_event(self, event_dict: Mapping, received_ms: int | None = None) -> Decision:
-        """Decide on one event (new, updated or cancelled), apply it to the goals and publish."""
+    def handle_event(self, event_dict: Mapping, received_ms: int | None = None, publish: bool = True) -> Decision:
+        """Decide on one event (new, updated or cancelled), apply it to the goals and publish
+        (with publish=False the caller calls `publish_goals` later, e.g. from a worker thread)."""
         now = self.clock_ms() if received_ms is None else int(received_ms)
         try:
             event = event_from_dict(event_dict)
@@ -103,11 +105,17 @@ class Ven:
             self._log(decision, None, now)
             return decision
         decision = self.mapper.decide(event, now)
-        changed = self.goal.apply(decision)
+        self.unpublished |= self.goal.apply(decision)
         self._log(decision, event, now)
-        if self.publisher is not None and changed:
-            self._publish(now)
+        if publish:
+            self.publish_goals(now)
         return decision
+
+    def publish_goals(self, now: int) -> None:
+        """Publish every location's schedule if the goals changed since the last publication."""
+        if self.publisher is not None and self.unpublished:
+            self.unpublished = False
+            self._publish(now)
 
     def _log(self, decision: Decision, event, now: int) -> None:
         level = logging.INFO if decision.opt_in else logging.WARNING

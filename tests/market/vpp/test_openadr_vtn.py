@@ -70,7 +70,7 @@ class Vtn:
                          for _, value in data]
 
     def event(self, values, signal_type="setpoint", start_in_min=10, minutes=15):
-        start = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(minutes=start_in_min)
+        start = (datetime.now(timezone.utc) + timedelta(minutes=start_in_min)).replace(microsecond=0)
         opt = asyncio.get_running_loop().create_future()
         self.server.add_event(ven_id="ven-1", signal_name="LOAD_DISPATCH", signal_type=signal_type,
                               intervals=[{"dtstart": start + timedelta(minutes=minutes * i),
