@@ -17,7 +17,9 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${need_apt[@]}"
 fi
 
-"$PY" -m pip install -q -e '.[test,evm]'
+"$PY" -m pip install -q -e '.[test,evm,openadr]'
+# the OpenADR VEN tests run against a real openleadr VTN: with the extra installed, require it
+export COLORGRID_REQUIRE_OPENADR=1
 
 # MicroPython (WebAssembly build) used to execute the edge_agent core's tests under real MicroPython.
 if [ -f tools/mpy_wasm/package.json ]; then
