@@ -9,12 +9,12 @@ dispatched goals → delivered vs cleared per location·interval (dispatch.csv) 
 DLMPs → P2P trades on a signed ledger with DLMP network charges → report.html.
 
 Simulated time (colorgrid/commands/day_fleet.py): 2-s rounds; by default each market hour is a
-300-s window (compression factor 12), `--no-compression` runs the real day. Real-time (5-min)
-re-clearing needs an RTM in market/lem, which it does not have yet: day-ahead only (`rtm: false`).
+300-s window (compression factor 12), `--no-compression` runs the real day. `--rtm`: every hour is
+re-cleared as 12 real-time 5-min intervals by the LEM's RTM when the fleet first reaches it, with
+the latest fleet state (colorgrid/commands/day_rtm.py, market/vpp/realtime.py); default day-ahead only.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import secrets
 import sys
@@ -58,6 +58,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--density", type=positive_float, default=1.0, help="generated market participants (default 1)")
     parser.add_argument("--p2p-participants", type=non_negative_int, default=100,
                         help="P2P prosumers trading on the ledger with DLMP network charges (default 100; 0: no P2P stage)")
+    parser.add_argument("--rtm", action="store_true",
+                        help="re-clear every hour as 12 real-time 5-min intervals (market.lem.rtm) with the latest "
+                             "fleet state; default: day-ahead only")
     parser.add_argument("--no-report", action="store_true", help="skip the PNGs and report.html")
     parser.add_argument("--out", metavar="DIR", default="colorgrid-day", help="results folder (default ./colorgrid-day)")
 
@@ -107,11 +110,6 @@ def vpp_locations(feeder, limit: int | None) -> list[tuple[str, float]]:
             kw[node] = kw.get(node, 0.0) + p / len(phases)
     ranked = sorted(kw.items(), key=lambda x: (-x[1], x[0]))[:limit]
     return sorted(ranked)
-
-
-def rtm_available() -> bool:
-    """Whether market/lem has a real-time market module to re-clear 5-min intervals with."""
-    return importlib.util.find_spec("market.lem.rtm") is not None
 
 
 def run(args) -> int:
@@ -252,10 +250,10 @@ class _Day:
         f("status", result.status)
         f("iterations", len(result.iterations))
         f("violations_left", len(result.violations))
-        f("rtm", False)
-        f("rtm_note", "day-ahead only: market/lem has no real-time market (market.lem.rtm) to re-clear 5-min "
-                      "intervals with" if not rtm_available() else
-                      "market.lem.rtm exists but colorgrid day does not call it yet: day-ahead only")
+        f("rtm", bool(a.rtm))
+        f("rtm_note", "each hour re-cleared as 12 x 5-min real-time intervals (market.lem.rtm) with the latest "
+                      "fleet state; delivered judged against the real-time reduction, settled at the DA DLMPs"
+                      if a.rtm else "day-ahead only (--rtm re-clears 5-min real-time intervals)")
         return market, result, books
 
     def dispatch(self, curves, lem):
@@ -275,7 +273,14 @@ class _Day:
         for line in plan.clipped:
             print(f"      clipped: {line}")
         self.out.figure("clipped", list(plan.clipped))
-        self.plan = plan
+        self.plan, self.rt = plan, None
+        if self.args.rtm:
+            from colorgrid.commands.day_rtm import HourClearer
+            from market.vpp.realtime import RealTimeGoal
+
+            market, result, _ = lem
+            self.rt = HourClearer(market, result, self.feeder)
+            self.goal = RealTimeGoal(plan, curves, self.rt, fallback=self.goal)
         return plan, cleared
 
     def fleet_dispatched(self, plan, cleared) -> None:
@@ -286,18 +291,31 @@ class _Day:
         factor = HOUR_MS / 1000.0 / a.sim_s_per_interval
         self.stages.start("fleet_dispatched", f"the fleet runs the dispatched goals ({self.n} × {a.sim_s_per_interval:g} s "
                                               f"simulated at 2-s rounds; time compression {factor:g})")
+        from colorgrid.commands.day_rtm import RTM_COLUMNS, RtmFailed
+
         t0 = time.perf_counter()
-        run = run_dispatched(self.fleet, self.devices_csv, self.goal, DAY_START_MS, HOUR_MS, self.n, a.sim_s_per_interval)
+        try:
+            run, clock = run_dispatched(self.fleet, self.devices_csv, self.goal, DAY_START_MS, HOUR_MS, self.n,
+                                        a.sim_s_per_interval)
+        except RtmFailed as exc:
+            raise _Fail(str(exc)) from None
         wall = time.perf_counter() - t0
+        rt_wall = sum(self.rt.seconds) if self.rt is not None else 0.0
+        reference = None
+        if self.rt is not None:
+            out.write_csv("rtm.csv", RTM_COLUMNS, self.rt.rows)
+            out.figure("rtm_hours_cleared", len(self.rt.seconds))
+            out.figure("rtm_clear_s", rt_wall, "s")
+            reference = lambda loc, t_s: self.goal.reduction_kw(loc, clock.market_ms(int(round(t_s * 1000))))  # noqa: E731
         rows, tracking = measure(self.fleet, self.base_res, run, plan, self.curves, cleared, a.sim_s_per_interval,
-                                 a.settle_s)
+                                 a.settle_s, reference)
         out.write_csv("dispatch.csv", dispatch_columns(self.curves.tiers), [r.cells() for r in rows])
         out.write_csv("tracking.csv", TRACKING_COLUMNS, tracking)
         f = out.figure
         f("devices", self.fleet.per_loc * len(self.locs))
         f("vpp_locations", len(self.locs))
         f("fleet_rounds", int(run.t_s.size))
-        f("fleet_ms_per_round", 1000.0 * wall / max(1, run.t_s.size), "ms")
+        f("fleet_ms_per_round", 1000.0 * (wall - rt_wall) / max(1, run.t_s.size), "ms")
         f("time_compression", {"compressed": factor > 1.0 + 1e-9, "factor": factor,
                                "sim_s_per_interval": a.sim_s_per_interval, "interval_h": 1.0,
                                "default": f"{DEFAULT_SIM_S:g} s per 1-h interval (factor {3600 / DEFAULT_SIM_S:g}); "

@@ -103,11 +103,14 @@ def run_dispatched(fleet: Fleet, devices_csv, goal, day_start_ms: int, interval_
 
     compressed = Compressed(RenamedGroups(goal, fleet.names), day_start_ms, int(WARM_S * 1000),
                             int(round(sim_s_per_interval * 1000)), interval_ms)
-    return run_scenario(fleet.config(devices_csv, WARM_S, sim_s_per_interval * n), goal=compressed)
+    return run_scenario(fleet.config(devices_csv, WARM_S, sim_s_per_interval * n), goal=compressed), compressed
 
 
-def measure(fleet: Fleet, base_res, run, plan, curves, cleared, sim_s_per_interval: float, settle_s: float):
-    """(DispatchRow per location·interval, tracking rows) of the dispatched run (module docstring)."""
+def measure(fleet: Fleet, base_res, run, plan, curves, cleared, sim_s_per_interval: float, settle_s: float,
+            reference=None):
+    """(DispatchRow per location·interval, tracking rows) of the dispatched run (module docstring).
+    `reference(location, t_s)`: the reduction in force at simulated t_s (real-time clearing); then
+    an interval's cleared kW is its mean over the judged rounds instead of the day-ahead `cleared`."""
     from market.vpp.checks import DispatchRow
 
     names = fleet.names
@@ -125,7 +128,11 @@ def measure(fleet: Fleet, base_res, run, plan, curves, cleared, sim_s_per_interv
             estimate = run.group_estimate_kw[sel, g]
             goal = run.group_goal_kw[sel, g]
             tiers_on = run.group_enabled_tier_kw[sel, g].mean(axis=0)
-            rows.append(DispatchRow(loc, t, curves.starts_ms[t], base, float(cleared.get((loc, t), 0.0)),
+            if reference is None:
+                ref = float(cleared.get((loc, t), 0.0))
+            else:
+                ref = float(np.mean([reference(loc, float(x)) or 0.0 for x in run.t_s[sel]]))
+            rows.append(DispatchRow(loc, t, curves.starts_ms[t], base, ref,
                                     plan.reduction_kw.get((loc, t), 0.0), plan.goal_kw(loc, t),
                                     base - float(enabled.mean()),
                                     tuple(plan.tier_kw.get((loc, tier, t), 0.0) for tier in curves.tiers),

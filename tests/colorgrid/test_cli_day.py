@@ -238,3 +238,27 @@ def test_bad_flags_are_one_line(tmp_path, capsys):
     assert main(["day", "--no-compression", "--sim-s-per-interval", "600", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--sim-s-per-interval" in err and "--no-compression" in err
+
+
+def test_rtm_recleares_every_hour_within_the_day_ahead_contracts(tmp_path):
+    """--rtm: each hour is 12 real-time 5-min intervals cleared by the LEM's RTM; the VPP offers there
+    only the tiers the day-ahead plan curtails (cap 0 elsewhere), the RTM never clears above a cap,
+    and the fleet delivers the real-time reduction."""
+    iso = tmp_path / "iso.csv"
+    iso.write_text("interval,price_usd_per_mwh\n" + "".join(f"{t},{p}\n" for t, p in enumerate(ISO)))
+    out = tmp_path / "out"
+    assert main(["day", "--intervals", "3", "--devices", "300", "--locations", "3", "--iso-price", str(iso),
+                 "--seed", "2", "--rtm", "--p2p-participants", "0", "--no-report", "--out", str(out)]) == 0
+    summary = _summary(out)
+    assert summary["rtm"] is True and summary["rtm_hours_cleared"] == 3
+    planned = {(r["location"], int(r["interval"]), tier): float(r[f"{tier}_planned_kw"])
+               for r in _rows(out / "dispatch.csv") for tier in TIERS}
+    rows = _rows(out / "rtm.csv")
+    assert len(rows) == 3 * 12 * 3 * 2
+    for r in rows:
+        cap, rt = float(r["cap_kw"]), float(r["rt_cleared_kw"])
+        assert rt <= cap + 1e-6, r
+        if planned[(r["location"], int(r["hour"]), r["tier"])] <= 1e-6:
+            assert cap == 0.0, r
+    assert any(float(r["rt_cleared_kw"]) > 0 for r in rows)
+    assert summary["delivery_rms_pct"] <= TOLERANCE_PCT and summary["contract_violations"] == []
