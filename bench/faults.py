@@ -27,8 +27,9 @@ Per scenario:
 - vectors_lost: vectors the controller logged as published after its (re)connection (rounds.csv,
   up to one round before it was stopped) that a gateway never received. Target 0.
 - load_step_pct: the largest change of the fleet's enabled kW between two consecutive rounds in
-  which every gateway reported, from control back to the end (the controller's recovery), in %
-  of the fleet's demand; beside it the largest step in the steady state before the fault
+  which every gateway reported, from the round before the first vector of the (re)started
+  controller reached a gateway to the end (the controller's recovery, its very first round
+  included), in % of the fleet's demand; beside it the largest step in the steady state before the fault
   (switching noise at a constant goal) and, not judged, the step between the fault and control
   back (the gateways' own fail-safe restoring their demand). Target: <= --ramp-pct-per-round
   plus that steady-state noise.
@@ -198,6 +199,15 @@ def current_n(world: World) -> int:
     return (world.clock.now_ms() - world.clock.origin_ms) // world.spec.round_ms
 
 
+def control_back_n(world: World, above_round: int) -> int:
+    """The round before the first one a vector above `above_round` could act in: steps from it
+    on are the (re)started controller's (its very first round's step included), earlier ones the
+    gateways' own fail-safe."""
+    t_ms = world.fleet.first_accept_ms(above_round)
+    t_ms = world.clock.now_ms() if t_ms is None else t_ms
+    return (t_ms - world.clock.origin_ms) // world.spec.round_ms - 1
+
+
 def finish(world: World, out: Outcome, ctl_out: Path, ctl_proc, connected_ms: float, round_before: int,
            fault_n: int, rebirths0: int, back_n: int, settle_s: float = 6.0) -> None:
     """Common tail: run `settle_s`, stop the controller, count what was lost."""
@@ -243,7 +253,8 @@ def broker_kill(world: World, out: Outcome) -> None:
     gap = world.wait_controlled(max(round_before, world.issued_after(up_ms)), 30.0)
     out.figures["control_gap_s"] = gap if gap is not None else float("inf")
     out.checks[f"control back <= {GAP_TARGET_S:g} s"] = gap is not None and gap <= GAP_TARGET_S
-    finish(world, out, world.tmp / "ctl", ctl, up_ms, round_before, fault_n, rebirths0, current_n(world))
+    finish(world, out, world.tmp / "ctl", ctl, up_ms, round_before, fault_n, rebirths0,
+           control_back_n(world, round_before))
 
 
 def controller_kill(world: World, out: Outcome, with_db: bool) -> None:
@@ -258,7 +269,7 @@ def controller_kill(world: World, out: Outcome, with_db: bool) -> None:
     started_ms = world.clock.now_ms()
     second = world.controller("ctl2", db)
     gap = world.wait_controlled(max(round_before, world.issued_after(started_ms)), 30.0)
-    back_n = current_n(world)
+    back_n = control_back_n(world, round_before)
     out.figures["control_gap_s"] = gap if gap is not None else float("inf")
     out.checks[f"control back <= {GAP_TARGET_S:g} s"] = gap is not None and gap <= GAP_TARGET_S
     replays = sum(1 for a in world.fleet.agents for _, r in a.rejections if "replay" in r)

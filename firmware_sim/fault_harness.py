@@ -68,6 +68,7 @@ class RecordingFleet:
         self.accepted: dict[str, list[int]] = {}
         self.last_accept: dict[str, float] = {}
         self.commands: dict[str, list[str]] = {}
+        self.accept_log: list[tuple[int, str, int]] = []   # (clock ms, gateway, round id) per accept
         for agent in self.worker.agents:
             self._instrument(agent)
         self._stop = threading.Event()
@@ -85,6 +86,7 @@ class RecordingFleet:
             if reason == "":
                 accepted.append(msg["round_id"])
                 self.last_accept[gid] = time.monotonic()
+                self.accept_log.append((self.worker.clock.now_ms(), gid, msg["round_id"]))
             return reason
 
         def recording_cmd_check(msg, now_ms):
@@ -121,6 +123,12 @@ class RecordingFleet:
         now = time.monotonic()
         return all(not a.fail_safe and now - self.last_accept.get(a.gateway_id, -1e9) <= max_age_s
                    for a in self.agents)
+
+    def first_accept_ms(self, above_round: int) -> int | None:
+        """Clock ms of the first vector with a round id above `above_round` any gateway accepted
+        (the moment a (re)started controller's control reached the fleet), None if none."""
+        times = [t for t, _, rid in list(self.accept_log) if rid > above_round]
+        return min(times) if times else None
 
     def rebirths(self) -> int:
         return sum(cmds.count("rebirth") for cmds in self.commands.values())

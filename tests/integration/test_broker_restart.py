@@ -75,3 +75,55 @@ def test_broker_restart_reconnect_rebirth_no_vector_lost(tmp_path, hard):
         if fleet is not None:
             fleet.stop()
         broker.close()
+
+
+@pytest.mark.parametrize("hard", [False, True], ids=["sigterm", "sigkill"])
+def test_broker_restart_gateways_back_first_asks_no_rebirth(tmp_path, hard):
+    """bench.faults broker_kill (issue 16): when the gateways were back before the controller,
+    each one's new birth (QoS 1) waited in the controller's persistent session while its QoS-0
+    states were dropped, and the controller asked every gateway for a rebirth ("session gap (seq
+    7 after 0)"). Nothing was lost that a rebirth would bring back: none is asked."""
+    import random
+
+    from edge_agent.reconnect import Backoff
+
+    broker = MosquittoBroker(persistence=True, workdir=str(tmp_path)).start()
+    fleet = ctl = None
+    try:
+        clock = SimClock(1.0)
+        spec = FleetSpec("127.0.0.1", broker.port, gateways=6, devices_per_gateway=10, round_s=ROUND_S,
+                         fail_safe_s=3.0, t_ref_s=(1.0, 0.5, 1.0, 0.5), clock_spec=clock.spec(), key=KEY,
+                         thermostatic_fraction=0.0, seed=22)
+        fleet = FleetThread(spec).start()
+        core = ControllerCore("ctlq", ConstantGoal(0.5 * fleet.total_w() / 1000.0), "k1", KEY,
+                              round_ms=int(ROUND_S * 1000))
+        ctl = ControllerThread(core, "127.0.0.1", broker.port, clock).start()
+        fleet.wait_for(lambda ag: all(not a.fail_safe and a.vector_round_id > 0 for a in ag), 15.0)
+        time.sleep(1.5)   # autosave (1 s) writes the sessions: matters for the SIGKILL case
+        ctl.service.backoff = Backoff(random.Random(5), 8_000, 8_000)   # back 4-8 s after a loss
+        round_before = core.round_id
+        broker.stop(hard=hard)
+        time.sleep(1.0)
+        broker.start()
+        svc = ctl.service
+        assert fleet.wait_for(lambda ag: all(a.connected and a.metrics["births"] >= 2 for a in ag), 10.0) is not None
+        assert svc.connects == 1, "the controller must come back after the gateways for this case"
+        time.sleep(4 * ROUND_S)            # the gateways report (QoS 0) while the controller is away
+        deadline = time.monotonic() + 15.0
+        while svc.connects < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert svc.connects == 2, "controller not back"
+        resumed = fleet.wait_for(lambda ag: all(not a.fail_safe and a.vector_round_id > round_before
+                                                for a in ag), 10.0)
+        assert resumed is not None
+        time.sleep(core.resync_grace_ms / 1000.0 + 4 * ROUND_S)   # past the grace: deferred ones sent
+        for a in fleet.agents:             # the controller follows every gateway's new session
+            assert core.aggregator.sessions[a.gateway_id].bd_seq == a.bd_seq
+            assert a.metrics["commands"] == 0
+        assert core.aggregator.counters["rebirth_requests"] == 0
+    finally:
+        if ctl is not None:
+            ctl.stop()
+        if fleet is not None:
+            fleet.stop()
+        broker.close()
