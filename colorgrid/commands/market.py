@@ -37,6 +37,12 @@ def add_arguments(parser) -> None:
                      help="ISO price per interval (interval,price_usd_per_mwh), replaces the offers' ISO curve")
     clr.add_argument("--intervals", type=count, default=None,
                      help="dam: check the offers cover N intervals; rtm: N 5-min intervals (default 12)")
+    clr.add_argument("--ledger", default=None, metavar="FILE.sqlite",
+                     help="dam: append the settlement to this signed ledger (created if new; `colorgrid ledger verify`)")
+    clr.add_argument("--ledger-seed", type=non_negative_int, default=0,
+                     help="seed of the ledger's operator, validator and meter keys (default 0)")
+    clr.add_argument("--ledger-start-ms", type=non_negative_int, default=0,
+                     help="UTC epoch ms of interval 0 on the ledger (default 0); a later day appends after it")
     clr.add_argument("--max-iterations", type=count, default=8, help="clearings with the AC power flow (default 8)")
     clr.add_argument("--mip-gap", type=float_range(0.0, 0.1), default=1e-4, help="relative MIP gap (default 1e-4)")
     add_out_argument(clr, required=True)
@@ -149,6 +155,8 @@ def _clear(args) -> int:
     from market.network import PowerFlowNotConverged
 
     prog = f"{PROG} clear"
+    if args.ledger and args.horizon == "rtm":
+        return _error(prog, "argument --ledger: only the day-ahead settlement is booked on the ledger (use --horizon dam)")
     if args.load_shape not in (None, "flat") and not Path(args.load_shape).is_file():
         return _error(prog, f"argument --load-shape: file not found: {args.load_shape}")
     times: dict[str, float] = {}
@@ -200,9 +208,35 @@ def _clear(args) -> int:
     times["write_s"] = time.perf_counter() - t4
     _figures(out, result, books, times)
     _block_figures(out, market, result, block_rows, excluded)
+    if args.ledger:
+        code = _ledger(prog, args, out, market, books, feeder.name)
+        if code:
+            return code
     out.finish()
     _print(out, result)
     return _verdict(prog, result)
+
+
+def _ledger(prog, args, out, market, books, feeder_name) -> int:
+    """Append the settlement to the signed ledger; its figures into summary.json; 0 or an exit code."""
+    from market.lem.ledger_entries import append_settlement
+    from market.settlement.errors import SettlementError as LedgerRuleError
+
+    try:
+        rep = append_settlement(args.ledger, books, market.interval_h, args.ledger_seed, args.ledger_start_ms,
+                                f"lem:{feeder_name}")
+    except LedgerRuleError as exc:
+        return _error(prog, f"argument --ledger: {_one_line(exc)}")
+    except OSError as exc:
+        return _error(prog, f"argument --ledger: cannot write {args.ledger}: {exc.strerror or exc}")
+    out.figure("ledger", {"path": rep.path, "created": rep.created, "entries": rep.entries, "first_seq": rep.first_seq,
+                          "last_seq": rep.last_seq, "checkpoint_period": rep.checkpoint_period,
+                          "minted_ntok": rep.minted_ntok, "pool_residual_ntok": rep.pool_residual_ntok,
+                          "rounding_bound_ntok": rep.rounding_bound_ntok,
+                          "operator_public_hex": rep.operator_public_hex})
+    print(f"ledger: {rep.entries} entries appended to {rep.path} (seq {rep.first_seq}..{rep.last_seq}, checkpoint "
+          f"{rep.checkpoint_period}); verify: colorgrid ledger verify {rep.path}")
+    return 0
 
 
 def clear_dam_blocks(args, market, feeder, shape):

@@ -105,6 +105,22 @@ def test_rtm_reads_the_dam_folder_holds_its_commitments_and_settles_two_ways(cle
     assert summary["horizon"] == "rtm" and summary["rt_intervals"] == 6 and summary["held_commitments"] > 0
 
 
+def test_clear_appends_the_settlement_to_a_ledger_that_verifies(tmp_path, capsys):
+    (tmp_path / "offers.json").write_text(json.dumps(MARKET))
+    argv = ["market", "clear", "--feeder", IEEE13, "--offers", str(tmp_path / "offers.json"), "--load-shape", "flat",
+            "--max-iterations", "1", "--ledger", str(tmp_path / "lem.sqlite"), "--ledger-seed", "3"]
+    assert main(argv + ["--out", str(tmp_path / "a")]) in (0, 2)
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())["figures"]
+    assert summary["ledger"]["created"] and summary["ledger"]["entries"] > 20
+    led = summary["ledger"]   # the pool keeps only the rounding of Wh, prices and rents to integers
+    assert abs(led["pool_residual_ntok"]) <= led["rounding_bound_ntok"] + 1e9 * summary["balance_gap_usd"]
+    capsys.readouterr()
+    assert main(["ledger", "verify", str(tmp_path / "lem.sqlite")]) == 0
+    # the same day again: its meter readings are already there
+    assert main(argv + ["--out", str(tmp_path / "b")]) == 2
+    assert "--ledger" in _one_line(capsys)
+
+
 def test_te_run_accepts_the_dlmp_file(cleared, tmp_path):
     _, out = cleared
     code = main(["te", "run", "--dlmp-csv", str(out / "dlmp.csv"), "--intervals", "4", "--participants", "12",
