@@ -53,6 +53,14 @@ REALM = "colorgrid"
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 
 
+def _fast_json(obj: Any) -> Response:
+    """JSON of plain dicts/lists/numbers/text, encoded straight with `json.dumps` (non-finite
+    floats as null): the fleet reads skip FastAPI's generic encoder, which costs ~5 ms for the
+    state of 1,000 gateways (bench.api); the OpenAPI schema of the route is unchanged."""
+    return Response(json.dumps(_json_safe(obj), separators=(",", ":"), allow_nan=False).encode(),
+                    media_type="application/json")
+
+
 # ---- the app ------------------------------------------------------------------------------------
 def create_app(tokens: tok.TokenStore, store: PortalStore, fleet: FleetView | None = None,
                market: MarketResults | None = None, ledger: LedgerReader | None = None,
@@ -184,7 +192,7 @@ def create_app(tokens: tok.TokenStore, store: PortalStore, fleet: FleetView | No
     @app.get("/v1/fleet/groups", tags=["fleet"], summary="state per control group and tier")
     def groups(rec: Fleet) -> dict:
         view, now = need_fleet(), clock()
-        return {"ts_ms": now, "groups": [g for name, g in view.groups(now).items() if rec.may_group(name)]}
+        return _fast_json({"ts_ms": now, "groups": [g for name, g in view.groups(now).items() if rec.may_group(name)]})
 
     @app.get("/v1/fleet/groups/{group}", tags=["fleet"], summary="one group's state per tier")
     def group(rec: Fleet, group: Group) -> dict:
@@ -200,7 +208,7 @@ def create_app(tokens: tok.TokenStore, store: PortalStore, fleet: FleetView | No
             check_group(rec, group)
         now = clock()
         rows = [g for g in need_fleet().gateways(group, now) if rec.may_group(g["group"])]
-        return {"ts_ms": now, "gateways": rows}
+        return _fast_json({"ts_ms": now, "gateways": rows})
 
     @app.get("/v1/fleet/gateways/{gateway_id}", tags=["fleet"], summary="one gateway's twin")
     def gateway(rec: Fleet, gateway_id: Group) -> dict:
@@ -216,8 +224,8 @@ def create_app(tokens: tok.TokenStore, store: PortalStore, fleet: FleetView | No
         if group is not None:
             check_group(rec, group)
         series = need_fleet().round_series(limit)
-        return {"ts_ms": clock(), "groups": [s for g, s in sorted(series.items())
-                                             if rec.may_group(g) and (group is None or g == group)]}
+        return _fast_json({"ts_ms": clock(), "groups": [s for g, s in sorted(series.items())
+                                                        if rec.may_group(g) and (group is None or g == group)]})
 
     @app.get("/v1/fleet/series", tags=["fleet"],
              summary="the stored time series: goal, achieved and tracking error per group and round")
@@ -228,7 +236,7 @@ def create_app(tokens: tok.TokenStore, store: PortalStore, fleet: FleetView | No
         if group is not None:
             check_group(rec, group)
         rows = [r.as_dict() for r in store.series(group, since_ts_ms, until_ts_ms, None) if rec.may_group(r.group)]
-        return {"rows": _json_safe(rows[-limit:]), "total": len(rows)}
+        return _fast_json({"rows": rows[-limit:], "total": len(rows)})
 
     @app.get("/v1/commands", tags=["fleet"], summary="command log: control vectors published, newest first")
     def commands(rec: Fleet, group: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
