@@ -1,6 +1,6 @@
 """The VEN against a real openleadr VTN (`openleadr.OpenADRServer`) on a free loopback port, in the
-same asyncio loop: registration, a LOAD_DISPATCH event the VEN opts in to (goals per interval as
-computed by hand, the signed schedule retained on a real mosquitto and accepted by the controller's
+same asyncio loop: registration, a LOAD_DISPATCH event with a ramp-up the VEN opts in to (goals per
+interval and on the ramp as computed by hand, the signed schedule retained on a real mosquitto and accepted by the controller's
 DispatchGoal), telemetry reports arriving at the VTN, and an event it opts out of.
 
 openleadr is the optional extra `[openadr]`. scripts/test.sh installs it and sets
@@ -69,14 +69,20 @@ class Vtn:
         self.reports += [(ven_id, repr(resource_id) if not isinstance(resource_id, str) else resource_id, value)
                          for _, value in data]
 
-    def event(self, values, signal_type="setpoint", start_in_min=10, minutes=15):
+    def event(self, values, signal_type="setpoint", start_in_min=10, minutes=15, ramp_up_min=None):
         start = (datetime.now(timezone.utc) + timedelta(minutes=start_in_min)).replace(microsecond=0)
         opt = asyncio.get_running_loop().create_future()
-        self.server.add_event(ven_id="ven-1", signal_name="LOAD_DISPATCH", signal_type=signal_type,
-                              intervals=[{"dtstart": start + timedelta(minutes=minutes * i),
-                                          "duration": timedelta(minutes=minutes), "signal_payload": v}
-                                         for i, v in enumerate(values)],
-                              targets_by_type={"resource_id": ["671.1"]}, callback=opt)
+        event_id = self.server.add_event(ven_id="ven-1", signal_name="LOAD_DISPATCH", signal_type=signal_type,
+                                         intervals=[{"dtstart": start + timedelta(minutes=minutes * i),
+                                                     "duration": timedelta(minutes=minutes), "signal_payload": v}
+                                                    for i, v in enumerate(values)],
+                                         targets_by_type={"resource_id": ["671.1"]}, callback=opt)
+        if ramp_up_min is not None:
+            # openleadr 0.5.36's add_raw_event looks for event_descriptor.active_period, never finds it and
+            # rebuilds the active period from the intervals, dropping ramp_up_period; put it back (same
+            # loop tick: the VEN has not polled yet) so that x-eiRampUp goes out in the XML
+            queued = next(e for e in self.server.events["ven-1"] if e.event_descriptor.event_id == event_id)
+            openleadr.utils.setmember(queued, "active_period.ramp_up_period", timedelta(minutes=ramp_up_min))
         return start, opt
 
 
@@ -119,11 +125,13 @@ async def test_event_opt_in_goals_dispatch_and_reports(mosquitto):
     try:
         await client.start()
         assert client.registered and vtn.offers == [("671.1", "RealPower", "W", "k")]
-        # setpoints 70 and 45 kW (baseline 100): reductions 30 and 55 ≤ 70 flexible → opt in
-        start, opt = vtn.event([70.0, 45.0])
+        # setpoints 70 and 45 kW (baseline 100): reductions 30 and 55 ≤ 70 flexible → opt in; 5-min ramp
+        start, opt = vtn.event([70.0, 45.0], ramp_up_min=5)
         assert await asyncio.wait_for(opt, TIMEOUT_S) == "optIn"
         t0 = int(start.timestamp() * 1000)
+        assert ven.record.events[0]["ramp_up_ms"] == 300_000        # x-eiRampUp arrived
         assert [goal.goal_kw("671.1", t0 + m * 60_000) for m in (0, 14, 15, 29)] == pytest.approx([70, 70, 45, 45])
+        assert goal.goal_kw("671.1", t0 - 150_000) == pytest.approx(85.0)    # halfway down the ramp from 100
         assert goal.source("671.1", t0) == SOURCE_OPENADR and goal.goal_kw("671.1", t0 + 30 * 60_000) == 180.0
         await until(lambda: ven.record.published == 1)
         controller = DispatchGoal({"vpp": KEY}, fallback=ConstantGoal(180.0))
@@ -131,6 +139,8 @@ async def test_event_opt_in_goals_dispatch_and_reports(mosquitto):
         assert controller.offer("671.1", payload, int(time.time() * 1000)) == ""
         assert controller.goal_kw("671.1", t0 + 60_000) == 70.0 and controller.source("671.1", t0) == SOURCE_DISPATCH
         assert controller.goal_kw("671.1", t0 + 16 * 60_000) == 45.0
+        assert controller.goal_kw("671.1", t0 - 150_000) == pytest.approx(85.0)   # the ramp step [−180 s, −120 s)
+        assert controller.goal_kw("671.1", t0 - 301_000) == 180.0                  # before the ramp: fallback
         # telemetry: the fleet's 72.5 kW reaches the VTN as powerReal reports of resource 671.1
         await until(lambda: len(vtn.reports) >= 2)
         assert {r[:2] for r in vtn.reports} == {("ven-1", "671.1")}
