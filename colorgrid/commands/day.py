@@ -326,7 +326,8 @@ class _Day:
 
     def checks(self, lem) -> None:
         """Delivery RMS and contracts from dispatch.csv as written; the AC power flow with delivered loads."""
-        from market.vpp.checks import CONTRACT_COLUMNS, contract_rows, contract_uses, delivery_rms_pct, read_dispatch_csv
+        from market.vpp.checks import (CONTRACT_COLUMNS, ac_with_delivered, contract_rows, contract_uses,
+                                       delivery_rms_pct, read_dispatch_csv)
 
         out, f = self.out, self.out.figure
         self.stages.start("checks", "closed-loop checks: delivered vs cleared, tier contracts, AC power flow with "
@@ -345,36 +346,12 @@ class _Day:
         out.write_csv("contracts.csv", CONTRACT_COLUMNS, contract_rows(uses))
         f("contract_violations", [u.why() for u in uses if not u.ok])
         market, result, _ = lem
-        found, new = self.ac_with_delivered(market, result, {(r.location, r.interval): r.delivered_kw for r in rows})
+        found, new = ac_with_delivered(self.feeder, market, result, self.shape,
+                                       {(r.location, r.interval): r.delivered_kw for r in rows})
         f("ac_delivered_violations", len(found))
         f("violations_after_delivery", len(new))
         out.write_csv("violations_delivered.csv", ["interval", "kind", "where", "value", "limit", "unit", "new"],
                       [[v.interval, v.kind, v.where, v.value, v.limit, v.unit, v in new] for v in found])
-
-    def ac_with_delivered(self, market, result, delivered: dict) -> tuple[list, list]:
-        """The AC power flow of every interval with the VPP's delivered (not cleared) reduction:
-        (violations, those the market's final AC check did not have)."""
-        import numpy as np
-
-        from market.lem import ACPowerFlow, node_injections
-        from market.lem.iteration import violations_of
-        from market.vpp import parse_offer_id
-
-        schedule = {k: np.asarray(v, float).copy() for k, v in result.clearing.schedule_kw.items()}
-        for loc in self.locs:
-            ids = [r for r in schedule if (parse_offer_id(r) or ("", ""))[0] == loc]
-            for t in range(self.n):
-                total = sum(schedule[r][t] for r in ids)
-                want = delivered[(loc, t)]
-                for r in ids:                       # scale the location's tiers to what was delivered
-                    schedule[r][t] = schedule[r][t] * want / total if total > 1e-9 else 0.0
-                if total <= 1e-9 and ids and abs(want) > 1e-9:
-                    schedule[ids[0]][t] = want
-        inj = node_injections(market, result.net, schedule)
-        ac = ACPowerFlow(self.feeder)
-        found = [v for t in range(self.n) for v in violations_of(ac.solve(t, self.shape[t], inj[:, t]))]
-        known = {(v.interval, v.kind, v.where) for v in result.violations}
-        return found, [v for v in found if (v.interval, v.kind, v.where) not in known]
 
     def settle_vpp(self, lem) -> None:
         from colorgrid.commands.day_money import money_per_tier, vpp_settlement

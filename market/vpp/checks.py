@@ -20,6 +20,9 @@ undispatched enabled kW − its true enabled kW in the interval).
   holding's kW, default 2 %: the law's switching noise stays below). Per UTC day: hours = curtailed
   intervals × interval_h, events = runs of consecutive curtailed intervals, and (with `issued_ms`)
   the notice before the first one; each against the tier's contract.
+- **AC with delivered loads** (`ac_with_delivered`): the LEM's AC power flow of every interval with
+  the delivered reductions; violations the market's final AC check did not have are the ones
+  delivery added (`violations_after_delivery`).
 """
 from __future__ import annotations
 
@@ -179,10 +182,30 @@ def contract_rows(uses: Iterable[ContractUse]) -> list[list]:
              u.max_events, "" if u.notice_min is None else u.notice_min, u.min_notice_min, u.ok] for u in uses]
 
 
-def tier_totals(rows: Iterable[DispatchRow], tiers: Sequence[str]) -> Mapping[str, float]:
-    """Σ delivered kW per tier over the rows (× interval_h = kWh)."""
-    out = {t: 0.0 for t in tiers}
-    for r in rows:
-        for t, kw in zip(tiers, r.delivered_tier_kw):
-            out[t] += kw
-    return out
+def ac_with_delivered(feeder, market, result, shape: Sequence[float],
+                      delivered: Mapping[tuple[str, int], float]) -> tuple[list, list]:
+    """The AC power flow of every interval of a LEM result (`market.lem.iteration.clear_with_ac`)
+    with the VPP's delivered instead of its cleared reduction (each location's tiers scaled to what
+    was delivered there): (violations, those not in the market's own final AC check)."""
+    import numpy as np
+
+    from market.lem import ACPowerFlow, node_injections
+    from market.lem.iteration import violations_of
+    from market.vpp.supply import parse_offer_id
+
+    schedule = {k: np.asarray(v, float).copy() for k, v in result.clearing.schedule_kw.items()}
+    n = len(shape)
+    for loc in sorted({loc for loc, _ in delivered}):
+        ids = [r for r in schedule if (parse_offer_id(r) or ("", ""))[0] == loc]
+        for t in range(n):
+            total = sum(schedule[r][t] for r in ids)
+            want = delivered.get((loc, t), 0.0)
+            for r in ids:
+                schedule[r][t] = schedule[r][t] * want / total if total > 1e-9 else 0.0
+            if total <= 1e-9 and ids and abs(want) > 1e-9:
+                schedule[ids[0]][t] = want
+    inj = node_injections(market, result.net, schedule)
+    ac = ACPowerFlow(feeder)
+    found = [v for t in range(n) for v in violations_of(ac.solve(t, shape[t], inj[:, t]))]
+    known = {(v.interval, v.kind, v.where) for v in result.violations}
+    return found, [v for v in found if (v.interval, v.kind, v.where) not in known]
