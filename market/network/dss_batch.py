@@ -99,8 +99,8 @@ def class_floats(cls: str, props: tuple[str, ...]) -> dict[str, np.ndarray]:
 
 def bus_table() -> tuple[list[str], list[float], list[list[int]]]:
     """(bus names, kV base of each bus (line-to-neutral), node numbers of each bus) of the whole
-    circuit in three engine calls (`Alt_BusBatch_GetFloat64FromFunc` over `Alt_Bus_GetListPtr`,
-    `Circuit.AllNodeNames`), instead of activating every bus."""
+    circuit from the engine's bus pointers (`Alt_Bus_GetListPtr`): the kV bases in one call
+    (`Alt_BusBatch_GetFloat64FromFunc`), the nodes per pointer, without activating any bus."""
     import opendssdirect as dss
 
     api = _api()
@@ -112,13 +112,11 @@ def bus_table() -> tuple[list[str], list[float], list[list[int]]]:
     buses = lib.Alt_Bus_GetListPtr()
     kv = api.get_float64_array(lib.Alt_BusBatch_GetFloat64FromFunc, buses, n,
                                ffi.addressof(raw, "Alt_Bus_Get_kVBase")).tolist()
-    counts = api.get_int32_array(lib.Alt_BusBatch_GetInt32FromFunc, buses, n,
-                                 ffi.addressof(raw, "Alt_Bus_Get_NumNodes")).tolist()
-    flat = [int(s.rsplit(".", 1)[1]) for s in dss.Circuit.AllNodeNames()]
-    if len(flat) != sum(counts):
-        raise RuntimeError(f"OpenDSS reports {sum(counts)} bus nodes but names {len(flat)}")
-    nodes, at = [], 0
-    for c in counts:
-        nodes.append(flat[at:at + c])
-        at += c
+    nodes = []
+    for i in range(n):
+        ptr = ffi.new("int32_t**")
+        cnt = ffi.new("int32_t[4]")
+        lib.Alt_Bus_Get_Nodes(ptr, cnt, buses[i])
+        nodes.append(ffi.unpack(ptr[0], cnt[0]))
+        lib.DSS_Dispose_PInteger(ptr)
     return names, kv, nodes

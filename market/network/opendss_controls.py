@@ -12,6 +12,7 @@ voltage-override bus (`vbus`) or a user model.
 from __future__ import annotations
 
 from market.network.model import CapControl, Regulator
+from market.network.dss_batch import ClassBatch
 from market.network.opendss_import import _activate, _dss, _query
 
 CAP_KINDS = {0: "current", 1: "voltage", 2: "kvar", 3: "time", 4: "pf"}
@@ -38,20 +39,24 @@ def regulators(unsupported: list[str]) -> list[Regulator]:
     """All regcontrols, disabled ones too (held taps are still reported)."""
     dss = _dss()
     out = []
+    checks = (("reversible", _yes), ("cogen", _yes), ("inversetime", _yes), ("vlimit", lambda t: float(t) > 0),
+              ("ldc_z", lambda t: float(t) > 0))
+    with ClassBatch("regcontrol") as batch:  # the text properties of every regcontrol, one call each
+        props = {p: dict(zip(batch.names, batch.strings(p))) for p in ("ptphase", "bus", *(c for c, _ in checks))}
     for name in dss.RegControls.AllNames():
         if name.lower() == "none":
             continue
         dss.RegControls.Name(name)
-        _activate(f"regcontrol.{name}")
         full = f"regcontrol.{name}"
-        pt_phase, pt_select = _phase(_query(f"{full}.ptphase"), full, ("max", "min"), unsupported)
+        _activate(full)
+        prop = {p: values[name.lower()].strip() for p, values in props.items()}
+        pt_phase, pt_select = _phase(prop["ptphase"], full, ("max", "min"), unsupported)
         winding = int(dss.RegControls.Winding())
         tr = dss.RegControls.Transformer().lower()
-        for prop, bad in (("reversible", _yes), ("cogen", _yes), ("inversetime", _yes),
-                          ("vlimit", lambda t: float(t) > 0), ("ldc_z", lambda t: float(t) > 0)):
-            value = _query(f"{full}.{prop}")
+        for key, bad in checks:
+            value = prop[key]
             if value and bad(value):
-                unsupported.append(f"{full} ({prop}={value} is not modelled)")
+                unsupported.append(f"{full} ({key}={value} is not modelled)")
         if int(dss.RegControls.TapWinding()) != winding:
             unsupported.append(f"{full} (tapwinding {dss.RegControls.TapWinding()} differs from winding {winding})")
         reg = Regulator(name.lower(), tr, winding, float(dss.RegControls.ForwardVreg()),
@@ -59,7 +64,7 @@ def regulators(unsupported: list[str]) -> list[Regulator]:
                         float(dss.RegControls.CTPrimary()), float(dss.RegControls.ForwardR()),
                         float(dss.RegControls.ForwardX()), pt_phase, int(dss.RegControls.MaxTapChange()),
                         bool(dss.CktElement.Enabled()), float(dss.RegControls.Delay()), pt_select)
-        if _query(f"{full}.bus"):
+        if prop["bus"]:
             _remote_bus(reg, full, tr, winding, unsupported)
         out.append(reg)
     return out

@@ -145,12 +145,13 @@ def storages(unsupported: list[str]) -> list[Generator]:
     return out
 
 
-def inv_controls(unsupported: list[str], ders: list[Generator]) -> list[InvControl]:
-    """InvControls in VOLTVAR, VOLTWATT or combimode VV_VW (an empty DER list = every PV/Storage)."""
+def inv_controls(unsupported: list[str], ders: list[Generator], elements: list[str] | None = None) -> list[InvControl]:
+    """InvControls in VOLTVAR, VOLTWATT or combimode VV_VW (an empty DER list = every PV/Storage);
+    `elements`: Circuit.AllElementNames() if the caller has it."""
     dss = _dss()
     out = []
     names = {f"{g.dss_class}.{g.name}" for g in ders if g.inverter is not None}
-    for full in dss.Circuit.AllElementNames():
+    for full in dss.Circuit.AllElementNames() if elements is None else elements:
         if full.split(".")[0].lower() != "invcontrol":
             continue
         el = full.lower()

@@ -95,12 +95,12 @@ def _ratings() -> tuple[float, float]:
     return float(dss.CktElement.NormalAmps()), float(dss.CktElement.EmergAmps())
 
 
-def _buses() -> dict[str, Bus]:
+def _buses(elements: list[str]) -> dict[str, Bus]:
     dss = _dss()
     lo, hi = float(dss.Settings.NormVminpu()), float(dss.Settings.NormVmaxpu())
     out: dict[str, Bus] = {}
-    has_inv = any(e.lower().startswith("invcontrol.") for e in dss.Circuit.AllElementNames())
-    used = _nodes_of_power_elements() if has_inv else None
+    has_inv = any(e.lower().startswith("invcontrol.") for e in elements)
+    used = _nodes_of_power_elements(elements) if has_inv else None
     for name, kv, nodes in zip(*bus_table()):
         name = name.lower()
         nodes = [k for k in nodes if used is None or (name, k) in used]
@@ -108,13 +108,13 @@ def _buses() -> dict[str, Bus]:
     return out
 
 
-def _nodes_of_power_elements() -> set[tuple[str, int]]:
+def _nodes_of_power_elements(elements: list[str]) -> set[tuple[str, int]]:
     """(bus, node) of every power element's conductors. An InvControl's terminal takes its first
     DER's bus with three conductors and so adds phantom nodes ("611.2" beside a 1-phase PV at
     611.3) that nothing connects: OpenDSS carries them, we do not."""
     dss = _dss()
     used: set[tuple[str, int]] = set()
-    for full in dss.Circuit.AllElementNames():
+    for full in elements:
         if full.split(".")[0].lower() in CONTROLS | MEASUREMENT_ONLY:
             continue
         _activate(full)
@@ -363,7 +363,8 @@ def feeder_from_engine(strict: bool = True) -> tuple[Feeder, ImportReport]:
     report = ImportReport(controls_on=int(dss.Solution.ControlMode()) != -1)
     unsupported: list[str] = []
     n_src = 0
-    for full in dss.Circuit.AllElementNames():
+    elements = dss.Circuit.AllElementNames()
+    for full in elements:
         cls = full.split(".")[0].lower()
         if cls == "vsource":
             n_src += 1
@@ -383,12 +384,12 @@ def feeder_from_engine(strict: bool = True) -> tuple[Feeder, ImportReport]:
     ders = opendss_der.pvsystems(unsupported) + opendss_der.storages(unsupported)
     series_reactors, shunts = _reactors()
     feeder = Feeder(
-        name=dss.Circuit.Name(), buses=_buses(), source=_source(),
+        name=dss.Circuit.Name(), buses=_buses(elements), source=_source(),
         lines=_lines() + series_reactors, transformers=_transformers(), capacitors=_capacitors(),
         loads=_loads(float(dss.Solution.LoadMult())), generators=_generators(unsupported) + ders,
         regulators=opendss_controls.regulators(unsupported), cap_controls=opendss_controls.cap_controls(unsupported),
         base_frequency_hz=float(dss.Solution.Frequency()), controls_on=report.controls_on,
-        inv_controls=opendss_der.inv_controls(unsupported, ders), shunts=shunts,
+        inv_controls=opendss_der.inv_controls(unsupported, ders, elements), shunts=shunts,
         time_h=float(dss.Solution.DblHour()))
     if unsupported and strict:
         raise UnsupportedElementError(
