@@ -170,7 +170,9 @@ async def _serve(args, prog, portfolio, error, one_line, ven, goal) -> int:
     out.figure("reports_sent", client.reports_sent)
     out.figure("published", rec.published)
     out.figure("publish_errors", list(rec.publish_errors))
-    out.figure("reduction_kwh", sum(g["reduction_kw"] * (g["end_ms"] - g["start_ms"]) / 3.6e6 for g in rec.goals), "kWh")
+    # goals.csv keeps every opted-in decision (an update adds rows); the energy counts those in force
+    out.figure("reduction_kwh", sum(g.reduction_kw * (g.end_ms - g.start_ms) / 3.6e6
+                                    for d in goal.decisions() for g in d.goals), "kWh")
     out.finish()
     print(f"{len(rec.events)} event(s): {opted_in} opted in, {len(rec.events) - opted_in} opted out; "
           f"{client.reports_sent} report value(s) sent; {rec.published} dispatch(es) published")

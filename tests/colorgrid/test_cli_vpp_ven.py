@@ -45,10 +45,16 @@ def _argv(files, *extra):
     ({"--vtn-url": "ftp://vtn"}, "--vtn-url: expected http(s)://host"),
     ({"--ven-name": " "}, "--ven-name: empty"),
     ({"--broker": "mqtt://127.0.0.1:1"}, "--hmac-key-file: needed with --broker"),
+    ({"--vtn-url": "http://127.0.0.1:99999/x"}, "--vtn-url: bad port"),
+    ({"--db": "{text}"}, "--db: file is not a database"),
+    ({"--rounds": "{text}"}, "--rounds: "),
+    ({"--max-kw": "-5"}, "--max-kw"),
 ])
 def test_bad_flags_are_one_line(files, capsys, change, flag):
     argv = _argv(files)
+    (files / "text.csv").write_text("a,b\n1,2\n")
     for k, v in change.items():
+        v = v.replace("{text}", str(files / "text.csv"))
         if k in argv:
             argv[argv.index(k) + 1] = v
         else:
