@@ -124,10 +124,11 @@ class RecordingFleet:
         return all(not a.fail_safe and now - self.last_accept.get(a.gateway_id, -1e9) <= max_age_s
                    for a in self.agents)
 
-    def first_accept_ms(self, above_round: int) -> int | None:
+    def first_accept_ms(self, above_round: int, since_ms: int = 0) -> int | None:
         """Clock ms of the first vector with a round id above `above_round` any gateway accepted
-        (the moment a (re)started controller's control reached the fleet), None if none."""
-        times = [t for t, _, rid in list(self.accept_log) if rid > above_round]
+        at or after `since_ms` (the moment a (re)started controller's control reached the fleet),
+        None if none."""
+        times = [t for t, _, rid in list(self.accept_log) if rid > above_round and t >= since_ms]
         return min(times) if times else None
 
     def rebirths(self) -> int:
