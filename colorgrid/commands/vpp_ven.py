@@ -7,7 +7,8 @@
 Registers with the VTN, decides every LOAD_DISPATCH event from the yield statistics (P90 flexibility)
 and the contracts, publishes the accepted goals as signed dispatch schedules (with --broker), reports
 the achieved kW per location from the controller's rounds.csv (with --rounds), and on exit
-(--duration-s, Ctrl-C or SIGTERM) writes events.csv, goals.csv, reports.csv and summary.json.
+(--duration-s, Ctrl-C or SIGTERM) writes events.csv, goals.csv, reports.csv and summary.json, and
+adds the accepted reductions to the yield store as dispatch records (the response ratio).
 """
 from __future__ import annotations
 
@@ -123,10 +124,22 @@ def _build(args, portfolio, groups):
     goal = AdrGoal(no_shed, fallback=PerGroupGoal({loc: ConstantGoal(kw) for loc, kw in no_shed.items()}))
     mapper = FlexibilityMapper(StatsFlexibility(portfolio, stats, args.confidence), max_kw=args.max_kw)
     ven = Ven(mapper, goal, fleet=fleet, publisher=publisher, signer=signer, tiers=portfolio.sheddable_tiers)
-    return ven, goal
+    return ven, goal, stats
 
 
-async def _serve(args, prog, portfolio, error, one_line, ven, goal) -> int:
+def _record_dispatches(stats, goal) -> int:
+    """The accepted events' reductions as dispatch records of the yield store, so that a later
+    `vpp ingest` of the rounds counts their delivery in the response ratio (as for LEM dispatches)."""
+    from market.vpp import DispatchRecord
+
+    records = [DispatchRecord(g.location, g.start_ms, g.end_ms, g.baseline_kw, g.goal_kw)
+               for d in goal.decisions() for g in d.goals if g.reduction_kw > 0]
+    for r in records:
+        stats.record_dispatch(r)
+    return len(records)
+
+
+async def _serve(args, prog, portfolio, error, one_line, ven, goal, stats) -> int:
     from colorgrid.results import RunOutput
     from market.vpp.openadr.client import OpenleadrVen, VenError
 
@@ -164,6 +177,7 @@ async def _serve(args, prog, portfolio, error, one_line, ven, goal) -> int:
     out.write_csv("goals.csv", goal_cols, [[g.get(c) for c in goal_cols] for g in ven.achieved_per_goal()])
     out.write_csv("reports.csv", REPORT_COLUMNS, [[r[c] for c in REPORT_COLUMNS] for r in rec.reports])
     opted_in = sum(e["opt"] == "optIn" for e in rec.events)
+    out.figure("dispatch_records", _record_dispatches(stats, goal))
     out.figure("events", len(rec.events))
     out.figure("opted_in", opted_in)
     out.figure("opted_out", len(rec.events) - opted_in)

@@ -131,3 +131,8 @@ async def test_a_ven_run_against_an_openleadr_vtn(files):
     assert reports and all(float(r["achieved_kw"]) == 100.0 for r in reports)
     summary = json.loads((files / "out" / "summary.json").read_text())
     assert summary["figures"]["opted_in"] == 1 and summary["figures"]["reports_sent"] >= 1
+    assert summary["figures"]["reduction_kwh"] == pytest.approx((40.0 + 80.0) * 0.25)
+    # the accepted reductions are dispatch records of the yield store (the response ratio's input)
+    held = SqliteYieldStore(str(files / "vpp.db")).dispatches("671.1")
+    assert [(d.start_ms - goals_start, d.requested_kw) for d in held
+            for goals_start in [int(goals[0]["start_ms"])]] == [(0, pytest.approx(40.0)), (900_000, pytest.approx(80.0))]
