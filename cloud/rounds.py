@@ -220,7 +220,10 @@ class ControllerCore:
         k = len(msg["tiers"])
         self.aggregator.on_birth(gid, msg["group"], msg["bd_seq"], msg["seq"], k, capacity_w / 1000.0, now_ms,
                                  retained=retained)
-        if self._dead_bd.get(gid) == msg["bd_seq"]:  # its retained Will already seen: not live
+        # a retained birth whose retained Will was already read is not live; a live birth is (a
+        # restarted gateway process counts bd_seq from 0 again: the Will of its previous process
+        # may carry the same bd_seq)
+        if retained and self._dead_bd.get(gid) == msg["bd_seq"]:
             self.aggregator.on_death(gid, msg["bd_seq"], now_ms)
         self._birth_params[gid] = msg["params"]
         self._refractory_cache.clear()
@@ -231,6 +234,8 @@ class ControllerCore:
         inventory = {"devices": len(msg["devices"]), "k": k, "tiers": msg["tiers"], "tier_w": tier_w,
                      "capacity_w": capacity_w, "params": msg["params"]}
         self.registry.record_birth(gid, msg["group"], msg["bd_seq"], inventory, msg["ts_ms"])
+        if not retained:
+            self._dead_bd.pop(gid, None)
 
     def _death(self, gid: str, msg: dict, now_ms: int) -> None:
         self._dead_bd[gid] = msg["bd_seq"]

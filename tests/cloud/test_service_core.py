@@ -368,3 +368,25 @@ def test_a_group_named_by_its_location_id_is_controlled_on_its_own_topic():
     out = c.control_round(2000)
     assert sorted(t for t, *_ in out) == [topics.vector("671.1"), topics.vector("671.2")]
     assert sorted(parse_location(r.group) for r in c.records) == [("671", 1), ("671", 2)]
+
+
+
+def test_a_restarted_gateway_process_reusing_its_bd_seq_is_live_again():
+    """bench.faults agent_kill: a gateway process killed (its Will: death bd_seq 0) and started
+    again counts bd_seq from 0 once more; its live birth was taken for the dead session and the
+    gateway stayed out of control (each state a gap, each rebirth dead again)."""
+    c = core()
+    c.handle(*birth("a", bd=0), 0)
+    c.handle(*state("a", 1, P_W, bd=0), 500)
+    c.handle(topics.death("a"), codec.encode_death("a", 0, 0), 1000)           # SIGKILL: the Will
+    assert c.aggregator.groups() == []
+    assert c.handle(*birth("a", bd=0), 5000) == []                               # the new process
+    assert c.handle(*state("a", 1, P_W, bd=0), 5500) == []
+    assert c.aggregator.groups() == ["g1"] and c.aggregator.sessions["a"].online
+    assert c.control_round(6000) and c.records[-1].n_live == 1
+    assert c.aggregator.counters["rebirth_requests"] == 0
+    # read back retained on a controller start, the same pair still means "dead"
+    c2 = core()
+    c2.handle(topics.death("b"), codec.encode_death("b", 4, 0), 10, retained=True)
+    c2.handle(*birth("b", bd=4), 20, retained=True)
+    assert c2.aggregator.groups() == []
