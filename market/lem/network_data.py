@@ -52,6 +52,10 @@ class IntervalNetwork:
     v_max_pu: np.ndarray
     candidate_lines: list[str] | None = None      # every rated line·phase (None: `line_ids`)
     candidate_voltages: list[str] | None = None   # every checked bus·phase (None: `voltage_locations`)
+    # reactive sensitivities (market.lem.reactive; None: Q not modelled): per kvar injected, q⁰ = 0
+    ptdf_q: np.ndarray | None = None              # (lines × locations) kW/kvar
+    dv_dq: np.ndarray | None = None               # (voltages × locations) pu/kvar
+    loss_factor_q: np.ndarray | None = None       # kW/kvar
 
     def column(self, location: str) -> int:
         return self.locations.index(location)
@@ -88,7 +92,8 @@ class NetworkData:
 
     def without_losses(self) -> "NetworkData":
         """The same network with loss factors zero (a lossless linear model)."""
-        return replace(self, intervals=[replace(iv, loss_factor=np.zeros_like(iv.loss_factor))
+        return replace(self, intervals=[replace(iv, loss_factor=np.zeros_like(iv.loss_factor), loss_factor_q=None
+                                                if iv.loss_factor_q is None else np.zeros_like(iv.loss_factor_q))
                                         for iv in self.intervals])
 
     def with_extra_load(self, location: str, kw: float) -> "NetworkData":
@@ -168,8 +173,11 @@ def interval_network(res, snap, locations: list[str], nodes_of: dict[str, list[s
         flow_max, v_locs, np.asarray(sens.dv_dp, float).reshape(len(v_locs), len(locations)),
         np.asarray(sens.v_pu, float), np.asarray(snap.v_min_pu, float)[checked] + voltage_margin_pu,
         np.asarray(snap.v_max_pu, float)[checked] - voltage_margin_pu, cand_lines, cand_v)
-    iv.ptdf[np.abs(iv.ptdf) < SMALL_COEF] = 0.0
-    iv.dv_dp[np.abs(iv.dv_dp) < SMALL_COEF] = 0.0
+    iv.ptdf_q = np.asarray(sens.ptdf_q, float).reshape(len(line_ids), len(locations))
+    iv.dv_dq = np.asarray(sens.dv_dq, float).reshape(len(v_locs), len(locations))
+    iv.loss_factor_q = np.asarray(sens.loss_factor_q, float)
+    for name in ("ptdf", "dv_dp", "ptdf_q", "dv_dq", "loss_factor_q"):
+        getattr(iv, name)[np.abs(getattr(iv, name)) < SMALL_COEF] = 0.0
     for name in ("loss_factor", "ptdf", "base_flow_kw", "flow_max_kw", "dv_dp", "base_v_pu"):
         if not np.all(np.isfinite(getattr(iv, name))):
             raise ValueError(f"network data: {name} is not finite (power flow or sensitivities failed)")

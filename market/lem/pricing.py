@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyomo.environ as pe
 
+from market.lem import reactive
 from market.lem.network_data import CriticalSet, NetworkData
 from market.lem.problem import (ClearingError, HighsModel, SlackUse, build_dam, integer_values, schedule,
                                 slack_report, solve_model)
@@ -43,6 +44,7 @@ class Prices:
     loss: np.ndarray
     congestion: np.ndarray
     voltage: np.ndarray
+    q_price_usd_per_mvarh: np.ndarray | None = None   # reactive price (market.lem.reactive), USD/Mvarh
 
     def at(self, location: str) -> np.ndarray:
         return self.dlmp_usd_per_mwh[self.locations.index(location)]
@@ -59,6 +61,7 @@ class Clearing:
     integers: dict[str, float]
     values: dict[tuple, float] = field(default_factory=dict)  # the MIP solution by (component, index): a MIP start
     mip_bound_usd: float | None = None     # the proven lower bound on the MIP optimum
+    schedule_kvar: dict[str, np.ndarray] = field(default_factory=dict)   # resources with reactive capability
 
 
 def fix_and_relax(m: pe.ConcreteModel, values: dict[str, float]) -> None:
@@ -76,27 +79,33 @@ def dlmp_components(m: pe.ConcreteModel) -> Prices:
     net, dual = m.net, m.dual
     locs = list(m.L)
     nl, nt = len(locs), len(m.T)
-    out = {name: np.zeros((nl, nt)) for name in ("dlmp", "energy", "loss", "congestion", "voltage")}
+    out = {name: np.zeros((nl, nt)) for name in ("dlmp", "energy", "loss", "congestion", "voltage", "q")}
     k = 1000.0 / m.market.interval_h
     for t in m.T:
         iv = net.intervals[t]
         lam = dual[m.constraint_system_balance[t]]
         out["energy"][:, t] = k * lam
         out["loss"][:, t] = -k * lam * iv.loss_factor
+        if iv.loss_factor_q is not None:   # reactive price: −K·λ·LF^q + K·Σ y·PTDF^q + K·Σ y·dV/dQ
+            out["q"][:, t] = -k * lam * iv.loss_factor_q
         line_pos = {x: i for i, x in enumerate(iv.line_ids)}
         for x in m.K:
             y = dual[m.constraint_line_flow_max[x, t]] + dual[m.constraint_line_flow_min[x, t]]
             out["congestion"][:, t] += k * y * iv.ptdf[line_pos[x]]
+            if iv.ptdf_q is not None:
+                out["q"][:, t] += k * y * iv.ptdf_q[line_pos[x]]
         v_pos = {x: i for i, x in enumerate(iv.voltage_locations)}
         for x in m.V:
             y = dual[m.constraint_voltage_max[x, t]] + dual[m.constraint_voltage_min[x, t]]
             out["voltage"][:, t] += k * y * iv.dv_dp[v_pos[x]]
+            if iv.dv_dq is not None:
+                out["q"][:, t] += k * y * iv.dv_dq[v_pos[x]]
         for j, loc in enumerate(locs):
             out["dlmp"][j, t] = -k * dual[m.constraint_location_injection[loc, t]]
     for name, arr in out.items():
         if not np.all(np.isfinite(arr)):
             raise PricingError(f"{name} prices are not finite")
-    return Prices(locs, out["dlmp"], out["energy"], out["loss"], out["congestion"], out["voltage"])
+    return Prices(locs, out["dlmp"], out["energy"], out["loss"], out["congestion"], out["voltage"], out["q"])
 
 
 def _resource_price(prices: Prices, net: NetworkData, location: str) -> np.ndarray:
@@ -177,7 +186,8 @@ def clear_dam(market: Market, net: NetworkData, critical: CriticalSet | None = N
     if gap > SUM_TOL:
         raise PricingError(f"DLMP components miss the price by {gap} USD/MWh")
     sched = schedule(lp)
-    return Clearing(obj, lp_obj, prices, sched, slack_report(lp), uplift(lp, prices, sched), values, mip_values, bound)
+    return Clearing(obj, lp_obj, prices, sched, slack_report(lp), uplift(lp, prices, sched), values, mip_values, bound,
+                    reactive.schedule_q(lp))
 
 
 __all__ = ["Clearing", "ClearingError", "Prices", "PricingError", "clear_dam", "dlmp_components", "fix_and_relax",

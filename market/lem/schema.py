@@ -60,7 +60,23 @@ class _EnergyLimited(_Strict):
         return self
 
 
-class StepOffer(_EnergyLimited):
+class _Reactive(_Strict):
+    """Reactive capability (where given): q_kvar in [q_min_kvar, q_max_kvar] in every interval (a unit:
+    only while on), independent of p (a box, no PQ circle), at no cost. None: no reactive dispatch."""
+    q_min_kvar: Annotated[float, Field(allow_inf_nan=False)] | None = None
+    q_max_kvar: Annotated[float, Field(allow_inf_nan=False)] | None = None
+
+    @model_validator(mode="after")
+    def _q_range(self):
+        lo, hi = self.q_min_kvar, self.q_max_kvar
+        if (lo is None) != (hi is None):
+            raise ValueError("give both q_min_kvar and q_max_kvar, or neither")
+        if lo is not None and lo > hi:
+            raise ValueError(f"q_min_kvar={lo} above q_max_kvar={hi}")
+        return self
+
+
+class StepOffer(_EnergyLimited, _Reactive):
     """Generation offered in steps, every interval; `p_max_kw[t]` caps the total (e.g. a PV forecast)."""
     id: str = Field(min_length=1)
     location: Location
@@ -106,7 +122,7 @@ class BilateralSchedule(_Strict):
         return self
 
 
-class Storage(_Strict):
+class Storage(_Reactive):
     """A battery: never charges and discharges in the same interval (a binary mode per interval).
     SoC e_t = e_{t−1} + η_c·charge·Δt − discharge·Δt/η_d, within [soc_min_kwh, e_max_kwh];
     the last interval ends with at least `soc_final_min_kwh` (None: the initial SoC)."""
@@ -131,7 +147,7 @@ class Storage(_Strict):
         return self
 
 
-class CommitmentUnit(_EnergyLimited):
+class CommitmentUnit(_EnergyLimited, _Reactive):
     """A dispatchable unit with commitment: on/off per interval, p in [p_min_kw, p_max_kw] when on,
     minimum up/down times in intervals, start-up cost per start, no-load cost per hour on.
     `initial_on`: status before interval 0 (held long enough that no min up/down time carries over)."""

@@ -9,7 +9,8 @@ from market.lem.iteration import IteratedClearing
 from market.lem.schema import Market
 from market.lem.settlement import Settlement
 
-DLMP_COLUMNS = ["bus", "phase", "interval", "dlmp_usd_per_mwh", "energy", "loss", "congestion", "voltage"]
+DLMP_COLUMNS = ["bus", "phase", "interval", "dlmp_usd_per_mwh", "energy", "loss", "congestion", "voltage",
+                "q_price_usd_per_mvarh"]
 SCHEDULE_COLUMNS = ["resource", "kind", "bus", "phase", "interval", "p_kw", "q_kvar"]
 SETTLEMENT_COLUMNS = ["party", "kind", "bus", "phase", "interval", "p_kw", "price_usd_per_mwh", "amount_usd"]
 CRITICAL_COLUMNS = ["kind", "id", "added_in_iteration"]
@@ -30,14 +31,16 @@ def dlmp_table(result: IteratedClearing) -> list[list]:
 
 
 def schedule_table(market: Market, result: IteratedClearing) -> list[list]:
-    """Every resource's cleared kW per interval (q_kvar 0: reactive power is not cleared yet)."""
-    sched = result.clearing.schedule_kw
+    """Every resource's cleared kW per interval, and kvar where it has reactive capability (else 0)."""
+    sched, qs = result.clearing.schedule_kw, result.clearing.schedule_kvar
     rows = []
     for kind, family in (("offer", market.offers), ("bid", market.bids), ("block", market.blocks),
                          ("storage", market.storage), ("unit", market.units)):
         for r in family:
             bus, phase = bus_phase(r.location)
-            rows += [[r.id, kind, bus, phase, t, float(v) + 0.0, 0.0] for t, v in enumerate(sched[r.id])]
+            q = qs.get(r.id)
+            rows += [[r.id, kind, bus, phase, t, float(v) + 0.0, 0.0 if q is None else float(q[t]) + 0.0]
+                     for t, v in enumerate(sched[r.id])]
     for bl in market.bilaterals:   # both ends: +p at from_location, −p at to_location
         for sign, where in ((1.0, bl.from_location), (-1.0, bl.to_location)):
             bus, phase = bus_phase(where)
@@ -104,14 +107,15 @@ def commitment_table(market: Market, clearing) -> list[list]:
 
 def rt_schedule_table(market: Market, dam, rt) -> list[list]:
     """Every resource's RT kW per 5-min interval beside its DA kW of that interval's hour."""
-    sched, rows = rt.clearing.schedule_kw, []
+    sched, qs, rows = rt.clearing.schedule_kw, rt.clearing.schedule_kvar, []
     for kind, family in (("offer", market.offers), ("bid", market.bids), ("block", market.blocks),
                          ("storage", market.storage), ("unit", market.units)):
         for r in family:
             bus, phase = bus_phase(r.location)
-            rt_p = sched.get(r.id)
+            rt_p, q = sched.get(r.id), qs.get(r.id)
             rows += [[r.id, kind, bus, phase, t, h, float(dam.schedule_kw[r.id][h]) + 0.0,
-                      (0.0 if rt_p is None else float(rt_p[t])) + 0.0, 0.0] for t, h in enumerate(rt.hours)]
+                      (0.0 if rt_p is None else float(rt_p[t])) + 0.0, 0.0 if q is None else float(q[t]) + 0.0]
+                     for t, h in enumerate(rt.hours)]
     for bl in market.bilaterals:
         for sign, where in ((1.0, bl.from_location), (-1.0, bl.to_location)):
             bus, phase = bus_phase(where)
@@ -142,8 +146,9 @@ def clearing_dlmp_table(prices) -> list[list]:
     for j, loc in enumerate(prices.locations):
         bus, phase = bus_phase(loc)
         for t in range(prices.dlmp_usd_per_mwh.shape[1]):
+            q = 0.0 if prices.q_price_usd_per_mvarh is None else float(prices.q_price_usd_per_mvarh[j, t]) + 0.0
             rows.append([bus, phase, t, float(prices.dlmp_usd_per_mwh[j, t]), float(prices.energy[j, t]),
-                         float(prices.loss[j, t]), float(prices.congestion[j, t]), float(prices.voltage[j, t])])
+                         float(prices.loss[j, t]), float(prices.congestion[j, t]), float(prices.voltage[j, t]), q])
     return rows
 
 

@@ -46,7 +46,8 @@ def test_clear_writes_every_file_with_consistent_numbers(cleared):
                  "dlmp_heatmap.png", "slacks.csv", "violations.csv", "blocks.csv", "commitment.csv"):
         assert (out / name).is_file(), name
     dlmp = _csv(out / "dlmp.csv")
-    assert list(dlmp[0]) == ["bus", "phase", "interval", "dlmp_usd_per_mwh", "energy", "loss", "congestion", "voltage"]
+    assert list(dlmp[0]) == ["bus", "phase", "interval", "dlmp_usd_per_mwh", "energy", "loss", "congestion", "voltage",
+                             "q_price_usd_per_mvarh"]
     for r in dlmp:
         parts = sum(float(r[k]) for k in ("energy", "loss", "congestion", "voltage"))
         assert abs(parts - float(r["dlmp_usd_per_mwh"])) < 1e-6
