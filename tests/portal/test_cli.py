@@ -50,6 +50,13 @@ def test_token_create_list_revoke(tmp_path, capsys):
     (["portal", "--registry", "registry.db", "--broker", "http://x", "--hmac-key-file", "key"], "--broker"),
     (["portal", "--registry", "registry.db", "--results", "nowhere"], "--results"),
     (["portal", "--registry", "registry.db", "--hmac-key-file", "garbage.db"], "--hmac-key-file"),
+    (["serve"], "--registry"),
+    (["serve", "--demo", "--registry", "registry.db"], "--demo"),
+    (["serve", "--registry", "registry.db", "--db", "mysql://x/y"], "--db"),
+    (["serve", "--registry", "registry.db", "--db", "postgresql://nobody@127.0.0.1:1/none"], "--db"),
+    (["serve", "--registry", "registry.db", "--db", "garbage.db"], "--db"),
+    (["serve", "--registry", "registry.db", "--retention-days", "0"], "--retention-days"),
+    (["serve", "--demo", "--gateways", "0"], "--gateways"),
 ])
 def test_bad_flags_give_one_line_and_exit_2(tmp_path, capsys, monkeypatch, argv, flag):
     monkeypatch.chdir(tmp_path)

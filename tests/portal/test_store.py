@@ -164,3 +164,51 @@ def test_token_cli_on_either_database(url, capsys):
     assert main(["token", "list", "--db", "postgresql://nobody@127.0.0.1:1/none"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--db" in err and "Traceback" not in err
+
+
+def test_serve_on_either_database_as_a_process(url, tmp_path, capsys):
+    import os
+    import re
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from colorgrid.cli import main
+
+    write_registry(tmp_path / "registry.db")
+    (tmp_path / "res").mkdir()
+    write_rounds(tmp_path / "res" / "rounds.csv")
+    assert main(["token", "create", "--db", url, "--stakeholder", "dso", "--scope", "fleet:read", "--group", "*",
+                 "--ttl", "600"]) == 0
+    token = capsys.readouterr().out.strip().splitlines()[-1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "colorgrid", "serve", "--db", url, "--registry", str(tmp_path / "registry.db"),
+         "--results", str(tmp_path / "res"), "--port", "0", "--log-level", "warning", "--record-every-s", "0.2",
+         "--retention-days", "36500"],                 # conftest's rounds are of 2023: kept
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    try:
+        line = proc.stdout.readline()
+        m = re.search(r"http://127\.0\.0\.1:(\d+)", line)
+        assert m, (line, proc.stderr.read() if proc.poll() is not None else "")
+        base, auth = f"http://127.0.0.1:{m.group(1)}", {"Authorization": f"Bearer {token}"}
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                r = httpx.get(base + "/v1/fleet/series", headers=auth, timeout=5)
+                if r.status_code == 200 and r.json()["total"] == 4:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the series was not recorded"
+            time.sleep(0.2)
+        assert [(row["group"], row["round_id"]) for row in r.json()["rows"]] == \
+            [("671.1", 100), ("671.2", 100), ("671.1", 101), ("671.2", 101)]
+        assert len(DbPortalStore(url).series()) == 4                  # in the store, not only in memory
+        assert main(["token", "revoke", token, "--db", url]) == 0
+        assert httpx.get(base + "/v1/fleet/groups", headers=auth, timeout=5).status_code == 401
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert proc.returncode == 0, proc.stderr.read()
