@@ -11,6 +11,11 @@ gateways (a thread of this process, every vector it receives and accepts recorde
 - broker_kill: mosquitto (persistence on) SIGKILLed, restarted 2 s later on the same port;
 - controller_kill_db / controller_kill_nodb: the controller SIGKILLed, every gateway in
   fail-safe, a new controller started (with the same `--db`, or without any state);
+- agent_kill: the last gateway runs in its own process; SIGKILLed (the broker publishes its Will),
+  started again 4 s later as a new process (bd_seq counts from 0 again): the other gateways must
+  never lose control, the controller must see it gone and control it again within 10 s (the
+  group's recovery ramp bounds the step its returning fail-safe demand causes), no rebirth
+  (neither the thread's gateways nor the controller's log);
 - forged_birth: an enrolled controller (`--enrollment`, reports signed per gateway); a broker
   client without the gateways' keys publishes a birth + state claiming 400 MW for a new id and
   an unsigned state for an enrolled id;
@@ -62,14 +67,15 @@ from cloud.clock import SimClock
 from cloud.enrollment import enroll_fleet
 from edge_agent import codec, topics
 from firmware_sim.broker import MosquittoBroker
-from firmware_sim.fault_harness import LabMosquitto, RecordingFleet, controller_proc, stop_proc
+from firmware_sim.fault_harness import LabMosquitto, RecordingFleet, agent_proc, controller_proc, stop_proc
 from firmware_sim.gateway_fleet import FleetSpec, make_devices
 
 KEY = b"f" * 32
 ROUND_S = 0.5
 FAIL_SAFE_S = 3.0
 GAP_TARGET_S = 10.0
-SCENARIOS = ("broker_kill", "controller_kill_db", "controller_kill_nodb", "forged_birth", "clientid_takeover")
+SCENARIOS = ("broker_kill", "controller_kill_db", "controller_kill_nodb", "agent_kill", "forged_birth",
+             "clientid_takeover")
 
 
 class ScenarioError(RuntimeError):
@@ -80,10 +86,11 @@ class World:
     """Broker + recording fleet + controller processes of one scenario."""
 
     def __init__(self, tmp: Path, seed: int, gateways: int, devices: int, ramp_pct: float,
-                 lab: bool = False, enrolled: bool = False) -> None:
+                 lab: bool = False, enrolled: bool = False, split: bool = False) -> None:
         self.tmp, self.ramp_pct = tmp, ramp_pct
         self.procs: list = []
         self.fleet = None
+        self.agent = None
         self.steady_n = 0                 # first round of the steady state before the fault
         self.after_steps: list[float] = []  # one-round steps from control back on (load_steps)
         (tmp / "key.hex").write_text(KEY.hex())
@@ -109,9 +116,13 @@ class World:
             self.extra += ["--enrollment", str(tmp / "enrollment.json")]
         if lab:
             self.extra += ["--username", "controller", "--password-file", str(tmp / "ctl.pw")]
-        self.fleet = RecordingFleet(self.spec).start()
+        # split: the last gateway runs alone in a child process (agent_kill), the rest on a thread;
+        # total_w is the thread's (what the load steps are measured on), the goal the whole fleet's
+        self.fleet = RecordingFleet(self.spec, hi=gateways - 1 if split else None).start()
+        self.agent = agent_proc(self.spec, gateways - 1) if split else None
         self.total_w = self.fleet.total_w()
-        self.goal = f"constant:{0.5 * self.total_w / 1000.0:.3f}"
+        whole_w = self.total_w + (sum(d.rated_w for d in make_devices(self.spec, gateways - 1)) if split else 0)
+        self.goal = f"constant:{0.5 * whole_w / 1000.0:.3f}"
 
     def controller(self, name: str, db: Path | None = None):
         proc = controller_proc(self.port, self.clock, self.tmp / "key.hex", db, self.goal, ROUND_S,
@@ -140,6 +151,9 @@ class World:
     def close(self) -> None:
         for proc in self.procs:
             stop_proc(proc)
+        if self.agent is not None and self.agent.is_alive():
+            self.agent.kill()
+            self.agent.join(5)
         if self.fleet is not None:
             self.fleet.stop()
         self.broker.stop(hard=True)
@@ -432,6 +446,47 @@ def clientid_takeover(world: World, out: Outcome) -> None:
     finish(world, out, world.tmp / "ctl", ctl, attack_ms, round_before, fault_n, rebirths0, fault_n, settle_s=2.0)
 
 
+def last_rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with path.open() as fh:
+        return list(csv.DictReader(fh))
+
+
+def agent_kill(world: World, out: Outcome) -> None:
+    """The last gateway (its own process) SIGKILLed, then started again (bd_seq from 0 again)."""
+    n = world.spec.gateways
+    ctl = steady(world, "ctl")
+    rounds_csv, log_path = world.tmp / "ctl" / "rounds.csv", world.tmp / "ctl.log"
+    rebirth_lines0 = log_path.read_text().count("-> rebirth request")
+    round_before, rebirths0, fault_n = world.last_round(), world.fleet.rebirths(), current_n(world)
+    kill_ms = world.clock.now_ms()
+    with GapWatch(world) as watch:
+        world.agent.kill()
+        world.agent.join(5)
+        time.sleep(4.0)                                  # the others go on, the controller sees the Will
+        after_kill = [r for r in last_rows(rounds_csv)
+                      if world.clock.origin_ms + float(r["t_s"]) * 1000.0 > kill_ms]
+        world.agent = agent_proc(world.spec, n - 1)     # a new process: bd_seq 0 again
+        back_ms = world.clock.now_ms()
+        t0, back = time.monotonic(), None
+        while time.monotonic() - t0 < 20.0:
+            rows = [r for r in last_rows(rounds_csv) if world.clock.origin_ms + float(r["t_s"]) * 1000.0 > back_ms]
+            if any(int(r["n_live"]) == n and int(r["n_fresh"]) == n and int(r["n_fail_safe"]) == 0 for r in rows):
+                back = time.monotonic() - t0
+                break
+            time.sleep(0.05)
+    out.figures["others_control_gap_s"] = watch.longest
+    out.figures["control_gap_s"] = back if back is not None else float("inf")
+    out.figures["n_live_after_kill"] = min((int(r["n_live"]) for r in after_kill), default=-1)
+    out.checks["others never lost control"] = watch.longest == 0.0
+    out.checks[f"controller saw it gone (n_live {n - 1})"] = out.figures["n_live_after_kill"] == n - 1
+    out.checks[f"restarted agent controlled <= {GAP_TARGET_S:g} s"] = back is not None and back <= GAP_TARGET_S
+    finish(world, out, world.tmp / "ctl", ctl, kill_ms, round_before, fault_n, rebirths0, fault_n, settle_s=4.0)
+    out.figures["rebirths"] += log_path.read_text().count("-> rebirth request") - rebirth_lines0
+    out.checks["rebirths == 0"] = out.figures["rebirths"] == 0
+
+
 def run_scenario(name: str, tmp: Path, args) -> Outcome:
     out = Outcome(name)
     world = None
@@ -439,16 +494,18 @@ def run_scenario(name: str, tmp: Path, args) -> Outcome:
     try:
         world = World(tmp, seed=7 + SCENARIOS.index(name), gateways=args.gateways, devices=args.devices_per_gateway,
                       ramp_pct=args.ramp_pct_per_round, lab=name == "clientid_takeover",
-                      enrolled=name == "forged_birth")
+                      enrolled=name == "forged_birth", split=name == "agent_kill")
         if name == "broker_kill":
             broker_kill(world, out)
         elif name in ("controller_kill_db", "controller_kill_nodb"):
             controller_kill(world, out, with_db=name.endswith("_db"))
+        elif name == "agent_kill":
+            agent_kill(world, out)
         elif name == "forged_birth":
             forged_birth(world, out)
         else:
             clientid_takeover(world, out)
-    except ScenarioError as exc:
+    except (ScenarioError, RuntimeError) as exc:
         out.notes.append(str(exc))
         out.checks["scenario ran"] = False
     finally:

@@ -10,6 +10,8 @@ decides), accepted and every command it obeyed, and `colorgrid controller` child
 """
 from __future__ import annotations
 
+import logging
+import multiprocessing as mp
 import os
 import shutil
 import signal
@@ -21,7 +23,7 @@ from pathlib import Path
 
 from cloud.clock import SimClock
 from firmware_sim.broker import BrokerError, MosquittoBroker
-from firmware_sim.gateway_fleet import FleetSpec, FleetWorker, make_devices
+from firmware_sim.gateway_fleet import FleetSpec, FleetWorker, _worker_main, make_devices
 
 REPO = Path(__file__).resolve().parents[1]
 LAB_CONF = REPO / "deploy" / "mosquitto" / "colorgrid.conf"
@@ -61,9 +63,10 @@ class RecordingFleet:
     """A FleetWorker on a daemon thread; per gateway: round ids of vectors received (`seen`) and
     accepted (`accepted`, with the wall time of the last in `last_accept`), and commands obeyed."""
 
-    def __init__(self, spec: FleetSpec) -> None:
+    def __init__(self, spec: FleetSpec, hi: int | None = None) -> None:
         self.spec = spec
-        self.worker = FleetWorker(spec, 0, spec.gateways)
+        self.hi = spec.gateways if hi is None else hi       # gateways [0, hi) on this thread
+        self.worker = FleetWorker(spec, 0, self.hi)
         self.seen: dict[str, list[int]] = {}
         self.accepted: dict[str, list[int]] = {}
         self.last_accept: dict[str, float] = {}
@@ -138,10 +141,30 @@ class RecordingFleet:
         """(round n, enabled W summed over the fleet) for rounds every gateway reported in."""
         buckets = dict(self.worker.stats.buckets)
         return [(n, sum(buckets[n][1:1 + self.spec.k])) for n in sorted(buckets)
-                if buckets[n][0] == self.spec.gateways]
+                if buckets[n][0] == self.hi]
 
     def total_w(self) -> int:
-        return sum(d.rated_w for i in range(self.spec.gateways) for d in make_devices(self.spec, i))
+        """Rated W of this thread's gateways."""
+        return sum(d.rated_w for i in range(self.hi) for d in make_devices(self.spec, i))
+
+
+def agent_proc(spec: FleetSpec, index: int):
+    """Gateway `index` of `spec` alone in a child process (spawned; `proc.kill()` is a SIGKILL:
+    the broker publishes its Will). Returns the started process once its gateway is set up."""
+    ctx = mp.get_context("spawn")
+    ready, results, stop = ctx.Queue(), ctx.Queue(), ctx.Event()
+    proc = ctx.Process(target=_worker_main, daemon=True,
+                       args=(spec, index, index + 1, stop, ready, results, logging.WARNING))
+    proc.start()
+    proc.keep = (ready, results, stop)     # alive as long as the process: the child opens them
+    try:
+        started = ready.get(timeout=60)
+    except Exception:
+        started = None
+    if started != 1:
+        proc.kill()
+        raise RuntimeError(f"gateway {index}: child process did not start")
+    return proc
 
 
 def controller_proc(port: int, clock: SimClock, key_file: Path, db: Path | None, goal: str,
