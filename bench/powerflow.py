@@ -20,7 +20,11 @@ and they are frozen (`set controlmode=off`):
   on IEEE 123;
 - the accuracy table of docs/powerflow.md: max |ΔV| and loss error vs OpenDSS for every shared
   feeder (taps frozen as OpenDSS settled them), and losses vs the README's published figure.
-Ratios are colorgrid / OpenDSS (target ≤ 1.5x). `python -m bench.powerflow [--reps N] [--json PATH]`.
+- QSTS on IEEE 123 with PV and volt-var (market.network.qsts_case): 96 daily 15-min steps and
+  8760 yearly 1-h steps, colorgrid's run_qsts vs OpenDSS's own daily/yearly mode on the same file
+  (both whole runs: compile to last step), then every step checked against OpenDSS (max |dV|,
+  tap positions, tap operations).
+Ratios are colorgrid / OpenDSS. `python -m bench.powerflow [--reps N] [--qsts-yearly-steps N] [--json PATH]`.
 """
 from __future__ import annotations
 
@@ -191,6 +195,54 @@ def bench_cold_file(rep: Report, name: str, path: Path, reps: int = 3) -> None:
               note=f"median of {reps} interleaved pairs")
 
 
+def bench_qsts(rep: Report, mode: str, steps: int, step_s: float) -> None:
+    """QSTS on IEEE 123 with PV and volt-var (market.network.qsts_case), the whole run as a user
+    does it: colorgrid's run_qsts (compile, import, build, every step with its control loop) vs
+    OpenDSS's own time-series mode on the same file (compile, `set mode=<mode> stepsize=… number=N`,
+    one `solve`), same tolerance 1e-9; then every step checked against OpenDSS stepping one
+    `solve` at a time (untimed): max |dV|, steps whose tap positions differ, tap operations."""
+    import tempfile
+
+    import opendssdirect as dss
+
+    from market.network.qsts_case import write_pv_case
+    from market.network.reference import solve_opendss_qsts, tap_operations_logged
+    from market.network.timeseries import run_qsts
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_pv_case(tmp, FEEDERS / CASES["ieee123"], mode)
+        t0 = time.perf_counter()
+        compile_dss(path)
+        dss.Text.Command("set maxiterations=100 maxcontroliter=1000 tolerance=1e-9")
+        dss.Text.Command(f"set mode={mode} stepsize={step_s}s number={steps}")
+        dss.Solution.Solve()
+        dss_ms = (time.perf_counter() - t0) * 1000.0
+        volts = []
+        t0 = time.perf_counter()
+        res = run_qsts(path, mode, steps=steps, step_s=step_s,
+                       on_step=lambda k, t, r: volts.append(r.v.copy()))
+        ours_ms = (time.perf_counter() - t0) * 1000.0
+        net = res.last.network
+        compile_dss(path)
+        dv, differ = 0.0, 0
+        for k, (ref, taps) in enumerate(solve_opendss_qsts(mode, steps, step_s, res.regulators)):
+            keys = list(ref.v)
+            idx = np.array([net.index[key] for key in keys])
+            got = volts[k][idx]
+            dv = max(dv, float(np.max(np.abs(got - np.array([ref.v[key] for key in keys])) / net.vbase_v[idx])))
+            differ += int(np.any(np.array(taps) != res.tap_steps[k]))
+        dss_taps = tap_operations_logged()
+    tag = f"qsts_{mode}"
+    rep.figure(f"{tag}_steps", steps, note=f"IEEE 123 + 2 PV + volt-var, {step_s:.0f}-s steps")
+    rep.figure(f"{tag}_ms", ours_ms, "ms", note=f"run_qsts: compile+import+build+steps, "
+                                                 f"{int(res.control_iterations.sum())} control iterations")
+    rep.figure(f"{tag}_opendss_ms", dss_ms, "ms", note=f"compile + solve mode={mode} number={steps}")
+    rep.ratio(f"{tag}_ratio_colorgrid_over_opendss", ours_ms, dss_ms, target="<= 1.0" if mode == "yearly" else None)
+    rep.figure(f"{tag}_max_dv_pu", dv, "pu", target="<= 1e-4", note="worst step, every bus·node")
+    rep.figure(f"{tag}_steps_taps_differ", differ, target="0")
+    rep.figure(f"{tag}_tap_operations", int(res.summary()["tap_operations"]), note=f"OpenDSS event log: {dss_taps}")
+
+
 def bench_sensitivities(rep: Report) -> None:
     compile_dss(FEEDERS / CASES["ieee123"])
     solve_opendss(controls=True)
@@ -210,12 +262,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reps", type=int, default=20, help="re-solves per feeder")
     parser.add_argument("--cases", default="ieee123,ieee8500", help="comma-separated: " + ",".join(CASES))
     parser.add_argument("--no-validation", action="store_true", help="skip the accuracy table")
+    parser.add_argument("--qsts-daily-steps", type=int, default=96, help="15-min daily QSTS steps (0: skip)")
+    parser.add_argument("--qsts-yearly-steps", type=int, default=8760, help="1-h yearly QSTS steps (0: skip)")
     rep = Report("powerflow", argv, parser)
     if not rep.args.no_validation:
         bench_validation(rep)
     for name in rep.args.cases.split(","):
         bench_case(rep, name, FEEDERS / CASES[name], rep.args.reps)
     bench_sensitivities(rep)
+    if rep.args.qsts_daily_steps > 0:
+        bench_qsts(rep, "daily", rep.args.qsts_daily_steps, 900.0)
+    if rep.args.qsts_yearly_steps > 0:
+        bench_qsts(rep, "yearly", rep.args.qsts_yearly_steps, 3600.0)
     rep.done()
 
 

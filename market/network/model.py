@@ -244,9 +244,14 @@ class Feeder:
     time_h: float = 0.0  # hour of the solution (OpenDSS's hour + sec/3600): time-type capacitor controls
 
     def transformer(self, name: str) -> Transformer:
-        for tr in self.transformers:
-            if tr.name == name:
-                return tr
+        """By name; a position cache (not a field) checked on every hit, rebuilt when stale."""
+        pos = self.__dict__.get("_transformer_pos")
+        for attempt in range(2):
+            i = pos.get(name) if pos is not None else None
+            if i is not None and i < len(self.transformers) and self.transformers[i].name == name:
+                return self.transformers[i]
+            if attempt == 0:
+                pos = self.__dict__["_transformer_pos"] = {tr.name: k for k, tr in enumerate(self.transformers)}
         raise UnknownElementError(f"no transformer named {name!r}")
 
     def load(self, name: str) -> Load:

@@ -138,7 +138,9 @@ def build_network(feeder: Feeder, previous: Network | None = None,
     """Assemble Y = Cᵀ·(stacked Yprims), check islands, factorize with SuperLU.
 
     With `previous` (same topology) and `changed` = {(kind, name)}, only the changed elements'
-    Yprims are recomputed (the control loop's tap and capacitor moves)."""
+    Yprims are recomputed (the control loop's tap and capacitor moves), and the island check and
+    the nominal load admittance (a convergence aid only) are the previous network's; such a
+    network has no build-time `atoms` (solve compiles the feeder's present loads)."""
     t0 = time.perf_counter()
     nodes = node_list(feeder)
     index = {nd: i for i, nd in enumerate(nodes)}
@@ -168,10 +170,14 @@ def build_network(feeder: Feeder, previous: Network | None = None,
     src = sp.coo_matrix((syp.ravel(), (np.repeat(sidx, len(sidx)), np.tile(sidx, len(sidx)))), shape=(n, n))
     y = (c_t @ term_y + src).tocsc()
     y.sum_duplicates()
-    _check_islands(y, nodes, sidx)
+    if not reuse:  # a tap or capacitor move keeps the connectivity
+        _check_islands(y, nodes, sidx)
     i_src = np.zeros(n, complex)
     i_src[sidx] += source_norton_a(feeder.source)
-    ydn, (atom_a, atom_b, atom_yd), atoms = load_admittance(feeder, index, n)
+    if reuse and previous.atom_a is not None:  # the previous nominal load admittance: any Yd gives
+        ydn, atom_a, atom_b, atom_yd, atoms = previous.ydn, previous.atom_a, previous.atom_b, previous.atom_yd, None
+    else:  # the same solution (solver.py injects I(V) − Yd·V), so a tap move need not recompute it
+        ydn, (atom_a, atom_b, atom_yd), atoms = load_admittance(feeder, index, n)
     try:
         lu = splu((y + ydn).tocsc())
     except RuntimeError as exc:  # singular factor

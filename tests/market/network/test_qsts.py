@@ -14,6 +14,7 @@ import pytest
 
 from market.network.errors import UnsupportedElementError
 from market.network.opendss_import import compile_dss
+from market.network.qsts_case import write_pv_case
 from market.network.reference import solve_opendss_qsts, tap_operations_logged
 from market.network.shapes import LoadShape, mult_at_hour
 from market.network.timeseries import run_qsts
@@ -106,40 +107,14 @@ def test_mult_at_hour_follows_opendss(shape, hour, expected):
     assert mult_at_hour(shape, hour) == pytest.approx(expected)
 
 
-def yearly_case(tmp_path, feeders_dir) -> str:
-    """IEEE 123 with PV and volt-var on 8760-point yearly shapes (`yearly=` on every load and
-    both PVSystems, no daily shapes): the daily load and irradiance profiles above scaled by a
-    seasonal factor and a deterministic day-to-day variation, from CSV files (`mult=(file=…)`)."""
-    hours = np.arange(8760)
-    day = hours // 24
-    season = 1.0 + 0.25 * np.cos(2 * np.pi * (day - 15) / 365.0)  # winter peak
-    noise = 0.9 + 0.2 * ((day * 7919) % 101) / 100.0  # day-to-day weather, 0.9-1.1
-    load = np.array([float(x) for x in LOAD_SHAPE.split()])[hours % 24] * season * noise
-    sun = np.array([float(x) for x in SOLAR_SHAPE.split()])[hours % 24] * (2.0 - season) * (2.0 - noise)
-    (tmp_path / "load8760.csv").write_text("\n".join(f"{x:.6f}" for x in load))
-    (tmp_path / "sun8760.csv").write_text("\n".join(f"{x:.6f}" for x in np.clip(sun, 0.0, 1.0)))
-    path = tmp_path / "yearly_pv.dss"
-    path.write_text(f"""redirect {feeders_dir.resolve() / 'ieee123' / 'IEEE123Master.dss'}
-new loadshape.res8760 npts=8760 interval=1 mult=(file=load8760.csv)
-new loadshape.sun8760 npts=8760 interval=1 mult=(file=sun8760.csv)
-batchedit load..* yearly=res8760
-new xycurve.vv npts=4 xarray=[0.9 0.97 1.03 1.1] yarray=[1 0 0 -1]
-new pvsystem.pv1 phases=3 bus1=67 kv=4.16 kva=550 pmpp=500 irradiance=1 yearly=sun8760 pf=1
-new pvsystem.pv2 phases=1 bus1=83.1 kv=2.402 kva=165 pmpp=150 irradiance=1 yearly=sun8760 pf=1
-new invcontrol.ivc mode=voltvar vvc_curve1=vv derlist=[pvsystem.pv1 pvsystem.pv2] varchangetolerance=1e-8
-set voltagebases=[4.16 0.48]
-calcvoltagebases
-""")
-    return str(path)
-
-
 @pytest.mark.opendss
 def test_yearly_qsts_week_matches_opendss(tmp_path, feeders_dir):
-    """The first week (168 one-hour steps) of a yearly run, every step against OpenDSS's own
+    """The first week (168 one-hour steps) of a yearly run (8760-point yearly= shapes on every load
+    and both PVSystems, market.network.qsts_case), every step against OpenDSS's own
     yearly mode (`set mode=yearly stepsize=3600s`): max |ΔV| ≤ 1e-4 pu per step, identical tap
     positions per step, the same total tap operations, energy losses within 0.1 %. The full
     8760 steps run in `python -m bench.powerflow` (qsts_yearly_*), which checks the same per step."""
-    path = yearly_case(tmp_path, feeders_dir)
+    path = write_pv_case(tmp_path, feeders_dir / "ieee123" / "IEEE123Master.dss", "yearly")
     ours = []
     res = run_qsts(path, "yearly", steps=168, step_s=3600.0,
                    on_step=lambda k, t, r: ours.append((r.v.copy(), r.network.index, r.network.vbase_v)))
