@@ -160,7 +160,7 @@ def _clear(args) -> int:
     if args.load_shape not in (None, "flat") and not Path(args.load_shape).is_file():
         return _error(prog, f"argument --load-shape: file not found: {args.load_shape}")
     times: dict[str, float] = {}
-    t0 = _stage(1, 5, f"reading {args.offers}")
+    t0 = _stage(1, 6 if args.horizon == "rtm" else 5, f"reading {args.offers}")
     got = _inputs(args, prog)
     if isinstance(got, int):
         return got
