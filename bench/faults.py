@@ -11,6 +11,11 @@ gateways (a thread of this process, every vector it receives and accepts recorde
 - broker_kill: mosquitto (persistence on) SIGKILLed, restarted 2 s later on the same port;
 - controller_kill_db / controller_kill_nodb: the controller SIGKILLed, every gateway in
   fail-safe, a new controller started (with the same `--db`, or without any state);
+- aggregator_kill: the controller in region mode (docs/scale-out.md: it reads one signed sum per
+  round from `colorgrid aggregator`, no gateway state), two aggregators sharing region r0 (MQTT 5
+  `$share`); one SIGKILLed and started again 4 s later: control never falters (the survivor gets
+  every report from the next round on), the controller hears every gateway again within 3
+  rounds, no rebirth, no vector lost, load step within the bound;
 - agent_kill: the last gateway runs in its own process; SIGKILLed (the broker publishes its Will),
   started again 4 s later as a new process (bd_seq counts from 0 again): the other gateways must
   never lose control, the controller must see it gone and control it again within 10 s (the
@@ -53,8 +58,11 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -67,15 +75,16 @@ from cloud.clock import SimClock
 from cloud.enrollment import enroll_fleet
 from edge_agent import codec, topics
 from firmware_sim.broker import MosquittoBroker
-from firmware_sim.fault_harness import LabMosquitto, RecordingFleet, agent_proc, controller_proc, stop_proc
+from firmware_sim.fault_harness import REPO, LabMosquitto, RecordingFleet, agent_proc, controller_proc, stop_proc
 from firmware_sim.gateway_fleet import FleetSpec, make_devices
 
 KEY = b"f" * 32
 ROUND_S = 0.5
 FAIL_SAFE_S = 3.0
 GAP_TARGET_S = 10.0
-SCENARIOS = ("broker_kill", "controller_kill_db", "controller_kill_nodb", "agent_kill", "forged_birth",
-             "clientid_takeover")
+SCENARIOS = ("broker_kill", "controller_kill_db", "controller_kill_nodb", "aggregator_kill", "agent_kill",
+             "forged_birth", "clientid_takeover")
+REGION_KEY = b"r" * 32
 
 
 class ScenarioError(RuntimeError):
@@ -86,7 +95,8 @@ class World:
     """Broker + recording fleet + controller processes of one scenario."""
 
     def __init__(self, tmp: Path, seed: int, gateways: int, devices: int, ramp_pct: float,
-                 lab: bool = False, enrolled: bool = False, split: bool = False) -> None:
+                 lab: bool = False, enrolled: bool = False, split: bool = False,
+                 regions: bool = False) -> None:
         self.tmp, self.ramp_pct = tmp, ramp_pct
         self.procs: list = []
         self.fleet = None
@@ -116,6 +126,10 @@ class World:
             self.extra += ["--enrollment", str(tmp / "enrollment.json")]
         if lab:
             self.extra += ["--username", "controller", "--password-file", str(tmp / "ctl.pw")]
+        if regions:           # region mode: the controller reads region sums, not gateway states
+            (tmp / "regions.json").write_text(json.dumps({"regions": {"r0": {"prefixes": ["gw-"]}}}))
+            (tmp / "region.key").write_text(REGION_KEY.hex())
+            self.extra += ["--regions", str(tmp / "regions.json"), "--region-key-file", str(tmp / "region.key")]
         # split: the last gateway runs alone in a child process (agent_kill), the rest on a thread;
         # total_w is the thread's (what the load steps are measured on), the goal the whole fleet's
         self.fleet = RecordingFleet(self.spec, hi=gateways - 1 if split else None).start()
@@ -127,6 +141,18 @@ class World:
     def controller(self, name: str, db: Path | None = None):
         proc = controller_proc(self.port, self.clock, self.tmp / "key.hex", db, self.goal, ROUND_S,
                                self.tmp / f"{name}.log", out=self.tmp / name, extra=self.extra)
+        self.procs.append(proc)
+        return proc
+
+    def aggregator(self, name: str):
+        """`colorgrid aggregator` for region r0, in the share group (MQTT 5 `$share/r0/...`)."""
+        cmd = [sys.executable, "-m", "colorgrid", "aggregator", "--region", "r0",
+               "--broker", f"mqtt://127.0.0.1:{self.port}", "--hmac-key-file", str(self.tmp / "region.key"),
+               "--regions", str(self.tmp / "regions.json"), "--shared", "--aggregator-id", name,
+               "--round-s", str(ROUND_S), "--clock", self.clock.spec(), "--log-level", "INFO"]
+        with open(self.tmp / f"{name}.log", "ab") as log:
+            proc = subprocess.Popen(cmd, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)),
+                                    stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         self.procs.append(proc)
         return proc
 
@@ -453,6 +479,30 @@ def last_rows(path: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
+def aggregator_kill(world: World, out: Outcome) -> None:
+    """Region mode, two aggregators sharing region r0: one SIGKILLed, restarted 4 s later."""
+    n = world.spec.gateways
+    aggs = [world.aggregator("agg1"), world.aggregator("agg2")]
+    ctl = steady(world, "ctl")
+    rounds_csv = world.tmp / "ctl" / "rounds.csv"
+    round_before, rebirths0, fault_n = world.last_round(), world.fleet.rebirths(), current_n(world)
+    kill_ms = world.clock.now_ms()
+    with GapWatch(world) as watch:
+        aggs[0].send_signal(signal.SIGKILL)
+        aggs[0].wait(5)
+        time.sleep(4.0)
+        world.procs.append(world.aggregator("agg1"))          # the same id again
+        time.sleep(4.0)
+    rows = [r for r in last_rows(rounds_csv) if world.clock.origin_ms + float(r["t_s"]) * 1000.0 > kill_ms]
+    short = [r for r in rows if int(r["n_fresh"]) < n]
+    out.figures["rounds_not_all_fresh"] = len(short)
+    out.figures["control_gap_s"] = watch.longest
+    out.checks[f"control back <= {GAP_TARGET_S:g} s"] = watch.longest <= GAP_TARGET_S
+    out.checks["controller heard every gateway (within 3 rounds of the kill)"] = bool(rows) and len(short) <= 3
+    finish(world, out, world.tmp / "ctl", ctl, kill_ms, round_before, fault_n, rebirths0, fault_n, settle_s=2.0)
+    out.figures["controller_messages_rejected"] = summary_figures(world.tmp / "ctl").get("messages_rejected", -1)
+
+
 def agent_kill(world: World, out: Outcome) -> None:
     """The last gateway (its own process) SIGKILLed, then started again (bd_seq from 0 again)."""
     n = world.spec.gateways
@@ -494,13 +544,16 @@ def run_scenario(name: str, tmp: Path, args) -> Outcome:
     try:
         world = World(tmp, seed=7 + SCENARIOS.index(name), gateways=args.gateways, devices=args.devices_per_gateway,
                       ramp_pct=args.ramp_pct_per_round, lab=name == "clientid_takeover",
-                      enrolled=name == "forged_birth", split=name == "agent_kill")
+                      enrolled=name == "forged_birth", split=name == "agent_kill",
+                      regions=name == "aggregator_kill")
         if name == "broker_kill":
             broker_kill(world, out)
         elif name in ("controller_kill_db", "controller_kill_nodb"):
             controller_kill(world, out, with_db=name.endswith("_db"))
         elif name == "agent_kill":
             agent_kill(world, out)
+        elif name == "aggregator_kill":
+            aggregator_kill(world, out)
         elif name == "forged_birth":
             forged_birth(world, out)
         else:
