@@ -157,6 +157,8 @@ def _clear(args) -> int:
     prog = f"{PROG} clear"
     if args.ledger and args.horizon == "rtm":
         return _error(prog, "argument --ledger: only the day-ahead settlement is booked on the ledger (use --horizon dam)")
+    if args.ledger and (Path(args.ledger).is_dir() or not Path(args.ledger).resolve().parent.is_dir()):
+        return _error(prog, f"argument --ledger: {args.ledger} is a directory or its folder does not exist")
     if args.load_shape not in (None, "flat") and not Path(args.load_shape).is_file():
         return _error(prog, f"argument --load-shape: file not found: {args.load_shape}")
     times: dict[str, float] = {}
@@ -219,6 +221,8 @@ def _clear(args) -> int:
 
 def _ledger(prog, args, out, market, books, feeder_name) -> int:
     """Append the settlement to the signed ledger; its figures into summary.json; 0 or an exit code."""
+    import sqlite3
+
     from market.lem.ledger_entries import append_settlement
     from market.settlement.errors import SettlementError as LedgerRuleError
 
@@ -227,8 +231,8 @@ def _ledger(prog, args, out, market, books, feeder_name) -> int:
                                 f"lem:{feeder_name}")
     except LedgerRuleError as exc:
         return _error(prog, f"argument --ledger: {_one_line(exc)}")
-    except OSError as exc:
-        return _error(prog, f"argument --ledger: cannot write {args.ledger}: {exc.strerror or exc}")
+    except (OSError, sqlite3.Error) as exc:
+        return _error(prog, f"argument --ledger: cannot use {args.ledger}: {_one_line(exc)}")
     out.figure("ledger", {"path": rep.path, "created": rep.created, "entries": rep.entries, "first_seq": rep.first_seq,
                           "last_seq": rep.last_seq, "checkpoint_period": rep.checkpoint_period,
                           "minted_ntok": rep.minted_ntok, "pool_residual_ntok": rep.pool_residual_ntok,

@@ -145,6 +145,8 @@ def test_schema_errors_name_the_field_path(tmp_path, capsys):
 @pytest.mark.parametrize("extra, text", [
     (["--horizon", "rtm", "--hour", "3", "--intervals", "13"], "--hour"),
     (["--horizon", "rtm", "--dam", "/nonexistent"], "--dam"),
+    (["--ledger", "/nonexistent/dir/l.sqlite"], "--ledger"),
+    (["--horizon", "rtm", "--ledger", "l.sqlite"], "--ledger"),
     (["--load-shape", "nope.csv"], "--load-shape"),
     (["--intervals", "24"], "--intervals"),
     (["--feeder", "ieee999"], "--feeder"),
