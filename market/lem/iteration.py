@@ -29,6 +29,8 @@ from market.lem.schema import Market
 
 SCHEDULE_TOL_KW = 1e-3
 OBJECTIVE_RTOL = 1e-6  # no new row and the objective unchanged to this: stalled
+LOADING_TOL_PCT = 1e-6  # AC loading / voltage this far inside the tightened limit still counts as at it
+VOLTAGE_TOL_PU = 1e-9
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,21 @@ def node_injections(market: Market, net: NetworkData, schedule_kw: dict[str, np.
     return out
 
 
+def near_limits(point: OperatingPoint, source: str, rating_margin: float, voltage_margin_pu: float
+                ) -> tuple[set[str], set[str]]:
+    """(branch ids, bus·phase ids) of the AC solution at or beyond the *tightened* limits the linearised
+    rows enforce (normal rating × (1 − margin), [V^min + margin, V^max − margin]): the rows a model
+    with every limit would hold binding here. Off the source bus (its voltage is the source's)."""
+    snap = point.snapshot
+    lines = {snap.branch_ids[i] for i in np.nonzero(snap.rated & (snap.loading_pct > 100.0 * (1.0 - rating_margin)
+                                                                  + LOADING_TOL_PCT))[0]}
+    v = snap.v_pu
+    off = snap.v_checked & ~np.array([x.startswith(source + ".") for x in snap.locations])
+    near = off & ((v > snap.v_max_pu - voltage_margin_pu + VOLTAGE_TOL_PU) | (v < snap.v_min_pu + voltage_margin_pu
+                                                                             - VOLTAGE_TOL_PU))
+    return lines, {snap.locations[i] for i in np.nonzero(near)[0]}
+
+
 def violations_of(point: OperatingPoint) -> list[ACViolation]:
     t = point.interval
     out = [ACViolation(t, "line", o.branch_id, o.i_amps, o.rating_amps, "A") for o in point.overloads()]
@@ -141,7 +158,8 @@ def _beyond_margins(slacks, net: NetworkData, rating_margin: float, voltage_marg
 def clear_with_ac(market: Market, feeder, load_shape: list[float] | None = None, critical: CriticalSet | None = None,
                   max_iterations: int = 8, rating_margin: float = 0.01, voltage_margin_pu: float = 0.002,
                   controls: bool | None = None, progress=None, mip_rel_gap: float = 1e-4,
-                  warm_start: bool = True, fixed: dict[str, float] | None = None) -> IteratedClearing:
+                  warm_start: bool = True, fixed: dict[str, float] | None = None,
+                  fixed_point_rtol: float | None = 1e-5) -> IteratedClearing:
     """Clear `market` on `feeder` (a market.network Feeder) iterating with the AC power flow (module doc).
     `progress(line)` is called with one line per iteration when given. Each MIP is solved to
     `mip_rel_gap` (1e-4: the network rows with their penalty slacks make the last digits slow to prove).
@@ -149,7 +167,11 @@ def clear_with_ac(market: Market, feeder, load_shape: list[float] | None = None,
     completes it from its integer values where the new critical rows make it infeasible); the
     optimum it proves is the same. `fixed`: variables held by name in every clearing (e.g. blocks
     excluded as paradoxically accepted, `blocks.clear_without_paradox`). `timings_s` holds the totals
-    per stage, with the clearing split into build_s (Pyomo), compile_s (into HiGHS), mip_s and lp_s."""
+    per stage, with the clearing split into build_s (Pyomo), compile_s (into HiGHS), mip_s and lp_s.
+    `fixed_point_rtol`: "converged" also needs the linearisation to be that of the schedule's own AC
+    solution: the schedule unchanged (to SCHEDULE_TOL_KW) or the objective unchanged to this relative
+    tolerance since the previous clearing (None: stop at the first schedule without violations,
+    linearised wherever the previous one was)."""
     if max_iterations < 1:
         raise ValueError(f"max_iterations must be ≥ 1, got {max_iterations}")
     shape = check_load_shape(market.intervals, load_shape)
@@ -178,8 +200,9 @@ def clear_with_ac(market: Market, feeder, load_shape: list[float] | None = None,
         inj = node_injections(market, net, clearing.schedule_kw)
         points, pf_s = _solve_all(ac, shape, inj)
         violations = [v for pt in points for v in violations_of(pt)]
-        added_lines = sorted({v.where for v in violations if v.kind == "line"} - set(critical.lines))
-        added_voltages = sorted({v.where for v in violations if v.kind == "voltage"} - set(critical.voltages))
+        near = [near_limits(pt, source, rating_margin, voltage_margin_pu) for pt in points]
+        added_lines = sorted(set().union(*(x[0] for x in near)) - set(critical.lines))
+        added_voltages = sorted(set().union(*(x[1] for x in near)) - set(critical.voltages))
         critical.lines += added_lines
         critical.voltages += added_voltages
         lin_s = 0.0
@@ -197,12 +220,16 @@ def clear_with_ac(market: Market, feeder, load_shape: list[float] | None = None,
             progress(f"iteration {it}: objective {rep.objective_usd:.2f} USD, critical set "
                      f"{rep.critical_lines} lines + {rep.critical_voltages} voltages, AC check: "
                      f"{rep.line_violations} overloads, {rep.voltage_violations} voltage violations")
-        if not violations and not _beyond_margins(clearing.slacks, used_net, rating_margin, voltage_margin_pu):
+        fixed_point = fixed_point_rtol is None or previous is not None and (
+            float(np.max(np.abs(inj - previous[0]))) < SCHEDULE_TOL_KW
+            or abs(clearing.objective_usd - previous[1]) <= fixed_point_rtol * max(1.0, abs(previous[1])))
+        if (not violations and not added_lines and not added_voltages and fixed_point
+                and not _beyond_margins(clearing.slacks, used_net, rating_margin, voltage_margin_pu)):
             status = "converged"
             break
         held = {(s.where, s.interval) for s in clearing.slacks}
-        stuck = not added_lines and not added_voltages and (
-            bool(violations) and all((v.where, v.interval) in held for v in violations)  # it chose to pay slack there
+        stuck = not added_lines and not added_voltages and bool(violations) and (
+            fixed_point and all((v.where, v.interval) in held for v in violations)  # it chose to pay slack there
             or previous is not None and (float(np.max(np.abs(inj - previous[0]))) < SCHEDULE_TOL_KW
                       or abs(clearing.objective_usd - previous[1]) <= OBJECTIVE_RTOL * max(1.0, abs(previous[1]))))
         if stuck:
