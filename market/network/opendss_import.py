@@ -22,6 +22,7 @@ import numpy as np
 
 from market.network.dss_batch import ClassBatch, bus_table, class_floats
 from market.network.errors import OpenDSSImportError, UnsupportedElementError
+from market.network.gcpause import paused
 from market.network.model import (Bus, Capacitor, Feeder, Generator, Line, Load, ShuntReactor, Source,
                                   Transformer, Winding)
 
@@ -355,6 +356,11 @@ def _generators(unsupported: list[str]) -> list[Generator]:
 
 def feeder_from_engine(strict: bool = True) -> tuple[Feeder, ImportReport]:
     """Read the circuit currently compiled in the engine; raise UnsupportedElementError if strict."""
+    with paused():
+        return _feeder_from_engine(strict)
+
+
+def _feeder_from_engine(strict: bool) -> tuple[Feeder, ImportReport]:
     dss = _dss()
     if int(dss.Solution.Mode()) != 0:
         raise OpenDSSImportError("only snapshot mode is supported (load shapes are not applied); "

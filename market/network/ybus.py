@@ -17,6 +17,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.sparse.linalg import splu
 
 from market.network.errors import IslandedSectionError, NonPositiveImpedanceError
+from market.network.gcpause import paused
 from market.network.locations import LocationIndex
 from market.network.model import Feeder
 from market.network.primitives import (all_branch_elements, element_primitive, line_yprims, source_norton_a,
@@ -141,6 +142,11 @@ def build_network(feeder: Feeder, previous: Network | None = None,
     Yprims are recomputed (the control loop's tap and capacitor moves), and the island check and
     the nominal load admittance (a convergence aid only) are the previous network's; such a
     network has no build-time `atoms` (solve compiles the feeder's present loads)."""
+    with paused():
+        return _build_network(feeder, previous, changed)
+
+
+def _build_network(feeder: Feeder, previous: Network | None, changed: set[tuple[str, str]] | None) -> Network:
     t0 = time.perf_counter()
     nodes = node_list(feeder)
     index = {nd: i for i, nd in enumerate(nodes)}
