@@ -3,11 +3,11 @@
     python -m bench.api [--gateways 1000] [--devices-per-gateway 4] [--groups 10] [--clients 50]
                         [--duration-s 20] [--json PATH]
 
-1. `colorgrid serve --demo` as a child process: a private broker, the cloud controller and
-   `--gateways` simulated gateways (firmware_sim's multiplexed fleet running the real edge_agent
-   code, in `--fleet-processes` worker processes), the API and the dashboard — the controller in
-   the same process as the API, as `serve --demo` runs it. The bench waits until every gateway
-   is born and controlled.
+1. The world, `--topology split` (default, as deployed): a private broker, `colorgrid controller`
+   (`--db registry.db --out DIR`), `colorgrid fleet` (`--gateways` simulated gateways: firmware_sim's
+   multiplexed fleet running the real edge_agent code) and `colorgrid serve --registry` each in
+   its own process; `--topology demo`: `colorgrid serve --demo`, the controller in the API's
+   process. The bench waits until every gateway is born and controlled.
 2. `--clients` concurrent keep-alive HTTP clients over loopback (one asyncio loop in this
    process) read `GET /v1/fleet/groups` (the dashboard's fleet-state read: every group's state per
    tier, latest vector and round, health) for `--duration-s`: p50/p99 latency, requests/s.
@@ -158,7 +158,7 @@ def _baseline_server(port: int, size: int) -> None:
     app = FastAPI()
 
     @app.get("/v1/fleet/groups")
-    def groups() -> Response:
+    async def groups() -> Response:                 # on the event loop, as the portal's fleet reads
         return Response(body, media_type="application/json")
 
     import socket
@@ -168,6 +168,39 @@ def _baseline_server(port: int, size: int) -> None:
     sock.bind(("127.0.0.1", port))
     print(f"baseline on http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
     uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False)).run(sockets=[sock])
+
+
+def _split_world(a, folder: Path):
+    """The deployed topology: a broker, `colorgrid controller`, `colorgrid fleet` and
+    `colorgrid serve --registry` each in its own process; a read token from `colorgrid token`."""
+    from firmware_sim.broker import start_broker
+
+    broker = start_broker("auto")
+    url = f"mqtt://127.0.0.1:{broker.port}"
+    key = folder / "ctl.key"
+    key.write_text(os.urandom(32).hex() + "\n")
+    (folder / "ctl").mkdir()
+    py = [sys.executable, "-m", "colorgrid"]
+    quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    children = [subprocess.Popen(py + ["controller", "--broker", url, "--hmac-key-file", str(key), "--db",
+                                       str(folder / "registry.db"), "--out", str(folder / "ctl"), "--log-level",
+                                       "WARNING"], **quiet),
+                subprocess.Popen(py + ["fleet", "--broker", url, "--hmac-key-file", str(key), "--gateways",
+                                       str(a.gateways), "--devices-per-gateway", str(a.devices_per_gateway),
+                                       "--groups", str(a.groups)], **quiet)]
+    deadline = time.monotonic() + 60
+    while not (folder / "registry.db").is_file():
+        if time.monotonic() > deadline:
+            raise SystemExit("bench.api: the controller did not create its registry")
+        time.sleep(0.2)
+    out = subprocess.run(py + ["token", "create", "--db", str(folder / "portal.db"), "--stakeholder", "bench",
+                               "--scope", "fleet:read", "--scope", "metrics:read", "--group", "*", "--ttl", "3600"],
+                         capture_output=True, text=True, check=True)
+    token = out.stdout.strip().splitlines()[-1]
+    serve, text = _child(py + ["serve", "--registry", str(folder / "registry.db"), "--results", str(folder),
+                               "--db", str(folder / "portal.db"), "--port", "0", "--log-level", "warning"],
+                         r"colorgrid portal on", 60)
+    return broker, children, serve, text, token
 
 
 def _figures(rep: Report, prefix: str, lat: list[float], n: int, errors: int, wall: float) -> dict:
@@ -188,6 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--duration-s", type=float, default=20.0)
     parser.add_argument("--fleet-timeout-s", type=float, default=300.0)
+    parser.add_argument("--topology", choices=("split", "demo"), default="split",
+                        help="split (default): controller, fleet and API each their own process, as deployed; "
+                             "demo: `colorgrid serve --demo`, the controller in the API's process")
     parser.add_argument("--baseline-server", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, default=0, help=argparse.SUPPRESS)
     argv = sys.argv[1:] if argv is None else argv
@@ -200,12 +236,18 @@ def main(argv: list[str] | None = None) -> int:
     import httpx
 
     folder = Path(tempfile.mkdtemp(prefix="bench-api-"))
-    serve, text = _child([sys.executable, "-m", "colorgrid", "serve", "--demo", "--demo-dir", str(folder),
-                          "--gateways", str(a.gateways), "--devices-per-gateway", str(a.devices_per_gateway),
-                          "--groups", str(a.groups), "--port", "0", "--log-level", "warning"],
-                         r"^admin token:", a.fleet_timeout_s)
+    children: list = []
+    broker = None
+    if a.topology == "demo":
+        serve, text = _child([sys.executable, "-m", "colorgrid", "serve", "--demo", "--demo-dir", str(folder),
+                              "--gateways", str(a.gateways), "--devices-per-gateway", str(a.devices_per_gateway),
+                              "--groups", str(a.groups), "--port", "0", "--log-level", "warning"],
+                             r"^admin token:", a.fleet_timeout_s)
+        token = re.search(r"read token \(fleet, market, metrics\): (\S+)", text).group(1)
+    else:
+        broker, children, serve, text, token = _split_world(a, folder)
     base = re.search(r"http://127\.0\.0\.1:\d+", text).group(0)
-    auth = {"Authorization": "Bearer " + re.search(r"read token \(fleet, market, metrics\): (\S+)", text).group(1)}
+    auth = {"Authorization": "Bearer " + token}
     try:
         rep.figure("fleet_ready_s", _wait_fleet(base, auth, a.gateways, a.fleet_timeout_s), "s",
                    note=f"{a.gateways} gateways x {a.devices_per_gateway} devices in {a.groups} groups controlled")
@@ -246,6 +288,10 @@ def main(argv: list[str] | None = None) -> int:
             _stop(bare)
     finally:
         _stop(serve)
+        for proc in children:
+            _stop(proc)
+        if broker is not None:
+            broker.close()
     rep.ratio("p99_vs_bare_fastapi", portal["p99"], baseline["p99"])
     rep.ratio("rps_bare_fastapi_vs_portal", baseline["rps"], portal["rps"])
     rep.done()

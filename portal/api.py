@@ -127,8 +127,11 @@ def create_app(tokens: tok.TokenStore, store: PortalStore, fleet: FleetView | No
 
     # -- auth ---------------------------------------------------------------------------------
     def need(scope: str | None):
-        def dependency(request: Request,
-                       cred: HTTPAuthorizationCredentials | None = Depends(bearer)) -> tok.TokenRecord:
+        # async: run on the event loop (one short indexed read of the token row), not on one of
+        # the thread pool's 40 threads, which would all contend for the GIL with the controller
+        # thread of `serve --demo` under load (bench.api)
+        async def dependency(request: Request,
+                             cred: HTTPAuthorizationCredentials | None = Depends(bearer)) -> tok.TokenRecord:
             if cred is None:
                 raise ApiError(401, "token: missing bearer token (Authorization: Bearer …)",
                                {"WWW-Authenticate": f'Bearer realm="{REALM}"'})
@@ -181,21 +184,21 @@ def create_app(tokens: tok.TokenStore, store: PortalStore, fleet: FleetView | No
 
     # -- routes: service ------------------------------------------------------------------------
     @app.get("/health", tags=["service"], summary="liveness (no token)")
-    def health() -> dict:
+    async def health() -> dict:
         return {"ok": True, "ts_ms": clock()}
 
     @app.get("/v1/token", tags=["tokens"], summary="the calling token")
-    def whoami(rec: Any_) -> dict:
+    async def whoami(rec: Any_) -> dict:
         return rec.public(clock())
 
     # -- fleet ----------------------------------------------------------------------------------
     @app.get("/v1/fleet/groups", tags=["fleet"], summary="state per control group and tier")
-    def groups(rec: Fleet) -> dict:
+    async def groups(rec: Fleet) -> dict:
         view, now = need_fleet(), clock()
         return _fast_json({"ts_ms": now, "groups": [g for name, g in view.groups(now).items() if rec.may_group(name)]})
 
     @app.get("/v1/fleet/groups/{group}", tags=["fleet"], summary="one group's state per tier")
-    def group(rec: Fleet, group: Group) -> dict:
+    async def group(rec: Fleet, group: Group) -> dict:
         check_group(rec, group)
         found = need_fleet().groups(clock()).get(group)
         if found is None:
@@ -203,7 +206,7 @@ def create_app(tokens: tok.TokenStore, store: PortalStore, fleet: FleetView | No
         return found
 
     @app.get("/v1/fleet/gateways", tags=["fleet"], summary="gateway digital twin: sessions and health")
-    def gateways(rec: Fleet, group: Annotated[str | None, Query(pattern=ID_PATTERN)] = None) -> dict:
+    async def gateways(rec: Fleet, group: Annotated[str | None, Query(pattern=ID_PATTERN)] = None) -> dict:
         if group is not None:
             check_group(rec, group)
         now = clock()
@@ -211,7 +214,7 @@ def create_app(tokens: tok.TokenStore, store: PortalStore, fleet: FleetView | No
         return _fast_json({"ts_ms": now, "gateways": rows})
 
     @app.get("/v1/fleet/gateways/{gateway_id}", tags=["fleet"], summary="one gateway's twin")
-    def gateway(rec: Fleet, gateway_id: Group) -> dict:
+    async def gateway(rec: Fleet, gateway_id: Group) -> dict:
         for g in need_fleet().gateways(now_ms=clock()):
             if g["gateway_id"] == gateway_id and rec.may_group(g["group"]):
                 return g
@@ -219,7 +222,7 @@ def create_app(tokens: tok.TokenStore, store: PortalStore, fleet: FleetView | No
 
     @app.get("/v1/fleet/rounds", tags=["fleet"],
              summary="goal vs achieved: per group the newest rounds of rounds.csv, oldest first")
-    def rounds(rec: Fleet, group: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+    async def rounds(rec: Fleet, group: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
                limit: Annotated[int, Query(ge=1, le=MAX_SERIES_ROUNDS)] = 300) -> dict:
         if group is not None:
             check_group(rec, group)
@@ -229,7 +232,7 @@ def create_app(tokens: tok.TokenStore, store: PortalStore, fleet: FleetView | No
 
     @app.get("/v1/fleet/series", tags=["fleet"],
              summary="the stored time series: goal, achieved and tracking error per group and round")
-    def series(rec: Fleet, group: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+    async def series(rec: Fleet, group: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
                since_ts_ms: Annotated[int | None, Query(ge=0, le=TS_MAX_MS)] = None,
                until_ts_ms: Annotated[int | None, Query(ge=0, le=TS_MAX_MS)] = None,
                limit: Limit = 1000) -> dict:
@@ -239,7 +242,7 @@ def create_app(tokens: tok.TokenStore, store: PortalStore, fleet: FleetView | No
         return _fast_json({"rows": rows[-limit:], "total": len(rows)})
 
     @app.get("/v1/commands", tags=["fleet"], summary="command log: control vectors published, newest first")
-    def commands(rec: Fleet, group: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+    async def commands(rec: Fleet, group: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
                  limit: Limit = 100) -> dict:
         if group is not None:
             check_group(rec, group)
