@@ -287,3 +287,26 @@ def test_time_series_flag_errors_are_one_line(tmp_path, capsys, argv, flag):
     code = main(["powerflow", str(daily_scenario(tmp_path))] + argv)
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and flag in err and "Traceback" not in err
+
+
+@pytest.mark.opendss
+def test_yearly_time_series_follows_yearly_shapes_like_opendss(tmp_path, capsys):
+    """`--mode yearly` on 8760-point yearly= shapes (IEEE 123 + PV + volt-var, the bench's case):
+    two days of 1-h steps, the summary's tap operations equal to OpenDSS's yearly mode's event log."""
+    from market.network.opendss_import import compile_dss
+    from market.network.qsts_case import write_pv_case
+    from market.network.reference import solve_opendss_qsts, tap_operations_logged
+
+    path = write_pv_case(tmp_path, FEEDERS / "ieee123" / "IEEE123Master.dss", "yearly")
+    out = tmp_path / "out"
+    assert main(["powerflow", path, "--mode", "yearly", "--steps", "48", "--step-s", "3600", "--out", str(out)]) == 0
+    assert "yearly time series, 48 steps of 3600 s" in capsys.readouterr().out
+    rows = read_csv(out / "timeseries.csv")
+    assert len(rows) == 48 and rows[-1]["time_s"] == str(48 * 3600.0)
+    fig = json.loads((out / "summary.json").read_text())["figures"]
+    compile_dss(path)
+    regs = [c[: -len("_tap")] for c in read_csv(out / "taps.csv")[0] if c.endswith("_tap")]
+    for _ in solve_opendss_qsts("yearly", 48, 3600.0, regs):
+        pass
+    assert fig["steps"] == 48 and fig["tap_operations"] == tap_operations_logged() > 0
+    assert fig["energy_der_kwh"] > 0
