@@ -1,7 +1,7 @@
 """The VEN against a real openleadr VTN (`openleadr.OpenADRServer`) on a free loopback port, in the
 same asyncio loop: registration, a LOAD_DISPATCH event with a ramp-up the VEN opts in to (goals per
 interval and on the ramp as computed by hand, the signed schedule retained on a real mosquitto and accepted by the controller's
-DispatchGoal), telemetry reports arriving at the VTN, and an event it opts out of.
+DispatchGoal), telemetry reports arriving at the VTN, an event it opts out of, and the VTN cancelling the first.
 
 openleadr is the optional extra `[openadr]`. scripts/test.sh installs it and sets
 COLORGRID_REQUIRE_OPENADR=1, under which its absence fails these tests instead of skipping them.
@@ -83,6 +83,7 @@ class Vtn:
             # loop tick: the VEN has not polled yet) so that x-eiRampUp goes out in the XML
             queued = next(e for e in self.server.events["ven-1"] if e.event_descriptor.event_id == event_id)
             openleadr.utils.setmember(queued, "active_period.ramp_up_period", timedelta(minutes=ramp_up_min))
+        self.last_event_id = event_id
         return start, opt
 
 
@@ -127,6 +128,7 @@ async def test_event_opt_in_goals_dispatch_and_reports(mosquitto):
         assert client.registered and vtn.offers == [("671.1", "RealPower", "W", "k")]
         # setpoints 70 and 45 kW (baseline 100): reductions 30 and 55 ≤ 70 flexible → opt in; 5-min ramp
         start, opt = vtn.event([70.0, 45.0], ramp_up_min=5)
+        first_id = vtn.last_event_id
         assert await asyncio.wait_for(opt, TIMEOUT_S) == "optIn"
         t0 = int(start.timestamp() * 1000)
         assert ven.record.events[0]["ramp_up_ms"] == 300_000        # x-eiRampUp arrived
@@ -151,6 +153,16 @@ async def test_event_opt_in_goals_dispatch_and_reports(mosquitto):
         out = ven.record.events[-1]
         assert out["opt"] == "optOut" and "requested reduction 80 kW exceeds the 70 kW flexible" in out["reason"]
         assert len(goal.decisions()) == 1 and ven.record.published == 1
+        # the VTN cancels the first event: goals withdrawn, the location's retained schedule replaced by
+        # its no-shed kW until the old end (a newer dispatch id), and the VTN drops the event on the ack
+        vtn.server.cancel_event("ven-1", first_id)
+        await until(lambda: not goal.decisions() and ven.record.published == 2)
+        assert goal.source("671.1", t0) != SOURCE_OPENADR and goal.goal_kw("671.1", t0) == 180.0
+        await until(lambda: first_id not in [e.event_descriptor.event_id for e in vtn.server.events["ven-1"]])
+        payload = await asyncio.get_running_loop().run_in_executor(None, retained_dispatch, broker, "671.1")
+        assert controller.offer("671.1", payload, int(time.time() * 1000)) == ""
+        assert controller.goal_kw("671.1", t0 + 60_000) == 180.0 and controller.source("671.1", t0) == SOURCE_DISPATCH
+        assert ven.record.events[-1]["status"] == "cancelled" and ven.record.events[-1]["event_id"] == first_id
     finally:
         await client.stop()
         await vtn.server.stop()
