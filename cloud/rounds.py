@@ -110,6 +110,7 @@ class ControllerCore:
         self._fail_safe: dict[str, bool] = {}
         self._store_depth: dict[str, int] = {}      # gateway -> store-and-forward depth, last report
         self._last_round_ms: dict[str, int] = {}   # group -> last round that sent a vector
+        self._live_capacity_kw: dict[str, float] = {}   # group -> live capacity at its last round
         self._dead_bd: dict[str, int] = {}
         self._txn = 0
         self.pending_txns: dict[str, str] = {}   # txn -> gateway id (request/response pairs)
@@ -452,15 +453,23 @@ class ControllerCore:
 
     def _check_recovery(self, group: str, snap: GroupSnapshot, now_ms: int) -> None:
         """Start the group's recovery ramp (cloud.round_step) when control was interrupted (no
-        vector for longer than a vector lives: the gateways held or went fail-safe) or when
-        gateways holding more than one ramp step of the group's capacity report fail-safe (all
-        their demand came back)."""
+        vector for longer than a vector lives: the gateways held or went fail-safe), when the
+        group's live capacity changed by more than one ramp step since its last round (a gateway
+        died or was born: the others would otherwise take up its share of the goal in one round)
+        or when gateways holding more than one ramp step of the group's capacity report fail-safe
+        (all their demand came back)."""
         step = self._round_step(group)
         last = self._last_round_ms.get(group)
         if last is not None and now_ms - last > self.ttl_ms:
             step.recover(f"no vector for {(now_ms - last) / 1000.0:g} s")
             return
         if snap.capacity_kw <= 0:
+            return
+        before_kw = self._live_capacity_kw.get(group)
+        self._live_capacity_kw[group] = snap.capacity_kw
+        if before_kw is not None and abs(snap.capacity_kw - before_kw) > self.params.ramp_share_per_round * before_kw:
+            # a gateway died or came (back): the rest of the group must not take up its share at once
+            step.recover(f"live capacity {before_kw:g} -> {snap.capacity_kw:g} kW")
             return
         fs_kw = sum(s.capacity_kw for gid, s in self.aggregator.sessions.items()
                     if s.group == group and s.online and self._fail_safe.get(gid))

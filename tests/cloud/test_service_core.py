@@ -390,3 +390,23 @@ def test_a_restarted_gateway_process_reusing_its_bd_seq_is_live_again():
     c2.handle(topics.death("b"), codec.encode_death("b", 4, 0), 10, retained=True)
     c2.handle(*birth("b", bd=4), 20, retained=True)
     assert c2.aggregator.groups() == []
+
+
+
+def test_a_gateway_death_is_taken_up_by_the_others_at_the_ramp():
+    """bench.faults agent_kill: one of two gateways died, and the survivor was asked at once to
+    take up its share of the group's goal (a one-round step of the dead gateway's share)."""
+    c = core(goal=ConstantGoal(5.0))
+    c.handle(*birth("a", tier_w=(2000, 2000, 1000), n=1), 0)
+    c.handle(*birth("b", tier_w=(2000, 2000, 1000), n=1), 0)
+    for i, t in enumerate((2000, 4000, 6000, 8000)):
+        c.handle(*state("a", i + 1, [[500, 0, 1500, 0], [2000, 0, 0, 0], [0, 0, 0, 0]]), t - 10)
+        c.handle(*state("b", i + 1, [[500, 0, 1500, 0], [2000, 0, 0, 0], [0, 0, 0, 0]]), t - 10)
+        c.control_round(t)
+    assert not c._rounds["g1"].recovering
+    c.handle(topics.death("b"), codec.encode_death("b", 0, 8500), 8500)
+    c.handle(*state("a", 5, [[500, 0, 1500, 0], [2000, 0, 0, 0], [0, 0, 0, 0]]), 9990)
+    out = c.control_round(10_000)
+    v = codec.decode_vector(out[0][1])
+    on_kw = v["p_on"][0] * 1.5                        # a's green DF is 1.5 kW; goal 5 needs 2.5 more
+    assert c.records[-1].ramped and on_kw <= 0.03 * 5.0 + 1e-6
