@@ -64,7 +64,7 @@ class FleetSpec:
                  thermostatic_fraction: float = 0.2, id_prefix: str = "gw",
                  vector_max_ttl_s: float = 60.0, keepalive_s: int = 10,
                  username: str | None = None, password: str | None = None,
-                 report_key_seed: bytes | None = None, shared_speed=None) -> None:
+                 report_key_seed: bytes | None = None, shared_speed=None, mqtt: str = "auto") -> None:
         if gateways < 1 or devices_per_gateway < 1:
             raise FleetError("gateways, devices_per_gateway: expected >= 1")
         if k != 3:
@@ -90,6 +90,9 @@ class FleetSpec:
         if report_key_seed is not None and len(report_key_seed) < 16:
             raise FleetError("report_key_seed: at least 16 bytes required")
         self.report_key_seed = report_key_seed   # set: every gateway signs its reports
+        if mqtt not in ("auto", "5", "3.1.1"):
+            raise FleetError(f"mqtt: expected auto, 5 or 3.1.1, got {mqtt!r}")
+        self.mqtt = mqtt    # MQTT version of the gateways' sessions (auto: 5 if the broker speaks it)
 
     def report_key(self, gateway_id: str) -> bytes | None:
         """The gateway's own key, HMAC-SHA256(report_key_seed, gateway id) (None: unsigned)."""
@@ -141,7 +144,8 @@ def make_agent(spec: FleetSpec, i: int, loop: MuxLoop, log_fn=None) -> GatewayAg
     gid = spec.gateway_id(i)
     core = GatewayCore(gid, make_devices(spec, i), params, seed=spec.seed * 1_000_003 + i)
     transport = MuxTransport(loop, gid, spec.host, spec.port, keepalive_s=spec.keepalive_s,
-                             username=_per_gateway(spec.username, gid), password=_per_gateway(spec.password, gid))
+                             username=_per_gateway(spec.username, gid), password=_per_gateway(spec.password, gid),
+                             protocol=spec.mqtt)
     return GatewayAgent(core, transport, gid, spec.group_of(i), {spec.key_id: spec.key},
                         Prng(spec.seed * 7 + i), vector_max_ttl_ms=int(spec.vector_max_ttl_s * 1000),
                         backoff_base_ms=200, backoff_cap_ms=5000, log=log_fn or _quiet_log,

@@ -7,6 +7,10 @@ readable, `loop_write` when paho has queued output, `loop_misc` (keepalive, time
 `MuxTransport` implements the edge_agent transport contract (edge_agent/transport.py) on one of
 those clients; `poll()` never blocks — the fleet's scheduler, not the agent, decides when to wait
 (`MuxLoop.run_once(timeout_s)`).
+
+Sessions as `edge_agent.transport_paho`: MQTT 5 with clean start off and a session expiry when the
+broker speaks it (`protocol="auto"`, asked once per process), else MQTT 3.1.1 with clean session
+off; the broker's DISCONNECT reason code is in the TransportError the agent logs.
 """
 from __future__ import annotations
 
@@ -14,8 +18,12 @@ import selectors
 import time
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
+from edge_agent.mqtt5_cpython import SESSION_EXPIRY_S, speaks_v5
 from edge_agent.transport import TransportError
+from edge_agent.transport_paho import PROTOCOLS, reason_text
 
 
 class MuxLoop:
@@ -72,25 +80,51 @@ class MuxTransport:
     """edge_agent transport contract over one paho client driven by a shared `MuxLoop`."""
 
     def __init__(self, loop: MuxLoop, client_id: str, host: str, port: int, keepalive_s: int = 30,
-                 username: str | None = None, password: str | None = None) -> None:
+                 username: str | None = None, password: str | None = None, protocol: str = "auto",
+                 session_expiry_s: int = SESSION_EXPIRY_S) -> None:
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"protocol: expected one of {', '.join(PROTOCOLS)}, got {protocol!r}")
         self.loop = loop
         self.client_id = client_id
         self.host, self.port = host, port
         self.keepalive_s = keepalive_s
+        self.protocol, self.session_expiry_s = protocol, int(session_expiry_s)
+        self._credentials = (username, password)
         self.inbox: list[tuple[str, bytes]] = []
         self._up = False
         self.connects = 0
         self.down_reason = "not connected"     # why the link went down (named in TransportError)
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                                  clean_session=False, protocol=mqtt.MQTTv311)
+        self.v5 = protocol != "3.1.1"
+        self.client = self._make_client()
+
+    def _make_client(self) -> mqtt.Client:
+        if self.v5:
+            client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5)
+        else:
+            client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                                 clean_session=False, protocol=mqtt.MQTTv311)
+        username, password = self._credentials
         if username is not None:
-            self.client.username_pw_set(username, password)
-        self.client.max_queued_messages_set(0)
-        self.client.max_inflight_messages_set(100)
-        self.client.on_message = self._on_message
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = self._on_disconnect
-        loop.add(self.client)
+            client.username_pw_set(username, password)
+        client.max_queued_messages_set(0)
+        client.max_inflight_messages_set(100)
+        client.on_message = self._on_message
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        self.loop.add(client)
+        return client
+
+    def _choose_protocol(self) -> None:
+        if self.protocol != "auto":
+            return
+        try:
+            v5 = speaks_v5(self.host, self.port)
+        except OSError as exc:
+            raise TransportError(f"connect to {self.host}:{self.port} failed: {exc}") from None
+        if v5 != self.v5:
+            self.loop.discard(self.client)
+            self.v5 = v5
+            self.client = self._make_client()
 
     def _on_message(self, client, userdata, msg) -> None:
         self.inbox.append((msg.topic, bytes(msg.payload)))
@@ -99,20 +133,29 @@ class MuxTransport:
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             self._up = False
-            self.down_reason = f"connection refused: {reason_code}"
+            self.down_reason = f"connection refused: {reason_text(reason_code)}"
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self._up = False
-        self.down_reason = f"disconnected: {reason_code}"
+        by_broker = getattr(flags, "is_disconnect_packet_from_server", False)
+        self.down_reason = (("disconnected by the broker: " if by_broker
+                             else "closed without a DISCONNECT from the broker: ") + reason_text(reason_code))
 
     # ------------------------------------------------------------- contract
     def connect(self, will=None) -> None:
+        self._choose_protocol()
         self.client.will_clear()
         if will is not None:
             topic, payload, qos, retain = will
             self.client.will_set(topic, payload, qos, retain)
         try:
-            self.client.connect(self.host, self.port, keepalive=self.keepalive_s)
+            if self.v5:
+                props = Properties(PacketTypes.CONNECT)
+                props.SessionExpiryInterval = self.session_expiry_s
+                self.client.connect(self.host, self.port, keepalive=self.keepalive_s, clean_start=False,
+                                    properties=props)
+            else:
+                self.client.connect(self.host, self.port, keepalive=self.keepalive_s)
         except (OSError, ValueError) as exc:
             self._up = False
             raise TransportError(f"connect to {self.host}:{self.port} failed: {exc}") from None
