@@ -229,3 +229,20 @@ def test_fake_mapper_drives_the_ven():
     m = FakeMapper()
     ven = Ven(m, AdrGoal({}), clock_ms=lambda: 5)
     assert ven.handle_event(event("Z", [1.0])).opt == "optOut" and m.calls == [("Z", 5)]
+
+
+def test_rounds_fleet_state_follows_a_growing_rounds_csv(tmp_path):
+    """The controller's rounds.csv (t_s from origin, enabled_t{i}_kw): mean of total enabled kW per
+    span, re-read when the file grew; a missing file reads as no rounds."""
+    from market.vpp.openadr import RoundsFleetState
+
+    path = tmp_path / "rounds.csv"
+    fleet = RoundsFleetState(path, ("green", "yellow", "black"), origin_ms=1_000_000)
+    assert fleet.mean_kw("671.1", 0, 10**9) is None
+    header = "t_s,group,enabled_t0_kw,enabled_t1_kw,enabled_t2_kw,p_off_t0,p_off_t1,p_off_t2\n"
+    path.write_text(header + "".join(f"{t}.0,671.1,{10 + t},5,1,0,0,0\n" for t in range(4)))
+    assert fleet.mean_kw("671.1", 1_000_000, 1_004_000) == pytest.approx(16 + 1.5)     # 10..13 + 5 + 1
+    assert fleet.mean_kw("671.1", 1_004_000, 1_010_000) is None
+    with path.open("a") as fh:
+        fh.write("".join(f"{t}.0,671.1,{10 + t},5,1,0,0,0\n" for t in range(4, 6)))
+    assert fleet.mean_kw("671.1", 1_004_000, 1_010_000) == pytest.approx(14.5 + 6)     # 14, 15 + 5 + 1
