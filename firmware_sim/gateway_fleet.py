@@ -37,6 +37,7 @@ from edge_agent.params import AgentParams
 from edge_agent.prng import Prng
 from edge_agent.runtime import GatewayAgent
 from firmware_sim.mux_transport import MuxLoop, MuxTransport
+from firmware_sim.vector_gateway import VectorGatewayCore
 
 log = logging.getLogger("colorgrid.firmware_sim.fleet")
 
@@ -44,6 +45,8 @@ log = logging.getLogger("colorgrid.firmware_sim.fleet")
 CONTRACTS_3 = [((1.0, 0.0, 0.0), 0.3), ((0.0, 1.0, 0.0), 0.2), ((0.5, 0.5, 0.0), 0.2),
                ((0.6, 0.2, 0.2), 0.2), ((0.0, 0.0, 1.0), 0.1)]
 
+
+DEVICE_MODELS = ("agent", "vector")
 
 # a gateway round run more than round_ms / LATE_ROUND_DIV after it was due counts as late: half a
 # round late, its report lands in the next round's bucket and both rounds are incomplete
@@ -64,7 +67,8 @@ class FleetSpec:
                  thermostatic_fraction: float = 0.2, id_prefix: str = "gw",
                  vector_max_ttl_s: float = 60.0, keepalive_s: int = 10,
                  username: str | None = None, password: str | None = None,
-                 report_key_seed: bytes | None = None, shared_speed=None, mqtt: str = "auto") -> None:
+                 report_key_seed: bytes | None = None, shared_speed=None, mqtt: str = "auto",
+                 device_model: str = "agent") -> None:
         if gateways < 1 or devices_per_gateway < 1:
             raise FleetError("gateways, devices_per_gateway: expected >= 1")
         if k != 3:
@@ -93,6 +97,11 @@ class FleetSpec:
         if mqtt not in ("auto", "5", "3.1.1"):
             raise FleetError(f"mqtt: expected auto, 5 or 3.1.1, got {mqtt!r}")
         self.mqtt = mqtt    # MQTT version of the gateways' sessions (auto: 5 if the broker speaks it)
+        if device_model not in DEVICE_MODELS:
+            raise FleetError(f"device_model: expected agent or vector, got {device_model!r}")
+        # agent: edge_agent.GatewayCore steps every slice (the reference); vector: the same agent
+        # around firmware_sim.vector_gateway.VectorGatewayCore (numpy, devices at rated W)
+        self.device_model = device_model
 
     def report_key(self, gateway_id: str) -> bytes | None:
         """The gateway's own key, HMAC-SHA256(report_key_seed, gateway id) (None: unsigned)."""
@@ -142,7 +151,8 @@ def make_agent(spec: FleetSpec, i: int, loop: MuxLoop, log_fn=None) -> GatewayAg
     params = AgentParams(k=spec.k, round_s=spec.round_s, t_ef_s=t_ef, t_ev_s=t_ev, t_df_s=t_df, t_dv_s=t_dv,
                          fail_safe_s=spec.fail_safe_s)
     gid = spec.gateway_id(i)
-    core = GatewayCore(gid, make_devices(spec, i), params, seed=spec.seed * 1_000_003 + i)
+    core_class = VectorGatewayCore if spec.device_model == "vector" else GatewayCore
+    core = core_class(gid, make_devices(spec, i), params, seed=spec.seed * 1_000_003 + i)
     transport = MuxTransport(loop, gid, spec.host, spec.port, keepalive_s=spec.keepalive_s,
                              username=_per_gateway(spec.username, gid), password=_per_gateway(spec.password, gid),
                              protocol=spec.mqtt)

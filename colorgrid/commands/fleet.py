@@ -38,6 +38,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--enrollment-out", default=None, metavar="PATH",
                         help="write the enrollment list of these gateways and their report keys here "
                              "(mode 600), for `colorgrid controller --enrollment PATH`; needs --report-key-seed")
+    parser.add_argument("--device-model", choices=("agent", "vector"), default="agent",
+                        help="agent: edge_agent's GatewayCore steps every device (the reference); vector: "
+                             "the same real agent per gateway (MQTT session, codec, signatures, fail-safe) "
+                             "with its devices stepped as numpy arrays at rated W (default agent)")
+    parser.add_argument("--mqtt", choices=("auto", "5", "3.1.1"), default="auto",
+                        help="MQTT version of the gateways' sessions (default auto: 5 if the broker speaks it)")
     parser.add_argument("--username", default=None)
     parser.add_argument("--password-file", type=existing_file, default=None)
     add_out_argument(parser)
@@ -81,7 +87,8 @@ def run(args) -> int:
                          groups=args.groups, seed=args.seed, round_s=args.round_s, fail_safe_s=args.fail_safe_s,
                          clock_spec=clock.spec(), key_id=key_id, key=key,
                          thermostatic_fraction=args.thermostatic_fraction, id_prefix=args.id_prefix,
-                         username=args.username, password=password, report_key_seed=seed)
+                         username=args.username, password=password, report_key_seed=seed,
+                         mqtt=args.mqtt, device_model=args.device_model)
         if args.enrollment_out:
             write_enrollment(args.enrollment_out, spec)
         processes = args.processes or max(1, (args.gateways + 499) // 500)
@@ -92,7 +99,7 @@ def run(args) -> int:
     except (ValueError, OSError, FleetError, ServiceError) as exc:
         print(f"colorgrid fleet: error: {exc}", file=sys.stderr)
         return 2
-    print(f"fleet: {args.gateways} gateways x {args.devices_per_gateway} devices in {processes} "
+    print(f"fleet: {args.gateways} gateways x {args.devices_per_gateway} devices ({args.device_model} model) in {processes} "
           f"process(es) on {args.broker}{', signed reports' if seed else ''}"
           f"{', enrollment in ' + args.enrollment_out if args.enrollment_out else ''}; Ctrl-C to stop", flush=True)
     t0 = time.monotonic()

@@ -37,13 +37,14 @@ def total_w(spec):
     return sum(d.rated_w for i in range(spec.gateways) for d in make_devices(spec, i))
 
 
-def test_fleet_sheds_on_signed_vectors_then_fails_safe():
+@pytest.mark.parametrize("device_model", ["agent", "vector"])
+def test_fleet_sheds_on_signed_vectors_then_fails_safe(device_model):
     broker = MosquittoBroker().start()
     try:
         clock = SimClock(1.0)
         spec = FleetSpec("127.0.0.1", broker.port, gateways=12, devices_per_gateway=8, round_s=0.5,
                          fail_safe_s=2.0, t_ref_s=(1.0, 0.5, 1.0, 0.5), clock_spec=clock.spec(),
-                         key=KEY, thermostatic_fraction=0.0, seed=3)
+                         key=KEY, thermostatic_fraction=0.0, seed=3, device_model=device_model)
         worker = FleetWorker(spec, 0, spec.gateways)
         stop = threading.Event()
         thread = threading.Thread(target=worker.run, args=(stop.is_set,))
