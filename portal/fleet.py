@@ -293,10 +293,12 @@ class FleetView:
         return out
 
     def latest_vectors(self) -> dict[str, dict]:
-        """The newest control vector per group (from the last two rounds of the command log)."""
+        """The newest control vector per group, from the last two rounds of the command log (the
+        controller commits a round's vectors group by group: while the newest round is being
+        written, the other groups' newest vector is the round before's)."""
         last = self.registry.last_round_id()
         vectors: dict[str, dict] = {}
-        for cmd in self.registry.commands(since_round_id=max(0, last - 1)):
+        for cmd in self.registry.commands(since_round_id=max(0, last - 2)):
             vectors[cmd.group] = _vector(cmd)
         return vectors
 

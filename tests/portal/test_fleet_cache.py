@@ -26,3 +26,17 @@ def test_cached_group_state_follows_its_sources(tmp_path):
     after = view.groups(NOW + 3000)["671.1"]
     assert after["gateways"] == 3 and after["latest_vector"]["round_id"] == 102
     assert after["health"] == {"online": 2, "stale": 0, "offline": 1}
+
+
+def test_a_round_half_written_keeps_the_other_groups_vector(tmp_path):
+    """The controller logs a round's vectors group by group: while round 102 has only 671.1's,
+    671.2's newest vector is still round 101's (in force), not missing (stale)."""
+    write_registry(tmp_path / "registry.db")
+    reg = SqliteRegistry(tmp_path / "registry.db")
+    reg.log_command(102, "671.1", NOW, NOW + 6000, '{"p_on":[1],"p_off":[0],"round_id":102}')
+    reg.close()
+    view = FleetView(ReadOnlyRegistry(tmp_path / "registry.db"), ResultsFolder(None))
+    groups = view.groups(NOW + 1000)
+    assert groups["671.1"]["latest_vector"]["round_id"] == 102
+    assert groups["671.2"]["latest_vector"]["round_id"] == 101 and groups["671.2"]["vector_in_force"] is True
+    assert groups["671.2"]["health"]["online"] == 1
