@@ -41,6 +41,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--vpp-share", type=float_range(0.0, 1.0, low_open=True), default=0.3,
                         help="the VPP fleet's rated kW as a share of each location's load (default 0.3)")
     parser.add_argument("--confidence", type=fraction, default=0.9, help="supply quantities at this confidence (P90)")
+    parser.add_argument("--max-shed-share", type=float_range(0.0, 1.0, low_open=True), default=0.9,
+                        help="offer at most this share of each tier's kW (default 0.9: the law cannot hold a whole "
+                             "tier off and would shed the next tier instead)")
     parser.add_argument("--iso-price", type=existing_file, default=None, metavar="CSV",
                         help="ISO price per interval (interval,price_usd_per_mwh); default: the shipped curve")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="market offers and fleet draws (default 0)")
@@ -196,7 +199,7 @@ class _Day:
         self.portfolio = default_portfolio(tier_kw, {loc: fl.per_loc for loc in self.locs}, tiers)
         out.path("portfolio.json").write_text(json.dumps(portfolio_dict(self.portfolio), indent=1, sort_keys=True) + "\n")
         curves = build_supply(self.portfolio, stats, self.starts, 1.0, a.confidence, priority=self.prices,
-                              dispatch_at_ms=self.issued_ms)
+                              dispatch_at_ms=self.issued_ms, max_shed_share=a.max_shed_share)
         if curves.missing:
             raise _Fail(f"yield statistics missing: {curves.missing[0]}")
         write_curves(curves, out.path("curves.json"))

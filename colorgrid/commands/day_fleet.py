@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 WARM_S = 60.0
+TIER_SETTLE_S = 181.0      # T_DF + T_DV + 1 s (market.vpp.yield_stats.SETTLE_S): a tier still shed after this is shed anew
 TRACKING_COLUMNS = ["location", "interval", "goal_kw", "enabled_kw", "estimate_kw", "tracking_rms_kw",
                     "tracking_rms_pct", "estimate_error_kw"]
 
@@ -127,7 +128,10 @@ def measure(fleet: Fleet, base_res, run, plan, curves, cleared, sim_s_per_interv
             enabled = run.group_achieved_kw[sel, g]
             estimate = run.group_estimate_kw[sel, g]
             goal = run.group_goal_kw[sel, g]
-            tiers_on = run.group_enabled_tier_kw[sel, g].mean(axis=0)
+            # a tier counts as shed only after the refractory tail of the window before (module docstring)
+            late = (run.t_s >= WARM_S + t * sim_s_per_interval + max(settle_s, min(TIER_SETTLE_S, 0.8 * sim_s_per_interval)) - 1e-9) & \
+                (run.t_s < hi - 1e-9)
+            tiers_on = run.group_enabled_tier_kw[late, g].mean(axis=0)
             if reference is None:
                 ref = float(cleared.get((loc, t), 0.0))
             else:

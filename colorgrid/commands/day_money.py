@@ -21,7 +21,9 @@ def money_per_tier(plan, portfolio, rows, prices, interval_h: float) -> list[lis
     """Per sheddable tier [tier, delivered_kwh, revenue_usd, events, customer_pay_usd, margin_usd]:
     the delivered reduction split over tiers as the plan split it (shed order), its revenue at the
     DLMPs, the customers' pay by their contracts (per kWh delivered and per event = run of
-    consecutive curtailed intervals) and the VPP's margin."""
+    consecutive curtailed intervals) and the VPP's margin; then a row "unplanned": what the fleet
+    delivered (and earned) in intervals without a dispatched reduction (the refractory tail of the
+    interval before, switching noise), so the rows add up to the VPP's revenue."""
     col = {loc: j for j, loc in enumerate(prices.locations)}
     out = []
     for tier in plan.tiers:
@@ -44,4 +46,8 @@ def money_per_tier(plan, portfolio, rows, prices, interval_h: float) -> list[lis
             if h is not None and h.contract is not None:
                 pay += n_ev * h.contract.compensation_usd_per_event
         out.append([tier, kwh, usd, events, pay, usd - pay])
+    rest = [r for r in rows if plan.reduction_kw.get((r.location, r.interval), 0.0) <= 1e-9]
+    kwh = sum(r.delivered_kw for r in rest) * interval_h
+    usd = sum(r.delivered_kw * float(prices.dlmp_usd_per_mwh[col[r.location], r.interval]) for r in rest) * interval_h / 1000.0
+    out.append(["unplanned", kwh, usd, 0, 0.0, usd])
     return out

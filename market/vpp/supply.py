@@ -8,9 +8,12 @@
 
 Per location l, interval t and sheddable tier i (black is never offered):
 
-- **quantity** q[l,i,t] = min(contracted kW of the holding, the `confidence` availability of the tier
-  at the interval's hours of day) — the P90 of available flexibility for confidence 0.9 — times
-  min(1, the location's response ratio) when `derate_by_response`. A location·interval whose yield
+- **quantity** q[l,i,t] = min(`max_shed_share` × contracted kW of the holding, the `confidence`
+  availability of the tier at the interval's hours of day) — the P90 of available flexibility for
+  confidence 0.9 — times min(1, the location's response ratio) when `derate_by_response`.
+  `max_shed_share` < 1 keeps part of each tier back: the control law cannot hold a whole tier off
+  (devices in their enabled-refractory time and the fairness rotation leave some on), and what it
+  cannot take from a tier it takes from the next one, which the contracts may not allow. A location·interval whose yield
   statistics miss any tier is not offered at all (its baseline would be unknown); `missing` says so.
 - **price** (USD/MWh, one per location·tier) = 1000·compensation_usd_per_kwh + the per-event
   compensation spread over one interval of the tier's contracted kW
@@ -149,8 +152,11 @@ def _better(a: tuple[float, tuple | None], b: tuple[float, tuple | None]) -> boo
 
 def build_supply(portfolio: Portfolio, stats: YieldStats, starts_ms: Sequence[int], interval_h: float,
                  confidence: float = 0.9, priority: Sequence[float] | None = None,
-                 dispatch_at_ms: int | None = None, derate_by_response: bool = False) -> SupplyCurves:
+                 dispatch_at_ms: int | None = None, derate_by_response: bool = False,
+                 max_shed_share: float = 1.0) -> SupplyCurves:
     """Supply curves for the intervals starting at `starts_ms` (each `interval_h` long)."""
+    if not 0.0 < max_shed_share <= 1.0:
+        raise SupplyError(f"max_shed_share: expected a share in (0, 1], got {max_shed_share!r}")
     starts = tuple(int(s) for s in starts_ms)
     if not starts or not (math.isfinite(interval_h) and interval_h > 0):
         raise SupplyError("starts_ms: at least one interval, and interval_h > 0")
@@ -184,7 +190,7 @@ def build_supply(portfolio: Portfolio, stats: YieldStats, starts_ms: Sequence[in
                 for t in range(len(starts)):
                     if known[t] is not None:
                         avail = stats.available_kw(loc, tier, hours[t], confidence) or 0.0
-                        q[t] = max(0.0, min(h.kw, avail) * derate)
+                        q[t] = max(0.0, min(h.kw * max_shed_share, avail) * derate)
                 price = max(tier_price_usd_per_mwh(h.contract, h.kw, interval_h), floor + TIE_USD_PER_MWH)
                 floor = prices[(loc, tier)] = price
                 limits[(loc, tier)] = h.contract.daily_energy_limit_kwh(h.kw)

@@ -158,7 +158,7 @@ def test_lem_books_balance_per_interval(day):
 
 def test_money_per_tier_adds_up_to_the_vpp_revenue(day):
     money = _rows(day / "money_per_tier.csv")
-    assert [r["tier"] for r in money] == list(TIERS)
+    assert [r["tier"] for r in money] == [*TIERS, "unplanned"]
     summary = _summary(day)
     assert sum(float(r["revenue_usd"]) for r in money) == pytest.approx(summary["vpp_revenue_usd"], rel=1e-9)
     assert sum(float(r["delivered_kwh"]) for r in money) == pytest.approx(summary["vpp_delivered_kwh"], rel=1e-9)

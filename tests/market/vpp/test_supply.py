@@ -111,3 +111,15 @@ def test_lem_offers_validate_and_clear_in_the_lem():
     assert plan.goal_kw("2.1", 1) == pytest.approx(100.0 - 74.0)
     with pytest.raises(Exception, match="intervals"):
         with_vpp_offers({"intervals": 3, "iso": {"import_price_usd_per_mwh": iso[:3]}}, c)
+
+
+def test_max_shed_share_keeps_part_of_each_tier_back():
+    """Green held 100 kW, available 44 (P90): 0.3 × 100 = 30 kW offered; yellow 60 held, 30 available:
+    0.3 × 60 = 18. At 0.9 the availability binds (44, 30)."""
+    p = portfolio(hours=4.0, events=4)
+    c = build_supply(p, fleet_stats(), STARTS, 1.0, confidence=0.9, max_shed_share=0.3)
+    assert c.quantity_kw("2.1", "green", 0) == pytest.approx(30.0) and c.quantity_kw("2.1", "yellow", 0) == pytest.approx(18.0)
+    c = build_supply(p, fleet_stats(), STARTS, 1.0, confidence=0.9, max_shed_share=0.9)
+    assert c.quantity_kw("2.1", "green", 0) == pytest.approx(44.0) and c.quantity_kw("2.1", "yellow", 0) == pytest.approx(30.0)
+    with pytest.raises(Exception, match="max_shed_share"):
+        build_supply(p, fleet_stats(), STARTS, 1.0, max_shed_share=0.0)
