@@ -261,7 +261,16 @@ async function refreshFleet(me) {
   $("charts").replaceChildren(...series.groups.map((s) => chartCard(s, byName.get(s.group))));
   fill("gateways", gws.gateways.map((w) => [cell(w.gateway_id, "l"), cell(w.group, "l"),
     cell(badge(w.health || (w.online ? "online" : "offline")), "l"), cell(w.bd_seq), cell(w.devices),
-    cell(num((w.capacity_w || 0) / 1000)), cell(w.vector_round_id), cell(utc(w.last_session_event_ts_ms), "l")]));
+    cell(num((w.capacity_w || 0) / 1000)), cell(w.vector_round_id), cell(utc(w.last_session_event_ts_ms), "l"),
+    ...liveCells(w.live)]));
+}
+
+// the controller's own view of a gateway, when it runs in the serving process (`serve --demo`)
+function liveCells(live) {
+  if (!live) return [cell(null), cell(null), cell(null)];
+  const age = live.report_age_ms === null || live.report_age_ms === undefined ? null : live.report_age_ms / 1000;
+  return [cell(badge(live.state), "l"), cell(age === null ? null : age.toFixed(1), age !== null && age > 3 ? "warn" : ""),
+          cell(live.store_depth, live.store_depth ? "warn" : "")];
 }
 
 // ---- the loop -----------------------------------------------------------------------------------

@@ -217,6 +217,10 @@ def test_serve_demo_in_headless_chromium(tmp_path):
                 page.wait_for_function("[...document.querySelectorAll('#gateways tbody tr')]"
                                        ".filter(r => r.innerText.includes('online')).length === 4")
                 assert page.inner_text("#error") == ""
+                # the controller's own view per gateway: live state, report age, store-and-forward depth
+                for row in page.inner_text("#gateways tbody").splitlines():
+                    cells = row.split("\t")
+                    assert cells[8].strip() == "online" and float(cells[9]) < 10 and cells[10].strip() == "0", row
                 page.screenshot(path=str(tmp_path / "serve-demo.png"), full_page=True)
 
                 # the API behind it: the twin carries live freshness, the store the series, /metrics
