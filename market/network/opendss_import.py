@@ -135,19 +135,6 @@ def _source() -> Source:
                   float(dss.Vsources.AngleDeg()), nodes)
 
 
-def _series_from_yprim(name: str, switch: bool, dss_class: str = "line") -> Line:
-    (b1, n1), (b2, n2) = _terminals()[:2]
-    y = _yprim()
-    n = len(n1)
-    ys = -y[:n, n:]
-    if np.linalg.cond(ys) > 1e14:
-        raise OpenDSSImportError(f"{name}: singular series admittance (open conductor or zero impedance)")
-    shunt = (y[:n, :n] - ys) * 2.0
-    if np.max(np.abs(shunt), initial=0.0) <= 1e-12 * np.max(np.abs(ys)):
-        shunt = None
-    return Line(name, b1, n1, b2, n2, np.linalg.inv(ys), shunt, switch, *_ratings(), dss_class)
-
-
 def _series_raw(name: str, switch: bool, dss_class: str = "line") -> tuple:
     """The active element's terminals, flat Yprim (re, im pairs) and ratings, converted later in
     a batch (`_series_batch`); bus names from the element's first two terminals."""
@@ -161,8 +148,9 @@ def _series_raw(name: str, switch: bool, dss_class: str = "line") -> tuple:
 
 
 def _series_batch(raws: list[tuple]) -> list[Line]:
-    """Lines from Yprims, as `_series_from_yprim` per element but with one stacked condition
-    number and inverse per conductor count (the same LAPACK routine per matrix: identical results)."""
+    """Lines from Yprims: series admittance Ys = −Y12, refused when singular (cond > 1e14),
+    Z = Ys⁻¹, shunt = 2·(Y11 − Ys) (None when negligible); one stacked condition number and
+    inverse per conductor count (the same LAPACK routine per matrix as one by one)."""
     out: list[Line | None] = [None] * len(raws)
     sizes = np.array([len(r[2]) for r in raws], dtype=np.int64)
     for n in np.unique(sizes):
