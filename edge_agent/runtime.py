@@ -361,6 +361,8 @@ class GatewayAgent:
         if self.started_ms is None:
             self.started_ms = now_ms
             self.next_round_ms = now_ms
+        if self.guard.min_issued_ms is None:   # replay memory is RAM: nothing from before the start
+            self.guard.min_issued_ms = self.started_ms
         if not self.connected and self.backoff.due(now_ms):
             self._try_connect(now_ms)
         if self.connected:

@@ -145,6 +145,10 @@ class VectorGuard:
         self.max_ttl_ms = max_ttl_ms
         self.max_skew_ms = max_skew_ms
         self.last_round_id = -1
+        # set by the agent when it starts: the replay memory (last_round_id) is RAM only, so a
+        # vector issued before this process started (one captured earlier and replayed after a
+        # restart, or one queued in the persistent session) is refused once; None: no floor
+        self.min_issued_ms = None  # type: int | None
 
     def check(self, msg: dict, now_ms: int) -> str:
         if msg.get("group") != self.group:
@@ -159,6 +163,9 @@ class VectorGuard:
             return "issued in the future (issued_ts_ms " + str(msg["issued_ts_ms"]) + ")"
         if msg["expires_ts_ms"] - msg["issued_ts_ms"] > self.max_ttl_ms:
             return "lifetime longer than " + str(self.max_ttl_ms) + " ms"
+        if self.min_issued_ms is not None and msg["issued_ts_ms"] < self.min_issued_ms:
+            return "issued before this agent started (issued_ts_ms " + str(msg["issued_ts_ms"]) \
+                + " < " + str(self.min_issued_ms) + ")"
         if msg["round_id"] <= self.last_round_id:
             return "replay (round_id " + str(msg["round_id"]) + " <= last accepted " \
                 + str(self.last_round_id) + ")"

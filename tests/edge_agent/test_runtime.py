@@ -292,3 +292,24 @@ def test_with_its_own_key_every_gateway_message_is_signed():
         _, _, msg = codec.decode(topic, payload)
         assert msg["key_id"] == GW and security.verify(msg, {GW: gw_key}) == "", topic
         assert security.verify(msg, {GW: b"x" * 32}) == "bad signature"
+
+
+def test_a_restarted_agent_refuses_a_captured_vector_issued_before_it_started():
+    """Issue 16 (replay memory across a gateway restart): the last accepted round id lives in RAM,
+    so a vector captured before a restart and replayed within its lifetime was applied once more.
+    The agent now refuses anything issued before it started."""
+    broker, agent = make_agent()
+    agent.tick(T0)
+    captured = security.make_vector(GROUP, 50, [0, 0, 0], [1, 1, 1], T0 + 100, 30_000, "k1", KEY)
+    broker.route("ctl", topics.vector(GROUP), captured, 1, False)
+    agent.tick(T0 + 200)
+    assert agent.guard.last_round_id == 50                      # the first process applied it
+    broker2, restarted = make_agent()                           # a new process, RAM empty
+    restarted.tick(T0 + 5000)
+    broker2.route("x", topics.vector(GROUP), captured, 1, False)   # replayed, not expired yet
+    restarted.tick(T0 + 5100)
+    assert restarted.pending is None and restarted.guard.last_round_id == -1
+    assert restarted.rejections[-1][1].startswith("issued before this agent started")
+    send_vector(broker2, 51, [0, 0, 0], [0, 0, 0], T0 + 5200)  # the controller's next one is taken
+    restarted.tick(T0 + 5300)
+    assert restarted.guard.last_round_id == 51
