@@ -181,7 +181,7 @@ def _split_world(a, folder: Path):
     key.write_text(os.urandom(32).hex() + "\n")
     (folder / "ctl").mkdir()
     py = [sys.executable, "-m", "colorgrid"]
-    quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    quiet = dict(stdout=open(folder / "children.log", "w"), stderr=subprocess.STDOUT)
     children = [subprocess.Popen(py + ["controller", "--broker", url, "--hmac-key-file", str(key), "--db",
                                        str(folder / "registry.db"), "--out", str(folder / "ctl"), "--log-level",
                                        "WARNING"], **quiet),
@@ -260,7 +260,11 @@ def main(argv: list[str] | None = None) -> int:
         update_s = float(np.median(gaps)) if np.isfinite(gaps).all() else -1.0
         poll_ms = int(re.search(r"POLL_MS = (\d+)", (Path(__file__).parents[1] / "portal/static/app.js")
                                 .read_text()).group(1))
-        rep.figure("data_update_interval_s", update_s, "s", note="median time between new rounds under load")
+        rep.figure("data_update_interval_s", update_s, "s", note="median time between new rounds under load "
+                   "(-1: fewer than 3 new rounds seen)")
+        rep.figure("rounds_seen_during_load", max(0, len(changes) - 1), "",
+                   note=f"new controller rounds in rounds.csv during the {a.duration_s:g}-s load "
+                        f"(a healthy controller: ~{a.duration_s / 2:g}); children's log: {folder}/children.log")
         rep.figure("dashboard_poll_interval_s", poll_ms / 1000.0, "s", target="<= 2")
         metrics = httpx.get(base + "/metrics", headers=auth, timeout=30).text
         missed = re.search(r"^colorgrid_controller_missed_rounds_total (\S+)", metrics, re.M)

@@ -408,6 +408,11 @@ class FleetView:
             self._base = (stamp, out)
         return out
 
+    def base_stamp(self):
+        """The stamp of the sources the last `groups` call answered from (None: not cached)."""
+        cached = getattr(self, "_base", None)
+        return cached[0] if cached is not None else None
+
     def groups(self, now_ms: int | None = None) -> dict[str, dict]:
         """Per group: gateways (total, online), devices, capacity, tier names, latest vector and
         round; with `now_ms` also `health` (gateways per HEALTH state: `_health` of each member,

@@ -40,3 +40,36 @@ def test_a_round_half_written_keeps_the_other_groups_vector(tmp_path):
     assert groups["671.1"]["latest_vector"]["round_id"] == 102
     assert groups["671.2"]["latest_vector"]["round_id"] == 101 and groups["671.2"]["vector_in_force"] is True
     assert groups["671.2"]["health"]["online"] == 1
+
+
+def test_the_encoded_groups_answer_follows_sources_clock_and_token(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from portal.api import create_app
+    from portal.store import FakePortalStore
+    from portal.tokens import FakeTokenStore
+    from tests.portal.conftest import Clock
+
+    write_registry(tmp_path / "registry.db")
+    (tmp_path / "res").mkdir()
+    write_rounds(tmp_path / "res" / "rounds.csv")
+    clock, tokens = Clock(), FakeTokenStore()
+    every, _ = tokens.create("tso", ["fleet:read"], 3600, ["*"], at_ms=clock())
+    one, _ = tokens.create("dso", ["fleet:read"], 3600, ["671.2"], at_ms=clock())
+    view = FleetView(ReadOnlyRegistry(tmp_path / "registry.db"), ResultsFolder(tmp_path / "res"))
+    client = TestClient(create_app(tokens, FakePortalStore(), view, clock=clock))
+
+    def groups(token):
+        body = client.get("/v1/fleet/groups", headers={"Authorization": f"Bearer {token}"}).json()
+        assert body["ts_ms"] == clock()
+        return {g["group"]: g for g in body["groups"]}
+
+    assert set(groups(every)) == {"671.1", "671.2"} and set(groups(one)) == {"671.2"}
+    assert groups(every)["671.1"]["latest_round"]["goal_kw"] == 30.0
+    with (tmp_path / "res" / "rounds.csv").open("a") as fh:
+        fh.write("204.0,102,671.1,33.0,schedule,33.0,False,29.0,False,1,1,0,0,5.5,10.0,13.5,0,0,1,0.1,0,0\n")
+    assert groups(every)["671.1"]["latest_round"]["goal_kw"] == 33.0
+    assert groups(every)["671.1"]["health"]["online"] == 1
+    clock.ms += 2001                                                  # the vectors expire
+    assert groups(every)["671.1"]["health"] == {"online": 0, "stale": 1, "offline": 1}
+    assert groups(one)["671.2"]["vector_in_force"] is False
