@@ -41,9 +41,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--vpp-share", type=float_range(0.0, 1.0, low_open=True), default=0.3,
                         help="the VPP fleet's rated kW as a share of each location's load (default 0.3)")
     parser.add_argument("--confidence", type=fraction, default=0.9, help="supply quantities at this confidence (P90)")
-    parser.add_argument("--max-shed-share", type=float_range(0.0, 1.0, low_open=True), default=0.9,
-                        help="offer at most this share of each tier's kW (default 0.9: the law cannot hold a whole "
-                             "tier off and would shed the next tier instead)")
+    parser.add_argument("--max-shed-share", type=float_range(0.0, 1.0, low_open=True), default=1.0,
+                        help="offer at most this share of each tier's kW (default 1; docs/vpp.md: what < 1 does to "
+                             "the next tier's contract)")
     parser.add_argument("--iso-price", type=existing_file, default=None, metavar="CSV",
                         help="ISO price per interval (interval,price_usd_per_mwh); default: the shipped curve")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="market offers and fleet draws (default 0)")
@@ -330,7 +330,7 @@ class _Day:
     def checks(self, lem) -> None:
         """Delivery RMS and contracts from dispatch.csv as written; the AC power flow with delivered loads."""
         from market.vpp.checks import (CONTRACT_COLUMNS, ac_with_delivered, contract_rows, contract_uses,
-                                       delivery_rms_pct, read_dispatch_csv)
+                                       delivery_rms_pct, read_dispatch_csv, unplanned_shed_pct)
 
         out, f = self.out, self.out.figure
         self.stages.start("checks", "closed-loop checks: delivered vs cleared, tier contracts, AC power flow with "
@@ -348,6 +348,7 @@ class _Day:
         uses = contract_uses(rows, self.portfolio, self.curves.interval_h, self.issued_ms)
         out.write_csv("contracts.csv", CONTRACT_COLUMNS, contract_rows(uses))
         f("contract_violations", [u.why() for u in uses if not u.ok])
+        f("unplanned_shed_pct_max", unplanned_shed_pct(rows, self.portfolio), "%")
         market, result, _ = lem
         found, new = ac_with_delivered(self.feeder, market, result, self.shape,
                                        {(r.location, r.interval): r.delivered_kw for r in rows})
@@ -405,7 +406,7 @@ class _Day:
         out = self.out
         for name in ("objective_usd", "vpp_cleared_kwh", "vpp_delivered_kwh", "vpp_revenue_usd", "vpp_revenue_cleared_usd",
                      "delivery_rms_pct", "delivery_rms_pct_controller_estimate", "balance_gap_usd",
-                     "ac_delivered_violations", "violations_after_delivery", "contract_violations", "rtm",
+                     "ac_delivered_violations", "violations_after_delivery", "contract_violations", "unplanned_shed_pct_max", "rtm",
                      "p2p_trades", "p2p_network_charges_usd", "p2p_ledger_ok"):
             if name not in out.figures:
                 continue

@@ -26,7 +26,7 @@ PNGS = {
     "money_per_tier.png": "Money per tier: revenue at the DLMPs, customers' pay, margin (money_per_tier.csv)",
 }
 HEADLINE = ("delivery_rms_pct", "delivery_rms_pct_controller_estimate", "violations_after_delivery",
-            "ac_delivered_violations", "contract_violations", "vpp_cleared_kwh", "vpp_delivered_kwh",
+            "ac_delivered_violations", "contract_violations", "unplanned_shed_pct_max", "vpp_cleared_kwh", "vpp_delivered_kwh",
             "vpp_revenue_usd", "vpp_revenue_cleared_usd", "objective_usd", "balance_gap_usd", "rtm", "p2p_ledger_ok",
             "p2p_trades", "p2p_network_charges_usd", "devices", "vpp_locations", "total_s")
 

@@ -177,6 +177,18 @@ def contract_uses(rows: Sequence[DispatchRow], portfolio: Portfolio, interval_h:
     return out
 
 
+def unplanned_shed_pct(rows: Iterable[DispatchRow], portfolio: Portfolio) -> float:
+    """The largest share (%) of a holding's kW the fleet shed in an interval where the plan gave
+    that tier nothing (0 when it never did)."""
+    worst = 0.0
+    for r in rows:
+        for i, tier in enumerate(portfolio.sheddable_tiers):
+            h = portfolio.holding(r.location, tier)
+            if h is not None and h.kw > 0 and r.planned_tier_kw[i] <= TOL_KW:
+                worst = max(worst, 100.0 * r.delivered_tier_kw[i] / h.kw)
+    return worst
+
+
 def contract_rows(uses: Iterable[ContractUse]) -> list[list]:
     return [[u.location, u.tier, u.day, " ".join(str(t) for t in u.intervals), u.hours, u.max_hours, u.events,
              u.max_events, "" if u.notice_min is None else u.notice_min, u.min_notice_min, u.ok] for u in uses]

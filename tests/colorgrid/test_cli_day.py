@@ -60,7 +60,7 @@ def test_files_and_columns(day):
     summary = _summary(day)
     for key in ("objective_usd", "vpp_revenue_usd", "delivery_rms_pct", "delivery_rms_pct_by_location",
                 "stage_times_s", "balance_gap_usd", "ac_delivered_violations", "violations_after_delivery",
-                "contract_violations", "time_compression", "rtm", "p2p_ledger_ok"):
+                "contract_violations", "unplanned_shed_pct_max", "time_compression", "rtm", "p2p_ledger_ok"):
         assert key in summary, key
     assert set(summary["delivery_rms_pct_by_location"]) == {r["location"] for r in _rows(day / "dispatch.csv")}
     assert summary["time_compression"]["compressed"] is True and summary["time_compression"]["factor"] == 12.0

@@ -99,3 +99,13 @@ def test_a_contract_the_market_would_otherwise_exceed_is_honoured():
     uses = contract_uses(rows_of(plan), strict, 1.0, issued_ms=-HOUR_MS)
     assert all(u.ok for u in uses), [u.why() for u in uses if not u.ok]
     assert {u.tier: u.intervals for u in uses if u.location == "2.1"} == {"green": (0, 1), "yellow": (0, 1)}
+
+
+def test_unplanned_shed_share():
+    from market.vpp.checks import unplanned_shed_pct
+
+    p = portfolio(locations=("2.1",), hours=2.0, events=1)
+    rows = [row("2.1", 0, 180.0, 30.0, 30.0, planned=(30.0, 0.0), shed=(25.0, 5.0)),     # yellow 5 of 60 kW
+            row("2.1", 1, 180.0, 0.0, 1.0, shed=(1.0, 0.0))]                          # green 1 of 100 kW
+    assert unplanned_shed_pct(rows, p) == pytest.approx(100.0 * 5.0 / 60.0)
+    assert unplanned_shed_pct(rows[1:], p) == pytest.approx(1.0)
