@@ -226,7 +226,7 @@ def bench_qsts(rep: Report, mode: str, steps: int, step_s: float) -> None:
         dss_ms = (time.perf_counter() - t0) * 1000.0
         volts = []
         t0 = time.perf_counter()
-        res = run_qsts(path, mode, steps=steps, step_s=step_s,
+        res = run_qsts(path, mode, steps=steps, step_s=step_s, max_control_iter=1000,  # as OpenDSS here
                        on_step=lambda k, t, r: volts.append(r.v.copy()))
         ours_ms = (time.perf_counter() - t0) * 1000.0
         net = res.last.network
