@@ -60,40 +60,39 @@ def encode(value: Any, where: str = "value") -> bytes:
     return _encoder.encode(_check(value, where)).encode("ascii")
 
 
-_KEY_TEXT: dict[str, str] = {}  # '"key":' of the field names seen (bounded)
+_FLAT_TEMPLATES: dict[tuple, tuple[list[str], str]] = {}  # payload keys as given -> sorted keys, text template
 
 
 def encode_flat(value: dict) -> str | None:
     """Fast path of `encode` for a dict of str keys -> int/str/bool/None (every ledger payload but
-    genesis and readings with nested data): the same text, built without the generic walk.
+    genesis and readings with nested data): the same text, from a template per key set (sorted
+    '"key":%s' parts, cached for up to 4096 key orders) filled with the JSON of each value.
     Returns None when `value` needs the general encoder (nested values, other types)."""
-    try:
-        keys = sorted(value)
-    except TypeError:
-        return None
-    parts = []
-    cache = _KEY_TEXT
-    for key in keys:
-        if type(key) is not str:
+    keys = tuple(value)
+    template = _FLAT_TEMPLATES.get(keys)
+    if template is None:
+        if not all(type(key) is str for key in keys):
             return None
-        head = cache.get(key)
-        if head is None:
-            head = _json_str(key) + ":"
-            if len(cache) < 4096:
-                cache[key] = head
+        order = sorted(keys)
+        template = (order, "{" + ",".join(_json_str(key).replace("%", "%%") + ":%s" for key in order) + "}")
+        if len(_FLAT_TEMPLATES) < 4096:
+            _FLAT_TEMPLATES[keys] = template
+    order, text = template
+    parts = []
+    for key in order:
         item = value[key]
         t = type(item)
-        if t is int:
-            parts.append(head + int.__repr__(item))
-        elif t is str:
-            parts.append(head + _json_str(item))
+        if t is str:
+            parts.append(_json_str(item))
+        elif t is int:
+            parts.append(int.__repr__(item))
         elif t is bool:
-            parts.append(head + ("true" if item else "false"))
+            parts.append("true" if item else "false")
         elif item is None:
-            parts.append(head + "null")
+            parts.append("null")
         else:
             return None
-    return "{" + ",".join(parts) + "}"
+    return text % tuple(parts)
 
 
 def encode_entry(seq: int, prev_hex: str, kind: str, signer: str, ts_ms: int, payload: dict) -> bytes:

@@ -23,6 +23,11 @@ try:  # libsodium via PyNaCl: the same RFC 8032 signatures, about twice as fast 
 except ImportError:  # pragma: no cover - depends on the installation
     _nacl_sign = _nacl_open = None  # type: ignore[assignment]
     _NaclBad = Exception  # type: ignore[misc,assignment]
+try:  # the same libsodium functions without PyNaCl's per-call wrapper (checks, allocations, slicing)
+    from nacl._sodium import ffi as _ffi
+    from nacl._sodium import lib as _lib
+except ImportError:  # pragma: no cover - depends on the installation
+    _ffi = _lib = None
 BACKEND = "libsodium (PyNaCl)" if _nacl_sign is not None else "OpenSSL (cryptography)"
 
 ROLES = ("operator", "participant", "meter", "validator")
@@ -47,6 +52,8 @@ class KeyPair:
         return self.public_bytes.hex()
 
     def sign(self, message: bytes) -> bytes:
+        if _lib is not None:
+            return _sign_all([message], self._sodium_secret)[0]
         if _nacl_sign is not None:
             return _nacl_sign(message, self._sodium_secret)[:64]
         return self._private.sign(message)
@@ -58,14 +65,20 @@ class KeyPair:
             sign = self._private.sign
             return [sign(m) for m in messages]
         secret, nacl_sign = self._sodium_secret, _nacl_sign
+
+        def sign_chunk(chunk: list[bytes]) -> list[bytes]:
+            if _lib is not None:
+                return _sign_all(chunk, secret)
+            return [nacl_sign(m, secret)[:64] for m in chunk]
+
         if threads <= 1 or len(messages) < 256:
-            return [nacl_sign(m, secret)[:64] for m in messages]
+            return sign_chunk(messages)
         from concurrent.futures import ThreadPoolExecutor
 
         size = -(-len(messages) // threads)
         chunks = [messages[i:i + size] for i in range(0, len(messages), size)]
         with ThreadPoolExecutor(len(chunks)) as pool:
-            parts = list(pool.map(lambda chunk: [nacl_sign(m, secret)[:64] for m in chunk], chunks))
+            parts = list(pool.map(sign_chunk, chunks))
         return [sig for part in parts for sig in part]
 
     @classmethod
@@ -77,6 +90,47 @@ class KeyPair:
     @classmethod
     def generate(cls, key_id: str) -> "KeyPair":
         return cls(key_id, Ed25519PrivateKey.generate())
+
+
+def _sign_all(messages: list[bytes], secret: bytes) -> list[bytes]:
+    """libsodium's crypto_sign called directly, its output buffers allocated once per call of this
+    function (so threads never share them): the signatures `nacl.bindings.crypto_sign` gives."""
+    size = max(map(len, messages), default=0)
+    sm = _ffi.new("unsigned char[]", 64 + size)
+    smlen = _ffi.new("unsigned long long *")
+    sk = secret  # 64 bytes, read only
+    sig, sign = _ffi.buffer(sm, 64), _lib.crypto_sign
+    out = []
+    for m in messages:
+        if type(m) is not bytes:
+            m = bytes(m)
+        if sign(sm, smlen, m, len(m), sk):  # pragma: no cover - libsodium's signing cannot fail
+            raise SignatureError("libsodium crypto_sign failed")
+        out.append(sig[:])
+    return out
+
+
+def valid_many(items: list[tuple[str, bytes, bytes]]) -> list[bool]:
+    """[is_valid(public_hex, signature, message) ...] for (public_hex, signature, message) items,
+    through libsodium's crypto_sign_open without PyNaCl's per-call wrapper."""
+    if _lib is None or not items:
+        return [is_valid(pub, sig, msg) for pub, sig, msg in items]
+    size = max(len(msg) for _, _, msg in items) + 64
+    out_buf, out_len = _ffi.new("unsigned char[]", size), _ffi.new("unsigned long long *")
+    sign_open, public_raw = _lib.crypto_sign_open, _public_raw
+    result = []
+    for public_hex, sig, msg in items:
+        try:
+            pk = public_raw(public_hex)
+        except KeyError_:
+            result.append(False)
+            continue
+        if type(sig) is not bytes or len(sig) != 64 or type(msg) is not bytes:
+            result.append(is_valid(public_hex, sig, msg))
+            continue
+        sm = sig + msg
+        result.append(sign_open(out_buf, out_len, sm, len(sm), pk) == 0)
+    return result
 
 
 @lru_cache(maxsize=65536)

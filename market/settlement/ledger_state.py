@@ -225,12 +225,19 @@ class LedgerState:
         self.minted_ntok += amount
 
     def _transfer(self, seq: int, p: dict) -> None:
-        src, dst, amount = _str(p, "from"), _str(p, "to"), _int(p, "amount_ntok", 1)
-        reason = _str(p, "reason")
+        # the checks of _str/_int inline for the common exact types (the helpers name any failure)
+        get = p.get
+        src, dst, amount, reason = get("from"), get("to"), get("amount_ntok"), get("reason")
+        if not (type(src) is str and src and type(dst) is str and dst and type(reason) is str and reason
+                and type(amount) is int and amount >= 1):
+            src, dst, amount = _str(p, "from"), _str(p, "to"), _int(p, "amount_ntok", 1)
+            reason = _str(p, "reason")
         if src == dst:
             raise LedgerError(f"entry {seq}: transfer from {src!r} to itself")
         claim = self._check_delivery(seq, p, dst, amount) if reason == "trade" else None
-        new = self._check_debit(seq, src, amount)
+        new = self.balances.get(src, 0) - amount
+        if new < -self.credit_limit_ntok:
+            new = self._check_debit(seq, src, amount)  # raises, naming the account
         if claim is not None:
             claim[0][3] += claim[1]
         self.balances[src] = new

@@ -35,14 +35,53 @@ def test_openssl_fallback_gives_the_same_signatures(monkeypatch):
 
     key = KeyPair.derive(2, "k")
     with_sodium = key.sign(b"msg")
+    monkeypatch.setattr(keys, "_lib", None)
     monkeypatch.setattr(keys, "_nacl_sign", None)
     monkeypatch.setattr(keys, "_nacl_open", None)
     assert key.sign(b"msg") == with_sodium
+    assert key.sign_many([b"msg", b"m2"]) == [with_sodium, key._private.sign(b"m2")]
     verify(key.public_hex, with_sodium, b"msg")
     with pytest.raises(SignatureError):
         verify(key.public_hex, with_sodium, b"msh")
     with pytest.raises(KeyError_, match="32 bytes"):
         verify("00" * 31, with_sodium, b"msg")
+
+
+def test_direct_libsodium_signing_gives_pynacls_and_openssls_signatures():
+    """KeyPair.sign / sign_many call libsodium's crypto_sign without PyNaCl's wrapper: the bytes of
+    nacl.bindings.crypto_sign and of OpenSSL's Ed25519 (RFC 8032 is deterministic), any length."""
+    import hashlib
+    import random
+
+    from nacl.bindings import crypto_sign
+
+    key = KeyPair.derive(3, "operator")
+    rng = random.Random(7)
+    messages = [b"", b"x", bytes(1000)] + [hashlib.sha256(str(i).encode()).digest() for i in range(300)] \
+        + [rng.randbytes(rng.randrange(1, 200)) for _ in range(50)]
+    expected = [crypto_sign(m, key._sodium_secret)[:64] for m in messages]
+    assert expected == [key._private.sign(m) for m in messages]
+    assert [key.sign(m) for m in messages] == expected
+    assert key.sign_many(messages) == expected
+    assert key.sign_many(messages, threads=2) == expected
+    assert key.sign(bytearray(b"x")) == expected[1]
+
+
+def test_valid_many_agrees_with_is_valid_on_good_and_bad_signatures():
+    from market.settlement.keys import is_valid, valid_many
+
+    key, other = KeyPair.derive(3, "a"), KeyPair.derive(3, "b")
+    sig = key.sign(b"message")
+    items = [(key.public_hex, sig, b"message"),            # good
+             (key.public_hex, sig, b"messagf"),            # another message
+             (other.public_hex, sig, b"message"),          # another key
+             (key.public_hex, sig[:63], b"message"),       # short signature
+             (key.public_hex, bytes([sig[0] ^ 1]) + sig[1:], b"message"),
+             ("zz" * 32, sig, b"message"),                 # not hex
+             ("00" * 31, sig, b"message"),                 # 31-byte key
+             (key.public_hex, key.sign(b"m" * 500), b"m" * 500)]
+    assert valid_many(items) == [is_valid(*item) for item in items] == [True] + [False] * 6 + [True]
+    assert valid_many([]) == []
 
 
 def test_seed_derived_keys_are_pinned():
