@@ -182,6 +182,12 @@ class HighsModel:
         self.h.run()
         status = self.h.getModelStatus()
         if status != highspy.HighsModelStatus.kOptimal:
+            # a hot-started re-solve can end 'Unknown' where the same model from scratch is optimal
+            # (IEEE 123, generated offers: the in-place pricing LP): drop the basis, run once more
+            self.h.clearSolver()
+            self.h.run()
+            status = self.h.getModelStatus()
+        if status != highspy.HighsModelStatus.kOptimal:
             raise ClearingError(stage, self.h.modelStatusToString(status))
         sol = self.h.getSolution()
         if not sol.value_valid:
