@@ -3,10 +3,10 @@
 `SeriesRecorder.record()` copies the rounds the controller appended to `rounds.csv` since the
 last call (`FleetView.rounds_log`, followed incrementally) into the store's `fleet_series`
 (`portal.store.SeriesRow`: goal, measured enabled kW, tracking error = measured − goal, health
-counts, enabled kW per tier). `rounds.csv` gives each round's time as seconds since the
-controller started (`t_s`); the command log of the registry gives the UTC ms at which the
-round's vector was sent, so the recorder anchors `t_s` on the newest round present in both
-(`ts_ms = anchor_ts_ms + (t_s − anchor_t_s) · 1000`). Rounds before the first anchor wait.
+counts, enabled kW per tier) at the round's UTC ms: the time the registry's command log gives
+the group's vector of that round; a round without one (no vector sent) is timed from
+`rounds.csv`'s `t_s` (seconds since the controller started) anchored on the newest round present
+in both (`ts_ms = anchor_ts_ms + (t_s − anchor_t_s) · 1000`). Rounds before the first anchor wait.
 Rows already stored (same group and round) are not written twice, also after a restart
 (`last_series_round`).
 
@@ -35,10 +35,12 @@ class SeriesRecorder:
         self._anchor: tuple[float, int] | None = None  # (t_s, ts_ms) of one round
 
     def _find_anchor(self, rows: dict[str, list[dict]]) -> None:
+        """The newest round of `rows` whose vector the command log holds (the previous anchor
+        when these rows have none)."""
         by_round = {}
         for cmd in self.fleet.registry.commands(since_round_id=max(0, self.fleet.registry.last_round_id() - 50)):
             by_round[(cmd.round_id, cmd.group)] = cmd.ts_ms
-        best = None
+        best = self._anchor
         for g, series in rows.items():
             for r in series:
                 ts = by_round.get((r.get("round_id"), g))
@@ -58,7 +60,9 @@ class SeriesRecorder:
                for g, series in rows.items()}
         if not any(new.values()):
             return 0
-        self._find_anchor(new if self._anchor is None else {})
+        first = min(r["round_id"] for series in new.values() for r in series)
+        sent = {(c.round_id, c.group): c.ts_ms for c in self.fleet.registry.commands(since_round_id=first - 1)}
+        self._find_anchor(new)
         if self._anchor is None:
             return 0
         t0, ts0 = self._anchor
@@ -67,7 +71,10 @@ class SeriesRecorder:
             for r in series:
                 if not isinstance(r.get("t_s"), (int, float)):
                     continue
-                out.append(SeriesRow(g, r["round_id"], ts0 + round((r["t_s"] - t0) * 1000), r.get("goal_kw"),
+                ts = sent.get((r["round_id"], g))      # exact where the round's vector was logged
+                if ts is None:
+                    ts = ts0 + round((r["t_s"] - t0) * 1000)
+                out.append(SeriesRow(g, r["round_id"], ts, r.get("goal_kw"),
                                      r.get("measured_enabled_kw"), r.get("n_live"), r.get("n_fresh"),
                                      r.get("n_missing"), r.get("n_fail_safe"), r.get("saturated"),
                                      [r.get(f"enabled_t{i}_kw") for i in range(k)]))

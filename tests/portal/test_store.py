@@ -133,6 +133,16 @@ def test_recorder_copies_rounds_csv_with_the_command_log_times(url, tmp_path):
         fh.write("204.0,102,671.1,30.0,schedule,30.0,False,29.0,False,1,1,0,0,5.5,10.0,13.5,0,0,1,0.1,0,0\n")
     assert rec.record() == 1
     assert store.series("671.1")[-1].ts_ms == NOW and store.series("671.1")[-1].tracking_error_kw == -1.0
+    # a controller restart: rounds.csv continues with t_s from 0 again; the command log times it
+    from cloud.registry import SqliteRegistry
+
+    reg = SqliteRegistry(tmp_path / "registry.db")
+    reg.log_command(103, "671.1", NOW + 50_000, NOW + 56_000, '{"p_on":[0,0,1],"p_off":[0,0,0],"round_id":103}')
+    reg.close()
+    with (tmp_path / "res" / "rounds.csv").open("a") as fh:
+        fh.write("2.0,103,671.1,30.0,schedule,30.0,False,30.5,False,1,1,0,0,5.5,10.0,15.0,0,0,1,0,0,0\n")
+    assert rec.record() == 1
+    assert store.series("671.1")[-1].round_id == 103 and store.series("671.1")[-1].ts_ms == NOW + 50_000
     assert SeriesRecorder(fleet, store).record() == 0                # a restarted portal resumes
     store.close()
 
