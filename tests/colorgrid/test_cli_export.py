@@ -109,3 +109,31 @@ def test_bad_flags_give_one_line_and_exit_2(tmp_path, capsys, monkeypatch, argv,
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and flag in err and "Traceback" not in err, err
+
+
+def test_tracking_from_a_postgresql_store(tmp_path):
+    import secrets
+
+    psycopg = pytest.importorskip("psycopg")
+    pg = "postgresql://postgres@127.0.0.1:5432/test"
+    try:
+        psycopg.connect(pg, connect_timeout=3).close()
+    except psycopg.Error:
+        pytest.skip("no PostgreSQL on 127.0.0.1:5432")
+    schema = f"export_test_{secrets.token_hex(6)}"
+    with psycopg.connect(pg, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    url = f"{pg}?options=-csearch_path%3D{schema}"
+    try:
+        store = DbPortalStore(url)
+        store.add_series([SeriesRow("g0", r, NOW + 2000 * r, 10.0, 9.5 + r, 4, 4, 0, 0, False, [1.0, 2.0, 6.5 + r])
+                          for r in range(5)])
+        store.close()
+        csv_dir, pq_dir = export_both(tmp_path, "--what", "tracking", "--db", url, "--since-ts-ms", str(NOW + 2000))
+        assert_same_tables(csv_dir, pq_dir, ["tracking"])
+        back = pq.read_table(pq_dir / "tracking.parquet").to_pylist()
+        assert [r["round_id"] for r in back] == [1, 2, 3, 4]
+        assert [r["tracking_error_kw"] for r in back] == [0.5, 1.5, 2.5, 3.5]
+    finally:
+        with psycopg.connect(pg, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
