@@ -30,8 +30,13 @@ not heard in the window is carried forward up to `max_carry_ms` after its last r
 **Shared mode** (`shared = True`, several aggregators per region on the MQTT 5 shared
 subscription ``$share/{region}/colorgrid/v1/gw/+/state``): the broker hands each state report to
 exactly one member of the share group, so each aggregator sums only the reports it received in
-its window — never a carried one (a peer may hold a newer report of the same gateway) — and the
-partial sums of one round cover disjoint gateways. `stale` and `missing` stay empty (an
+its window — never a carried one (a peer may hold a newer report of the same gateway), and only
+a report produced after this aggregator's previous tick (`ts_ms` > that tick's time): a report
+that missed its round's tick arrives in the next window, where a peer may also hold the same
+gateway's on-time report of that round, so counting it would make two partials of one round
+claim the gateway (seen under load: the controller then had to leave a whole partial out). The
+partial sums of one round thus cover disjoint gateways; a late report is dropped
+(`counters["late"]`) and its gateway is missing for one round. `stale` and `missing` stay empty (an
 aggregator cannot tell a gateway it did not hear from one its peer heard); the controller derives
 them from the union. Births and deaths are read on a plain subscription by every member, so each
 knows the whole region's inventory.
@@ -295,7 +300,8 @@ class RegionCore:
         self.policy = policy if policy is not None else GatewayPolicy()
         self.gateways: dict[str, _Gateway] = {}
         self.rejected: dict[str, int] = {}
-        self.counters = {"received": 0, "foreign": 0, "states": 0, "sums": 0}
+        self.counters = {"received": 0, "foreign": 0, "states": 0, "sums": 0, "late": 0}
+        self._cut_ms: int | None = None     # shared mode: the previous tick's time
 
     def subscriptions(self) -> list[str]:
         """Births, deaths plainly (every member sees the inventory); states shared or plain."""
@@ -368,6 +374,7 @@ class RegionCore:
                 out.append((sum_topic(self.region, group), payload, 1, False))
         for gw in self.gateways.values():
             gw.fresh = False
+        self._cut_ms = now_ms
         self.counters["sums"] += len(out)
         return out
 
@@ -381,6 +388,9 @@ class RegionCore:
             if gw.group != group or not gw.online:
                 continue
             usable = gw.p_w is not None and (gw.fresh or (not self.shared and now_ms - gw.rx_ms <= self.max_carry_ms))
+            if usable and self.shared and self._cut_ms is not None and gw.ts_ms <= self._cut_ms:
+                self.counters["late"] += 1       # missed its round's tick: a peer may hold its successor
+                usable = False
             if not usable:
                 if not self.shared:
                     missing.append(gid)

@@ -110,6 +110,31 @@ def test_shared_partials_carry_nothing_and_merge_disjoint():
     assert again.p_w.tolist() == merged.p_w.tolist()
 
 
+def test_shared_report_that_missed_its_tick_is_not_counted_in_the_next_window():
+    """Under load gw n-1's report of round 1 (ts 2500) reaches a1 only after a1's tick of round 1;
+    its report of round 2 (ts 4500) goes to b1. Counted by a1 in round 2 it would make both
+    partials of round 2 claim n-1 (the controller had to leave one out); it is dropped instead."""
+    a = RegionCore("north", MAP, "a1", "rk", KEY, shared=True)
+    b = RegionCore("north", MAP, "b1", "rk", KEY, shared=True)
+    for core in (a, b):
+        for gid in ("n-1", "n-2"):
+            core.handle(*birth(gid), 1000)
+    a.handle(*state("n-2", [[10, 0, 0, 0]] * 3, 2400), 2400)
+    b.handle(*state("n-1", [[1, 0, 0, 0]] * 3, 500), 600)        # round 0: nothing to do with it
+    a.tick(2000, 3700), b.tick(2000, 3700)
+    a.handle(*state("n-1", [[100, 0, 0, 0]] * 3, 2500, seq=2), 3800)   # late: after a's tick of round 1
+    a.handle(*state("n-2", [[20, 0, 0, 0]] * 3, 4400, seq=2), 4400)
+    b.handle(*state("n-1", [[200, 0, 0, 0]] * 3, 4500, seq=3), 4500)   # on time, at the peer
+    pa, pb = a.tick(4000, 5700), b.tick(4000, 5700)
+    assert codec.loads(pa[0][1])["covered"] == ["n-2"] and a.counters["late"] == 1
+    assert codec.loads(pb[0][1])["covered"] == ["n-1"]
+    inbox = RegionInbox({"rk": KEY})
+    inbox.offer(*pa[0][:2], 5700)
+    _, merged = inbox.offer(*pb[0][:2], 5710)
+    assert merged.overlaps == 0 and merged.covered == {"n-1", "n-2"}
+    assert merged.p_w[0].tolist() == [220, 0, 0, 0]                     # each gateway once, its newest
+
+
 def test_overlapping_partial_is_left_out():
     inbox = RegionInbox({"rk": KEY})
     p = dict(shared=True, p_w=[[100, 0, 0, 0]] * 3, count=[[1, 0, 0, 0]] * 3, capacity_w=3000,
