@@ -18,11 +18,12 @@ from market.settlement.verify import verify_ledger
 GOLDEN = "d3aa75d2b4e5b60d84035359578e9d0ee309eeeceee53f1f4e869d55b30e1bd8"
 
 
-def build(batched_helpers: bool) -> Ledger:
+def build(batched_helpers: bool, sign_threads: int = 1) -> Ledger:
     op = KeyPair.derive(5, "operator")
     vs = [KeyPair.derive(5, f"validator:{n}") for n in ("dso", "agg", "com")]
     led = Ledger.create(FakeLedgerStore(), op, [(v.key_id, v.public_hex) for v in vs], 2, "golden", ts_ms=1,
                         credit_limit_ntok=10**12)
+    led.sign_threads = sign_threads
     m = KeyPair.derive(5, "meter:p1")
     with led.batch():
         led.register_key(m.key_id, "meter", m.public_hex, "p1", 2)
@@ -56,8 +57,8 @@ def digest(led: Ledger) -> str:
 
 
 def test_ledger_bytes_unchanged_by_the_fast_paths():
-    for batched in (False, True):
-        led = build(batched)
+    for batched, threads in ((False, 1), (True, 1), (True, 2)):  # 2: signing overlapped with encoding
+        led = build(batched, threads)
         assert digest(led) == GOLDEN
         assert verify_ledger(led.store).ok
 
@@ -84,3 +85,38 @@ def test_flat_templates_with_percent_keys_and_any_insertion_order():
                     {}, {"ü": "é", "z": -3}):
         assert canonical.encode_flat(payload).encode("ascii") == canonical.encode(payload)
     assert canonical.encode_flat({1: 2}) is None and canonical.encode_flat({"a": 1.5}) is None
+
+
+def _pay(start: int, stop: int, bad: int | None = None) -> list:
+    return [("transfer", {"from": f"p{i % 7}", "to": f"p{(i + 1) % 7}", "amount_ntok": 0 if i == bad else 5 + i,
+                          "reason": "pay", "ref": ""}, i) for i in range(start, stop)]
+
+
+def test_overlapped_signing_gives_the_same_rows_and_fails_whole():
+    """append_many with sign_threads > 1 (chunks signed on threads while the next are encoded): the
+    rows of the one-thread path; an entry refused in a later chunk leaves store and state untouched."""
+    ledgers = []
+    for threads in (1, 2, 3):
+        op, v = KeyPair.derive(6, "operator"), KeyPair.derive(6, "validator")
+        led = Ledger.create(FakeLedgerStore(), op, [(v.key_id, v.public_hex)], 1, "overlap", credit_limit_ntok=10**9)
+        led.sign_threads = threads
+        assert led.append_many(_pay(0, 700)) == list(range(1, 701))
+        ledgers.append(led)
+    assert ledgers[0].store.rows == ledgers[1].store.rows == ledgers[2].store.rows
+    led = ledgers[2]
+    before = (list(led.store.rows), dict(led.state.balances), led.head_seq)
+    try:
+        led.append_many(_pay(700, 1400, bad=1300))  # refused after two chunks went to the signers
+    except Exception as exc:  # noqa: BLE001 - the error is asserted below
+        assert "amount_ntok" in str(exc)
+    else:
+        raise AssertionError("a zero transfer was accepted")
+    assert (list(led.store.rows), dict(led.state.balances), led.head_seq) == before
+    led.append_many(_pay(700, 800))
+    assert led.store.rows == [*before[0], *_rows_of(ledgers[0], 700, 800)]
+    assert verify_ledger(led.store).ok
+
+
+def _rows_of(led: Ledger, start: int, stop: int) -> list:
+    led.append_many(_pay(start, stop))
+    return led.store.rows[-(stop - start):]
