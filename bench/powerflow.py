@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from bench._report import Report
+from market.network.errors import PowerFlowNotConverged
 from market.network.opendss_import import compile_dss, feeder_from_engine
 from market.network.reference import compare, freeze_controls, solve_opendss
 from market.network.sensitivity import SensitivityModel
@@ -226,8 +227,14 @@ def bench_qsts(rep: Report, mode: str, steps: int, step_s: float) -> None:
         dss_ms = (time.perf_counter() - t0) * 1000.0
         volts = []
         t0 = time.perf_counter()
-        res = run_qsts(path, mode, steps=steps, step_s=step_s, max_control_iter=1000,  # as OpenDSS here
-                       on_step=lambda k, t, r: volts.append(r.v.copy()))
+        try:
+            res = run_qsts(path, mode, steps=steps, step_s=step_s, max_control_iter=1000,  # as OpenDSS here
+                           on_step=lambda k, t, r: volts.append(r.v.copy()))
+        except PowerFlowNotConverged as exc:  # named in the report, the other figures kept
+            rep.figure(f"qsts_{mode}_failed_at_step", len(volts) + 1, note=f"of {steps}: {exc}")
+            rep.figure(f"qsts_{mode}_ms_until_failure", (time.perf_counter() - t0) * 1000.0, "ms",
+                       note=f"OpenDSS's whole {steps}-step run: {dss_ms:.0f} ms")
+            return
         ours_ms = (time.perf_counter() - t0) * 1000.0
         net = res.last.network
         compile_dss(path)
