@@ -127,6 +127,21 @@ CASES = {
         ("portal --registry {key} --port -1", "--port"),
         ("portal --registry {key} --bogus", "--bogus"),
     ],
+    "serve": [  # more in tests/portal/test_cli.py
+        ("serve --registry {missing}", "--registry"),
+        ("serve --registry {empty}", "--registry"),
+        ("serve --registry {key} --port nan", "--port"),
+        ("serve --registry {key} --retention-days -1", "--retention-days"),
+        ("serve --registry {key} --bogus", "--bogus"),
+    ],
+    "export": [  # more in tests/colorgrid/test_cli_export.py
+        ("export --what tracking --db {missing} --out {missing}", "--db"),
+        ("export --what market --results {missing} --out {missing}", "--results"),
+        ("export --what settlement --ledger {empty} --out {missing}", "--ledger"),
+        ("export --what nope --out {missing}", "--what"),
+        ("export --what tracking --since-ts-ms nan --out {missing}", "--since-ts-ms"),
+        ("export --what tracking --out {missing} --bogus", "--bogus"),
+    ],
     "token": [  # more in tests/portal/test_cli.py
         ("token create --stakeholder dso --scope admin --ttl nan --db {missing}", "--ttl"),
         ("token create --stakeholder dso --scope admin --ttl -1 --db {missing}", "--ttl"),
@@ -139,7 +154,8 @@ CASES = {
         ("market offers --feeder ieee13 --seed -1 --out {missing}", "--seed"),
         ("market clear --feeder ieee13 --offers {missing} --out {missing}", "--offers"),
         ("market clear --feeder ieee13 --offers {empty} --out {missing}", "--offers"),
-        ("market clear --feeder ieee13 --offers {key} --horizon rtm --out {missing}", "--horizon"),
+        ("market clear --feeder ieee13 --offers {key} --horizon rtm --out {missing}", "--offers"),
+        ("market clear --feeder ieee13 --horizon bogus --offers {missing} --out {missing}", "--horizon"),
         ("market clear --feeder ieee13 --offers {key} --bogus --out {missing}", "--bogus"),
     ],
     "vpp": [  # more in tests/colorgrid/test_cli_vpp.py
