@@ -207,7 +207,7 @@ def bench_sqlite(rep: Report, n: int, batch: int, workers: int, block: int) -> d
         rep.ratio("ledger_appends_speedup_vs_straightforward_cpu", cpu["base"], cpu["many"], note="process CPU time")
         rep.ratio("ledger_per_call_vs_floor_cpu", cpu["sign"] + cpu["sha"], cpu["call"], note="process CPU time")
         rep.ratio("ledger_appends_2_sign_threads_vs_1", best["many"], best["many2"],
-                  note="wall time; signing overlapped with encoding on a second thread")
+                  note="wall time; the batch's signatures split over 2 threads at commit")
         verify_s = best["verify"]
         gc.collect()
         t0 = time.perf_counter()

@@ -13,8 +13,7 @@ and is co-signed by validators (witnesses that recompute the root themselves); i
 only with >= k valid signatures.  Appends go through `LedgerState` rules first; `batch()` groups
 appends into one store transaction (all or nothing) and signs its entries together at commit
 (`sign_threads` > 1 spreads the Ed25519 signatures over threads; libsodium releases the GIL);
-`append_many` takes a batch of entries in one call (with `sign_threads` > 1 and outside a
-batch, it signs chunks on threads while it encodes the next entries).  Entry bodies are built from a template
+`append_many` takes a batch of entries in one call.  Entry bodies are built from a template
 (`canonical.encode_entry`, the same bytes as the generic encoder).  Time in hashed data is what the caller passes (`ts_ms`), never the wall clock.
 """
 from __future__ import annotations
@@ -31,7 +30,6 @@ from market.settlement.ledger_state import LedgerState, reading_message
 from market.settlement.store import CheckpointRow, EntryRow, LedgerStore
 
 ZERO_HASH = b"\x00" * 32
-SIGN_CHUNK = 256  # entries per signing task of _append_many_overlapped
 _sha256 = hashlib.sha256
 
 
@@ -83,7 +81,6 @@ class Ledger:
         self.state = LedgerState()
         self._pending: list[tuple] | None = None  # (seq, kind, signer, body, hash), signed at commit
         self._broken = False
-        self._signers = None  # threads of _append_many_overlapped, started on first use
         self._replay()
 
     # -- construction -----------------------------------------------------------------------
@@ -144,8 +141,6 @@ class Ledger:
         all or nothing.  The same rules and bytes as `append` one by one, without its per-call cost."""
         if self.operator is None:
             raise LedgerError("append: ledger opened read-only (no operator key)")
-        if self._pending is None and self.sign_threads > 1:
-            return self._append_many_overlapped(entries)
         with self.batch():
             pending, apply, encode = self._pending, self.state.apply, canonical.encode_entry
             signer = self.operator.key_id
@@ -162,40 +157,6 @@ class Ledger:
                 raise
             self._head_seq, self._head_hash = seq, head
             return list(range(first, seq + 1))
-
-    def _append_many_overlapped(self, entries: Iterable[tuple[str, dict, int]]) -> list[int]:
-        """`append_many` outside a batch with sign_threads > 1: every SIGN_CHUNK entries go to the
-        signing threads while this thread encodes, checks and hashes the next ones (libsodium runs
-        without the GIL); one transaction at the end, all or nothing."""
-        if self._signers is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self._signers = ThreadPoolExecutor(max(1, self.sign_threads - 1), thread_name_prefix="ledger-sign")
-        submit, sign_many = self._signers.submit, self.operator.sign_many
-        apply, encode, signer = self.state.apply, canonical.encode_entry, self.operator.key_id
-        seq, head = self._head_seq, self._head_hash
-        first, pending, futures, digests = seq + 1, [], [], []
-        try:
-            for kind, payload, ts_ms in entries:
-                body = encode(seq + 1, head.hex(), kind, signer, ts_ms, payload)
-                apply(seq + 1, kind, signer, payload, True, ts_ms)
-                seq, head = seq + 1, _sha256(body).digest()
-                pending.append((seq, kind, signer, body, head))
-                digests.append(head)
-                if len(digests) == SIGN_CHUNK:
-                    futures.append(submit(sign_many, digests))
-                    digests = []
-            if digests:
-                futures.append(submit(sign_many, digests))
-            sigs = [sig for future in futures for sig in future.result()]
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            self._replay()  # the rules ran on entries that will not be committed
-            raise
-        self._head_seq, self._head_hash = seq, head
-        self._commit([EntryRow(*p, sig) for p, sig in zip(pending, sigs)])
-        return list(range(first, seq + 1))
 
     def _commit(self, rows: list[EntryRow], checkpoints: Sequence[CheckpointRow] = ()) -> None:
         try:

@@ -57,7 +57,7 @@ def digest(led: Ledger) -> str:
 
 
 def test_ledger_bytes_unchanged_by_the_fast_paths():
-    for batched, threads in ((False, 1), (True, 1), (True, 2)):  # 2: signing overlapped with encoding
+    for batched, threads in ((False, 1), (True, 1), (True, 2)):  # 2: signatures split over 2 threads
         led = build(batched, threads)
         assert digest(led) == GOLDEN
         assert verify_ledger(led.store).ok
@@ -92,9 +92,9 @@ def _pay(start: int, stop: int, bad: int | None = None) -> list:
                           "reason": "pay", "ref": ""}, i) for i in range(start, stop)]
 
 
-def test_overlapped_signing_gives_the_same_rows_and_fails_whole():
-    """append_many with sign_threads > 1 (chunks signed on threads while the next are encoded): the
-    rows of the one-thread path; an entry refused in a later chunk leaves store and state untouched."""
+def test_threaded_signing_gives_the_same_rows_and_fails_whole():
+    """append_many with sign_threads > 1 (the batch's signatures split over threads at commit): the
+    rows of the one-thread path; an entry refused late in a batch leaves store and state untouched."""
     ledgers = []
     for threads in (1, 2, 3):
         op, v = KeyPair.derive(6, "operator"), KeyPair.derive(6, "validator")
@@ -106,7 +106,7 @@ def test_overlapped_signing_gives_the_same_rows_and_fails_whole():
     led = ledgers[2]
     before = (list(led.store.rows), dict(led.state.balances), led.head_seq)
     try:
-        led.append_many(_pay(700, 1400, bad=1300))  # refused after two chunks went to the signers
+        led.append_many(_pay(700, 1400, bad=1300))  # refused after 600 entries of the batch passed
     except Exception as exc:  # noqa: BLE001 - the error is asserted below
         assert "amount_ntok" in str(exc)
     else:
