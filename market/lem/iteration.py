@@ -76,6 +76,7 @@ class IteratedClearing:
     points: list[OperatingPoint]     # the AC solution of the last schedule, per interval
     factorizations: int
     timings_s: dict[str, float] = field(default_factory=dict)
+    note: str = ""                   # how it ended, when not plain (e.g. a two-cycle of the control state)
 
     @property
     def converged(self) -> bool:
@@ -189,6 +190,9 @@ def clear_with_ac(market: Market, feeder, load_shape: list[float] | None = None,
     reports: list[IterationReport] = []
     previous = None
     previous_clearing = None
+    objectives: list[float] = []
+    last_clean = None
+    note = ""
     status = "iteration cap"
     for it in range(max_iterations):
         used = CriticalSet(list(critical.lines), list(critical.voltages))
@@ -223,10 +227,23 @@ def clear_with_ac(market: Market, feeder, load_shape: list[float] | None = None,
         fixed_point = fixed_point_rtol is None or previous is not None and (
             float(np.max(np.abs(inj - previous[0]))) < SCHEDULE_TOL_KW
             or abs(clearing.objective_usd - previous[1]) <= fixed_point_rtol * max(1.0, abs(previous[1])))
-        if (not violations and not added_lines and not added_voltages and fixed_point
-                and not _beyond_margins(clearing.slacks, used_net, rating_margin, voltage_margin_pu)):
+        clean = (not violations and not added_lines and not added_voltages
+                 and not _beyond_margins(clearing.slacks, used_net, rating_margin, voltage_margin_pu))
+        if clean and fixed_point:
             status = "converged"
             break
+        objectives.append(clearing.objective_usd)
+        cycle = (fixed_point_rtol is not None and len(objectives) >= 3 and not added_lines and not added_voltages
+                 and abs(objectives[-1] - objectives[-3]) <= fixed_point_rtol * max(1.0, abs(objectives[-3])))
+        if cycle and (clean or last_clean is not None and last_clean[0] == it - 1):
+            # a two-cycle of the linearisation (a regulator's tap flips between two positions from one
+            # schedule to the next): no fixed point exists; keep the member without violations
+            if not clean:
+                _, clearing, used_net, points, violations = last_clean
+            status, note = "converged", "two-cycle of the linearisation (control state); the clean member kept"
+            break
+        if clean:
+            last_clean = (it, clearing, used_net, points, violations)
         held = {(s.where, s.interval) for s in clearing.slacks}
         stuck = not added_lines and not added_voltages and bool(violations) and (
             fixed_point and all((v.where, v.interval) in held for v in violations)  # it chose to pay slack there
@@ -241,4 +258,5 @@ def clear_with_ac(market: Market, feeder, load_shape: list[float] | None = None,
         timings["linearise_s"] += lin_s
         net = NetworkData(source, new_ivs, nodes_of)
     timings["total_s"] = time.perf_counter() - t_start
-    return IteratedClearing(clearing, used_net, critical, reports, status, violations, points, ac.factorizations, timings)
+    return IteratedClearing(clearing, used_net, critical, reports, status, violations, points, ac.factorizations, timings,
+                            note)
