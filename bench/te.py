@@ -13,6 +13,11 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import glob
+import os
+import subprocess
+import sys
+import tempfile
 import time
 
 import numpy as np
@@ -120,15 +125,60 @@ def bench_order_book(rep: Report, n: int) -> None:
         rep.ratio(f"order_book_{name}_speedup_vs_sorted_list", slow, fast)
 
 
+def _colorgrid(*args: str) -> float:
+    """Run one `colorgrid` command in a child process (as a user would); its wall time in s."""
+    t0 = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "colorgrid", *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"bench.te: colorgrid {' '.join(args[:3])} failed: {done.stderr.strip()[-400:]}")
+    return time.perf_counter() - t0
+
+
+def bench_communities(rep: Report, communities: int, participants: int, intervals: int) -> None:
+    """Issue 20 target: `te run --communities N` (N sidechains + the main chain, every ledger
+    verified, exchange pairs, supply and main-chain records cross-checked by the command), then the
+    main chain anchored in the EVM contract (in-process py-evm) with a sidechain checked through
+    it (the te run has already checked every sidechain against the main chain). Baseline: the same communities run one by one as plain `te run`s (no exchange, no main
+    chain) — the ratio is what the cross-chain layer costs."""
+    with tempfile.TemporaryDirectory(prefix="bench-te-") as tmp:
+        run = ["te", "run", "--participants", str(participants), "--intervals", str(intervals)]
+        t_multi = _colorgrid(*run, "--communities", str(communities), "--out", os.path.join(tmp, "multi"))
+        ledgers = sorted(glob.glob(os.path.join(tmp, "multi", "**", "*.sqlite"), recursive=True))
+        main = [p for p in ledgers if "main" in os.path.basename(p)]
+        sides = [p for p in ledgers if p not in main]
+        if len(main) != 1 or len(sides) != communities:
+            raise SystemExit(f"bench.te: expected 1 main chain and {communities} sidechains, found {ledgers}")
+        t_anchor = 0.0
+        try:
+            import market.settlement.evm  # noqa: F401  (extra [evm])
+            t_anchor = _colorgrid("ledger", "anchor", sides[0], "--main", main[0])
+        except ImportError:
+            rep.figure("communities_anchor_skipped", 1, "", note="extra [evm] not installed")
+        t_single = sum(_colorgrid(*run, "--seed", str(c), "--out", os.path.join(tmp, f"single{c}"))
+                       for c in range(communities))
+    note = f"{communities} communities x {participants} participants x {intervals} intervals"
+    rep.figure("communities_te_run_s", t_multi, "s", note=note + ", every ledger verified and cross-checked")
+    if t_anchor:
+        rep.figure("communities_anchor_and_check_s", t_anchor, "s", note="main chain anchored (in-process py-evm, deploy included), community 0 checked through it")
+        rep.figure("communities_total_s", t_multi + t_anchor, "s", note=note + ", anchored and cross-verified")
+    rep.figure("communities_separate_te_runs_s", t_single, "s", note="baseline: the same communities as separate plain te runs")
+    rep.ratio("communities_cost_vs_separate_runs", t_multi, t_single)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.te")
     parser.add_argument("--orders", type=int, default=100_000, help="orders in the call auction / order book")
+    parser.add_argument("--communities", type=int, default=4, help="sidechains of the te run --communities figure (0: skip)")
+    parser.add_argument("--community-participants", type=int, default=200, help="participants per community")
+    parser.add_argument("--community-intervals", type=int, default=96, help="intervals of the communities run")
     bench_ledger.add_arguments(parser)
     rep = Report("te", argv, parser)
     args = rep.args
     bench_call_auction(rep, args.orders)
     bench_order_book(rep, args.orders)
     bench_ledger.run(rep)
+    if args.communities > 0:
+        bench_communities(rep, args.communities, args.community_participants, args.community_intervals)
     rep.done()
 
 
