@@ -64,9 +64,9 @@ def test_dispatched_schedule_reaches_the_fleet(tmp_path):
     # the schedule's points in the controller's time: the first applies from the first round after
     # the dispatch arrived (broker latency under load: later than its ts_ms), the second — known
     # ahead — exactly at the first round at or after its ts_ms
-    p0_s, p1_s = [(int(r["ts_ms"]) - clock.origin_ms) / 1000.0
-                  for r in csv.DictReader((tmp_path / "dispatch" / "dispatch.csv").open())]
-    assert p1_s - p0_s == 30.0
+    p0_ms, p1_ms = [int(r["ts_ms"]) for r in csv.DictReader((tmp_path / "dispatch" / "dispatch.csv").open())]
+    assert p1_ms - p0_ms == 30_000                          # integer ms on the wire (floats: 85.88 - 55.88 != 30.0)
+    p0_s, p1_s = (p0_ms - clock.origin_ms) / 1000.0, (p1_ms - clock.origin_ms) / 1000.0
     assert p0_s <= t22 < p1_s and p1_s <= t18 <= p1_s + 2.0
     assert t18 - t22 <= 31.0
     after = [g for t, g in goals if t > t18 + 32.0]          # the schedule ended 30 s after its last point
